@@ -1,0 +1,1 @@
+"""Throughput, memory and scaling benchmarks (`rdengine bench` runs them)."""

@@ -1,0 +1,179 @@
+"""Command line: ``rdengine process|demo|make-checkpoint ...``.
+
+User mistakes end in one ``error: ...`` line and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .engine.config import DEFAULT_CHECKPOINT, DTYPES, EXPORTS, PRESETS, ConfigError, ExecutionOptions, \
+    resolve_config
+from .engine.errors import EngineError
+from .storage.video import VideoError
+
+USER_ERRORS = (EngineError, ConfigError, VideoError)
+LIST_OPTIONS = ("--dilations", "--snippet-len")
+
+
+class Cli(click.Group):
+    """Click group that turns user errors into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+def join_list_options(args: list[str]) -> list[str]:
+    """Let ``--dilations 1 10 25`` mean ``--dilations 1,10,25`` (integers following the option)."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        out.append(args[i])
+        if args[i] in LIST_OPTIONS:
+            values = []
+            while i + 1 < len(args) and args[i + 1].replace(",", "").isdigit():
+                values.append(args[i + 1])
+                i += 1
+            out.append(",".join(values))
+        i += 1
+    return out
+
+
+def int_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.replace(" ", ",").split(",") if v)
+    except ValueError:
+        raise click.BadParameter(f"expected integers like '1 10 25', got '{value}'") from None
+
+
+def process_options(fn):
+    """The options shared by ``process``, ``batch`` and ``bench``."""
+    options = [
+        click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True),
+        click.option("--res", type=int, help="processing resolution of the longer side (0 = native)"),
+        click.option("--dilations", callback=int_list, help="frame spacings, e.g. 1 10 25 (must include 1)"),
+        click.option("--snippet-len", callback=int_list, help="snippet length, or one per dilation (2..4)"),
+        click.option("--refine-steps", type=int),
+        click.option("--refine-start-dilation", type=int),
+        click.option("--cap-dilation/--no-cap-dilation", default=None),
+        click.option("--dtype", type=click.Choice(DTYPES)),
+        click.option("--coalign", type=click.Choice(["fast", "reference"]), default="fast", show_default=True),
+        click.option("--checkpoint", default=DEFAULT_CHECKPOINT, show_default=True,
+                     help="hub id or local folder in the same layout"),
+        click.option("--device", default="auto", show_default=True, help="auto, cuda, cuda:N or cpu"),
+        click.option("--attention", type=click.Choice(["auto", "triton", "sdpa"]), default="auto", show_default=True),
+        click.option("--seed", type=int, default=2024, show_default=True),
+        click.option("--start", type=int, default=0, show_default=True, help="first frame of the clip"),
+        click.option("--frames", type=int, help="number of frames of the clip (default: to the end)"),
+        click.option("--batch-size", type=int, help="snippets per UNet call (default: from device memory)"),
+        click.option("--save", multiple=True, type=click.Choice(EXPORTS),
+                     help="outputs (repeatable; default npy and mp4)"),
+        click.option("--colormap", default="Spectral", show_default=True),
+        click.option("--restore-res", is_flag=True, help="resize depth back to the input resolution"),
+        click.option("--fps", type=float, help="frame rate of the output videos (default: the input's)"),
+        click.option("--overwrite", is_flag=True, help="discard an existing run store and start over"),
+        click.option("--quiet", "-q", is_flag=True, help="no progress output"),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def configs_from(kw: dict):
+    """Split CLI keyword arguments into (RunConfig, ExecutionOptions)."""
+    cfg = resolve_config(kw["preset"], res=kw["res"], dilations=kw["dilations"], snippet_lens=kw["snippet_len"],
+                         cap_dilation=kw["cap_dilation"], dtype=kw["dtype"], refine_steps=kw["refine_steps"],
+                         refine_start_dilation=kw["refine_start_dilation"], seed=kw["seed"],
+                         coalign=kw["coalign"], start=kw["start"], frames=kw["frames"],
+                         checkpoint=kw["checkpoint"])
+    if kw["batch_size"] is not None and kw["batch_size"] < 1:
+        raise ConfigError("--batch-size must be >= 1")
+    opts = ExecutionOptions(device=kw["device"], batch_size=kw["batch_size"], attention=kw["attention"],
+                            save=tuple(kw["save"]) or ("npy", "mp4"), colormap=kw["colormap"],
+                            restore_res=kw["restore_res"], fps=kw["fps"], quiet=kw["quiet"],
+                            overwrite=kw["overwrite"])
+    return cfg, opts
+
+
+def print_summary(result) -> None:
+    click.echo(f"{result.num_frames} frames in {result.seconds:.1f} s "
+               f"({result.num_frames / max(result.seconds, 1e-9):.2f} frames/s overall)")
+    for stage in result.stages:
+        reused = f", {stage['reused']} reused" if stage["reused"] else ""
+        click.echo(f"  {stage['stage']:<24} {stage['seconds']:8.2f} s  {stage['rate']:8.2f} {stage['unit']}/s{reused}")
+    for fmt, path in result.outputs.items():
+        click.echo(f"  {fmt:<6} {path}")
+
+
+@click.group(cls=Cli)
+def cli() -> None:
+    """rdengine: streaming, resumable RollingDepth video depth."""
+
+
+@cli.command()
+@click.argument("video", type=click.Path(path_type=str))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="output folder")
+@process_options
+def process(video: str, out_dir: Path, **kw) -> None:
+    """Estimate depth for every frame of VIDEO into OUT (run store, npy, mp4, ...)."""
+    from .engine.pipeline import process_video
+
+    cfg, opts = configs_from(kw)
+    print_summary(process_video(video, out_dir, cfg, opts))
+
+
+@cli.command("make-checkpoint")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--size", type=click.Choice(["tiny", "full"]), default="tiny", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def make_checkpoint(path: Path, size: str, seed: int) -> None:
+    """Write a random-weight checkpoint in the real RollingDepth layout (depth is meaningless)."""
+    from .engine.random_checkpoint import write_random_checkpoint
+
+    write_random_checkpoint(path, size=size, seed=seed)
+    click.echo(f"wrote a {size} random-weight checkpoint to {path} (for tests and timing only)")
+
+
+@cli.command()
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True)
+@click.option("--frames", type=int, default=48, show_default=True)
+@click.option("--quiet", "-q", is_flag=True)
+def demo(out_dir: Path, frames: int, quiet: bool) -> None:
+    """Run the whole pipeline offline: a synthetic clip and a tiny random checkpoint."""
+    from .engine.config import ExecutionOptions
+    from .engine.pipeline import process_video
+    from .engine.random_checkpoint import write_random_checkpoint
+    from .storage.synthetic_clip import write_clip
+
+    banner = ("DEMO: random-weight tiny checkpoint, synthetic clip. The depth it shows is MEANINGLESS; "
+              "it proves the pipeline runs. Use --checkpoint prs-eth/rollingdepth-v1-0 (or a local copy) "
+              "with `rdengine process` for real depth.")
+    click.secho(banner, fg="yellow", err=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / "tiny-checkpoint"
+    if not (checkpoint / "model_index.json").exists():
+        write_random_checkpoint(checkpoint)
+    clip = write_clip(out_dir / "synthetic.mp4", frames=frames, width=128, height=96)
+    cfg = resolve_config("fast", res=128, dtype="fp32", checkpoint=str(checkpoint))
+    opts = ExecutionOptions(device="cpu", save=("npy", "mp4", "sbs"), quiet=quiet, overwrite=True)
+    print_summary(process_video(str(clip), out_dir, cfg, opts))
+    click.secho(banner, fg="yellow", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    args = sys.argv[1:] if argv is None else argv
+    cli.main(args=join_list_options(args), prog_name="rdengine")
+
+
+if __name__ == "__main__":
+    main()

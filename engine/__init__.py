@@ -1,0 +1,1 @@
+"""Inference engine: config, model, snippet plans, scheduling, alignment, refinement, pipeline."""

@@ -1,0 +1,43 @@
+"""Co-alignment stage: solve on the stored pixel samples, commit scales, shifts and loss history.
+
+Writes ``coalign/scales_g{k}`` and ``coalign/shifts_g{k}`` (float64 ``[N_k]``) and
+``coalign/loss_history``; the unit record holds the objective and iterations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..storage.run_store import RunStore
+from .coalign import solve
+from .progress import Progress
+from .snippets import SnippetGroup
+
+STAGE = "coalign"
+
+
+def coalign(store: RunStore, groups: list[SnippetGroup], global_min: float, solver: str, memory_budget: int,
+            progress: Progress) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-snippet (scales, shifts), from the store if already solved."""
+    timer = progress.stage(STAGE, sum(g.count for g in groups), unit="snippets")
+    if not store.is_done(STAGE, "solve"):
+        samples = [store.array(f"samples/g{k}") for k in range(len(groups))]
+        result = solve(samples, [g.dilation for g in groups], [g.length for g in groups],
+                       groups[0].num_frames, global_min, solver=solver, memory_budget=memory_budget)
+        for k in range(len(groups)):
+            for name, values in (("scales", result.scales[k]), ("shifts", result.shifts[k])):
+                arr = store.require(f"coalign/{name}_g{k}", values.shape, values.shape, "float64")
+                arr[:] = values
+        history = np.asarray(result.loss_history, dtype=np.float64).reshape(-1)
+        store.require("coalign/loss_history", history.shape, history.shape, "float64")[:] = history
+        store.mark_done(STAGE, "solve", {"objective": float(result.objective), "iterations": int(result.iterations),
+                                         "solver": result.solver})
+        timer.advance(timer.total)
+    else:
+        timer.advance(timer.total, reused=True)
+    record = store.done_units(STAGE)["solve"]
+    progress.note(f"co-alignment ({record['solver']}): objective {record['objective']:.6g} "
+                  f"after {record['iterations']} iterations")
+    scales = [np.asarray(store.array(f"coalign/scales_g{k}")[:]) for k in range(len(groups))]
+    shifts = [np.asarray(store.array(f"coalign/shifts_g{k}")[:]) for k in range(len(groups))]
+    return scales, shifts

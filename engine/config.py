@@ -1,0 +1,118 @@
+"""Run configuration: the published presets and their resolution into one frozen config."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+DEFAULT_CHECKPOINT = "prs-eth/rollingdepth-v1-0"
+DTYPES = ("fp16", "bf16", "fp32")
+EXPORTS = ("npy", "zarr", "png16", "mp4", "sbs")
+DEFAULT_EXPORTS = ("npy", "mp4")
+
+PRESETS: dict[str, dict] = {
+    "fast": dict(res=768, dilations=(1, 25), cap_dilation=True, dtype="fp16", refine_steps=0),
+    "fast1024": dict(res=1024, dilations=(1, 25), cap_dilation=True, dtype="fp16", refine_steps=0),
+    "full": dict(res=1024, dilations=(1, 10, 25), cap_dilation=True, dtype="fp16", refine_steps=10),
+    "paper": dict(res=768, dilations=(1, 10, 25), cap_dilation=False, dtype="fp32", refine_steps=10),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration the engine cannot run (one-line message for the user)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines the bytes of a run's depth output.
+
+    ``res`` is the processing resolution of the longer side in pixels (0 = native).
+    ``snippet_lens`` holds one snippet length per dilation.
+    """
+
+    preset: str = "fast"
+    res: int = 768
+    dilations: tuple[int, ...] = (1, 25)
+    snippet_lens: tuple[int, ...] = (3, 3)
+    cap_dilation: bool = True
+    dtype: str = "fp16"
+    refine_steps: int = 0
+    refine_snippet_len: int = 3
+    refine_start_dilation: int = 6
+    seed: int = 2024
+    coalign: str = "fast"
+    start: int = 0
+    frames: int | None = None
+    checkpoint: str = DEFAULT_CHECKPOINT
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Stable hash of the config: identical configs give identical run stores."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """Settings that change speed or outputs but never the depth values."""
+
+    device: str = "auto"
+    batch_size: int | None = None
+    attention: str = "auto"
+    save: tuple[str, ...] = DEFAULT_EXPORTS
+    colormap: str = "Spectral"
+    restore_res: bool = False
+    fps: float | None = None
+    quiet: bool = False
+    overwrite: bool = False
+    coalign_memory: int = 1 << 30
+    extra: dict = field(default_factory=dict)
+
+
+def resolve_config(preset: str = "fast", *, res: int | None = None, dilations: tuple[int, ...] | None = None,
+                   snippet_lens: tuple[int, ...] | None = None, cap_dilation: bool | None = None,
+                   dtype: str | None = None, refine_steps: int | None = None,
+                   refine_start_dilation: int | None = None, **rest) -> RunConfig:
+    """Start from a preset, apply explicit overrides, validate; ``rest`` passes through."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
+    base = dict(PRESETS[preset])
+    for key, value in dict(res=res, dilations=dilations, cap_dilation=cap_dilation, dtype=dtype,
+                           refine_steps=refine_steps).items():
+        if value is not None:
+            base[key] = value
+    dil = tuple(int(d) for d in base["dilations"])
+    lens = tuple(int(n) for n in (snippet_lens or (3,)))
+    if len(lens) == 1:
+        lens = lens * len(dil)
+    cfg = RunConfig(preset=preset, res=int(base["res"]), dilations=dil, snippet_lens=lens,
+                    cap_dilation=bool(base["cap_dilation"]), dtype=base["dtype"],
+                    refine_steps=int(base["refine_steps"]),
+                    refine_start_dilation=int(refine_start_dilation or 6), **rest)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raise ConfigError naming the first rule of SPEC.md the config breaks."""
+    if 1 not in cfg.dilations:
+        raise ConfigError(f"dilations {list(cfg.dilations)} must include 1 so that every frame is covered")
+    if any(d < 1 for d in cfg.dilations) or len(set(cfg.dilations)) != len(cfg.dilations):
+        raise ConfigError(f"dilations {list(cfg.dilations)} must be distinct positive integers")
+    if len(cfg.snippet_lens) != len(cfg.dilations):
+        raise ConfigError(f"give one snippet length, or one per dilation ({len(cfg.dilations)}), "
+                          f"not {len(cfg.snippet_lens)}")
+    if any(not 2 <= n <= 4 for n in cfg.snippet_lens):
+        raise ConfigError(f"snippet lengths {list(cfg.snippet_lens)} must be between 2 and 4")
+    if cfg.dtype not in DTYPES:
+        raise ConfigError(f"dtype '{cfg.dtype}' is not one of {', '.join(DTYPES)}")
+    if cfg.res < 0:
+        raise ConfigError(f"processing resolution {cfg.res} must be >= 0 (0 = native size)")
+    if cfg.refine_steps < 0 or cfg.refine_start_dilation < 1:
+        raise ConfigError("refine steps must be >= 0 and the refinement start dilation >= 1")
+    if cfg.start < 0 or (cfg.frames is not None and cfg.frames < 1):
+        raise ConfigError("--start must be >= 0 and --frames >= 1")

@@ -1,0 +1,74 @@
+"""Ingest stage: stream frames from PyAV in bounded batches, VAE-encode, commit RGB latents.
+
+Writes ``rgb_latents [T, 4, h, w]`` (float32, chunks of ``INGEST_CHUNK`` frames); a unit
+is one chunk. Store info gets ``num_frames``, ``size`` (processing H, W) and
+``latent_size`` (h, w) once the whole video is ingested.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..storage.run_store import RunStore
+from ..storage.video import iter_frames
+from .latents import encode, frames_to_images, processing_size
+from .model import Model
+from .overlap import run_overlapped
+from .progress import Progress
+
+INGEST_CHUNK = 16
+STAGE = "ingest"
+
+
+def ingest(store: RunStore, model: Model, video: str, start: int, count: int | None, res: int,
+           source_size: tuple[int, int], frames_hint: int, progress: Progress) -> dict:
+    """Encode frames ``[start, start+count)`` of ``video``; returns the store's info."""
+    if "num_frames" in store.info:
+        timer = progress.stage(STAGE, store.info["num_frames"])
+        timer.advance(store.info["num_frames"], reused=True)
+        return store.info
+    size = processing_size(*source_size, res)
+    expected = max(frames_hint - start, 0) if count is None else count
+    timer = progress.stage(STAGE, expected or 1)
+    state: dict = {"array": None, "frames": 0}
+
+    def load(item: tuple[int, np.ndarray]) -> tuple[int, np.ndarray]:
+        return item
+
+    def compute(item, data) -> np.ndarray | None:
+        unit, frames = data
+        if store.is_done(STAGE, f"c{unit:06d}"):
+            return None
+        images = frames_to_images(frames, size).to(model.device, model.dtype)
+        return encode(model.vae, images).float().cpu().numpy()
+
+    def write(item, latents: np.ndarray | None) -> None:
+        unit, frames = item
+        first = unit * INGEST_CHUNK
+        state["frames"] = first + len(frames)
+        if latents is None:
+            timer.advance(len(frames), reused=True)
+            return
+        arr = state["array"]
+        if arr is None:
+            arr = store.array("rgb_latents") if store.has("rgb_latents") else \
+                store.require("rgb_latents", (first + len(frames), *latents.shape[1:]), (INGEST_CHUNK, *latents.shape[1:]))
+        if arr.shape[0] < first + len(frames):
+            arr.resize((first + len(frames), *arr.shape[1:]))
+        arr[first:first + len(frames)] = latents
+        state["array"] = arr
+        store.mark_done(STAGE, f"c{unit:06d}")
+        timer.advance(len(frames))
+
+    batches = enumerate(iter_frames(video, start=start, count=count, batch=INGEST_CHUNK))
+    with torch.inference_mode():
+        run_overlapped(batches, load, compute, write)
+    num_frames = state["frames"]
+    if num_frames == 0:
+        return {}
+    arr = store.array("rgb_latents")
+    if arr.shape[0] != num_frames:
+        arr.resize((num_frames, *arr.shape[1:]))
+    store.update_info(num_frames=num_frames, size=list(size), latent_size=list(arr.shape[2:]))
+    return store.info

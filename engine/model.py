@@ -1,0 +1,115 @@
+"""Model loading: stock diffusers components from the hub or a local folder, on one device.
+
+The text encoder serves one purpose, the embedding of the empty prompt; it is computed
+once at load time and the encoder is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+from .attention_processor import install_cross_frame_attention
+from .errors import EngineError
+
+TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+REQUIRED_PARTS = ("unet", "vae", "scheduler", "text_encoder", "tokenizer")
+CHECKPOINT_HINT = "pass a local folder in the same layout with --checkpoint PATH " \
+                  "(`rdengine make-checkpoint PATH` writes a tiny random one for testing)"
+
+
+@dataclass
+class Model:
+    """Everything the worker needs on the compute device.
+
+    ``prompt_embedding``: ``(1, tokens, C)`` empty-prompt CLIP embedding in the compute dtype.
+    """
+
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    scheduler: DDIMScheduler
+    prompt_embedding: torch.Tensor
+    device: torch.device
+    dtype: torch.dtype
+    checkpoint: str
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; an explicit CUDA request without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise EngineError(f"device '{name}' requested but CUDA is not available on this machine (use --device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise EngineError(f"unknown device '{name}' ({exc})") from None
+
+
+def locate_checkpoint(checkpoint: str) -> Path:
+    """A local folder as is, or a hub id downloaded (or found in the local cache)."""
+    path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        missing = [p for p in REQUIRED_PARTS if not (path / p).is_dir()]
+        if missing:
+            raise EngineError(f"checkpoint folder {path} lacks {', '.join(missing)}/: not a RollingDepth checkpoint")
+        return path
+    if path.exists() or checkpoint.startswith((".", "/", "~")) or checkpoint.count("/") != 1:
+        raise EngineError(f"checkpoint folder not found: {checkpoint}; {CHECKPOINT_HINT}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(checkpoint))
+    except Exception as exc:  # network, auth, missing repo: all end the same way for the user
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise EngineError(f"could not load checkpoint '{checkpoint}' from the Hugging Face hub "
+                          f"(hub unreachable or id not found: {reason}); {CHECKPOINT_HINT}") from None
+
+
+def empty_prompt_embedding(folder: Path) -> torch.Tensor:
+    """``(1, 2, C)`` float32 CLIP embedding of ``""`` tokenized without padding."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    encoder = CLIPTextModel.from_pretrained(folder / "text_encoder")
+    ids = tokenizer("", padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    with torch.no_grad():
+        return encoder(ids)[0].float()
+
+
+def load_model(checkpoint: str, device: str = "auto", dtype: str = "fp32", attention: str = "auto") -> Model:
+    """Load UNet, VAE, scheduler and the cached empty-prompt embedding; install cross-frame attention."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    dev = resolve_device(device)
+    folder = locate_checkpoint(checkpoint)
+    torch_dtype = TORCH_DTYPES[dtype]
+    try:
+        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch_dtype,
+                                                    low_cpu_mem_usage=False)
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype,
+                                            low_cpu_mem_usage=False)
+        scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
+        embedding = empty_prompt_embedding(folder)
+    except (OSError, ValueError, KeyError) as exc:
+        raise EngineError(f"checkpoint {folder} could not be loaded: {str(exc).splitlines()[0][:200]}") from None
+    if unet.config.in_channels != 8 or unet.config.out_channels != 4:
+        raise EngineError(f"checkpoint {folder}: UNet has {unet.config.in_channels} input channels, "
+                          "a RollingDepth UNet has 8 (RGB latent + depth latent)")
+    install_cross_frame_attention(unet, backend=attention)
+    unet.to(dev).eval().requires_grad_(False)
+    vae.to(dev).eval().requires_grad_(False)
+    if dev.type == "cuda":
+        unet.to(memory_format=torch.channels_last)
+    return Model(unet=unet, vae=vae, scheduler=scheduler,
+                 prompt_embedding=embedding.to(dev, torch_dtype), device=dev, dtype=torch_dtype,
+                 checkpoint=checkpoint)

@@ -1,0 +1,114 @@
+"""The RollingDepth pipeline, top to bottom: ingest -> snippets -> coalign -> merge -> refine -> export.
+
+Every stage commits to the run store ``OUTDIR/run.zarr`` and skips units already done,
+so rerunning the same command resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..storage.run_store import RunStore, StoreMismatch
+from ..storage.video import VideoError, VideoInfo, fingerprint, probe_video
+from .coalign_stage import coalign
+from .config import ExecutionOptions, RunConfig
+from .denoise import initial_noise
+from .errors import EngineError
+from .export_stage import export
+from .ingest import ingest
+from .merge import merge, normalize
+from .model import Model, load_model
+from .progress import Progress
+from .refine import refine
+from .scheduler import default_batch_size
+from .snippet_stage import infer_snippets
+from .snippets import plan_snippets, refinement_dilations
+
+STORE_NAME = "run.zarr"
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced: output paths, frame count and per-stage timings."""
+
+    store: Path
+    outputs: dict[str, Path]
+    num_frames: int
+    seconds: float
+    stages: list[dict] = field(default_factory=list)
+
+
+def build_manifest(cfg: RunConfig, video: str) -> dict:
+    """What determines the run's bytes: engine version, config and its hash, input, checkpoint."""
+    return {"engine": __version__, "config": cfg.to_dict(), "config_hash": cfg.digest(),
+            "input": {"name": Path(video).name, "fingerprint": fingerprint(video)},
+            "checkpoint": cfg.checkpoint}
+
+
+def open_store(out_dir: Path, cfg: RunConfig, video: str, overwrite: bool) -> RunStore:
+    """Create or resume the run store; a different config or input is an EngineError."""
+    try:
+        return RunStore.create_or_resume(out_dir / STORE_NAME, build_manifest(cfg, video), overwrite=overwrite)
+    except StoreMismatch as exc:
+        raise EngineError(str(exc)) from None
+
+
+def choose_batch_size(store: RunStore, model: Model, opts: ExecutionOptions, size: tuple[int, int]) -> int:
+    """The store's batch size if the run started already (units are batches), else the option or a default."""
+    if "batch_size" in store.info:
+        return int(store.info["batch_size"])
+    free = torch.cuda.mem_get_info(model.device)[0] if model.device.type == "cuda" else None
+    batch = opts.batch_size or default_batch_size(model.device.type, free, size[0] * size[1])
+    store.update_info(batch_size=batch)
+    return batch
+
+
+def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: ExecutionOptions,
+                  model: Model | None = None) -> RunResult:
+    """Run every stage on ``video`` into ``out_dir``; returns paths and timings."""
+    started = time.perf_counter()
+    info: VideoInfo = probe_video(video)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(out_dir, cfg, video, opts.overwrite)
+    progress = Progress(opts.quiet)
+    model = model or load_model(cfg.checkpoint, opts.device, cfg.dtype, opts.attention)
+
+    facts = ingest(store, model, video, cfg.start, cfg.frames, cfg.res, (info.height, info.width),
+                   info.frames_hint, progress)
+    if not facts.get("num_frames"):
+        raise EngineError(f"no frames to process in {video} (start {cfg.start} is past the end?)")
+    num_frames, size = facts["num_frames"], tuple(facts["size"])
+
+    groups, notes = plan_snippets(num_frames, cfg.dilations, cfg.snippet_lens, cfg.cap_dilation)
+    for note in notes:
+        progress.note(note)
+    batch = choose_batch_size(store, model, opts, size)
+    global_min = infer_snippets(store, model, groups, cfg.seed, batch, progress)
+
+    scales, shifts = coalign(store, groups, global_min, cfg.coalign, opts.coalign_memory, progress)
+    lo, hi = merge(store, groups, scales, shifts, global_min, progress)
+    normalize(store, "aligned" if cfg.refine_steps else "depth", lo, hi, progress)
+
+    if cfg.refine_steps:
+        length = min(cfg.refine_snippet_len, num_frames)
+        dilations = refinement_dilations(cfg.refine_steps, cfg.refine_start_dilation, length, num_frames,
+                                         cfg.cap_dilation)
+        noise = initial_noise(model, tuple(facts["latent_size"]), cfg.seed)
+        refine(store, model, dilations, length, noise, batch, progress)
+
+    restore = (info.height, info.width) if opts.restore_res else None
+    outputs = export(store, out_dir, Path(video).stem, opts.save, video, cfg.start, opts.fps or info.fps,
+                     opts.colormap, restore, progress)
+    stages = [{"stage": s.name, "seconds": s.seconds, "items": s.done, "reused": s.reused, "unit": s.unit,
+               "rate": s.rate} for s in progress.stages]
+    return RunResult(store=store.path, outputs=outputs, num_frames=num_frames,
+                     seconds=time.perf_counter() - started, stages=stages)
+
+
+__all__ = ["process_video", "RunResult", "STORE_NAME", "VideoError"]

@@ -1,0 +1,119 @@
+"""Refinement stage: R coarse-to-fine denoising sweeps over the co-aligned video latents.
+
+Latents live in two store buffers, ``refine/latents_0`` and ``refine/latents_1``
+``[T, 4, h, w]`` float32: step ``i`` reads buffer ``i % 2`` and writes ``(i+1) % 2``.
+Each step walks time in chunks; a chunk ``[a, b)`` runs every snippet touching it (a
+halo of ``(L-1)d`` frames on each side) from the old latents, and each frame's new
+latent is the mean over its snippets (uncovered frames keep the old latent).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..storage.run_store import RunStore
+from .denoise import denoise_step, make_scheduler
+from .latents import decode_depth, encode
+from .merge import time_chunks
+from .model import Model
+from .progress import Progress
+from .snippets import SnippetGroup
+
+REFINE_CHUNK = 64
+
+
+def timesteps_kept(model: Model, steps: int) -> tuple:
+    """Scheduler over ``2R`` steps and its second half of timesteps (the R refinement steps)."""
+    scheduler = make_scheduler(model, 2 * steps)
+    return scheduler, scheduler.timesteps[steps:]
+
+
+def encode_aligned(store: RunStore, model: Model, noise: torch.Tensor, timestep: torch.Tensor,
+                   scheduler, progress: Progress) -> None:
+    """Encode ``aligned`` depth (3 channels) and noise it to the first kept timestep -> buffer 0."""
+    src = store.array("aligned")
+    t = src.shape[0]
+    h, w = store.info["latent_size"]
+    out = store.require("refine/latents_0", (t, 4, h, w), (REFINE_CHUNK, 4, h, w))
+    timer = progress.stage("refine-encode", t)
+    for first, stop in time_chunks(t, REFINE_CHUNK):
+        unit = f"c{first:07d}"
+        if store.is_done("refine-encode", unit):
+            timer.advance(stop - first, reused=True)
+            continue
+        depth = torch.from_numpy(np.asarray(src[first:stop])).to(model.device, model.dtype)
+        latents = encode(model.vae, depth[:, None].expand(-1, 3, -1, -1))
+        noisy = scheduler.add_noise(latents, noise.expand_as(latents), timestep)
+        out[first:stop] = noisy.float().cpu().numpy()
+        store.mark_done("refine-encode", unit)
+        timer.advance(stop - first)
+
+
+def refine_chunk(model: Model, scheduler, group: SnippetGroup, rgb, old, timestep: torch.Tensor,
+                 first: int, stop: int, batch_size: int) -> np.ndarray:
+    """New latents of frames ``[first, stop)``: mean of one step over every snippet touching them."""
+    halo = (group.length - 1) * group.dilation
+    lo, hi = max(0, first - halo), min(group.count, stop)
+    window_stop = min(group.num_frames, max(stop, hi + halo))
+    rgb_w = torch.from_numpy(np.asarray(rgb[lo:window_stop]))
+    old_w = torch.from_numpy(np.asarray(old[lo:window_stop]))
+    total = torch.zeros(stop - first, *old_w.shape[1:], dtype=torch.float64)
+    count = torch.zeros(stop - first, dtype=torch.int64)
+    for at in range(lo, hi, batch_size):
+        table = torch.from_numpy(group.frame_table(at, min(at + batch_size, hi)))
+        local = table - lo
+        new = denoise_step(model, scheduler, rgb_w[local].to(model.device), old_w[local].to(model.device),
+                           timestep).double().cpu()
+        inside = (table >= first) & (table < stop)
+        idx = table[inside] - first
+        total.index_add_(0, idx, new[inside])
+        count.index_add_(0, idx, torch.ones_like(idx))
+    keep = old_w[first - lo:stop - lo].double()
+    out = torch.where(count[:, None, None, None] > 0, total / count.clamp(min=1)[:, None, None, None], keep)
+    return out.float().numpy()
+
+
+def refine(store: RunStore, model: Model, dilations: list[int], length: int, noise: torch.Tensor,
+           batch_size: int, progress: Progress) -> None:
+    """Run all refinement steps, then decode the final latents into ``depth [T, H, W]``."""
+    steps = len(dilations)
+    scheduler, kept = timesteps_kept(model, steps)
+    encode_aligned(store, model, noise, kept[0], scheduler, progress)
+    num_frames = store.info["num_frames"]
+    rgb = store.array("rgb_latents")
+    buffers = [store.array("refine/latents_0"),
+               store.require("refine/latents_1", store.array("refine/latents_0").shape,
+                             store.array("refine/latents_0").chunks)]
+    with torch.inference_mode():
+        for i, (dilation, timestep) in enumerate(zip(dilations, kept)):
+            group = SnippetGroup(dilation=dilation, length=length, num_frames=num_frames)
+            old, new = buffers[i % 2], buffers[(i + 1) % 2]
+            stage = f"refine-{i + 1}/{steps} d={dilation}"
+            timer = progress.stage(stage, num_frames)
+            for first, stop in time_chunks(num_frames, REFINE_CHUNK):
+                unit = f"s{i:02d}c{first:07d}"
+                if store.is_done("refine", unit):
+                    timer.advance(stop - first, reused=True)
+                    continue
+                new[first:stop] = refine_chunk(model, scheduler, group, rgb, old, timestep, first, stop, batch_size)
+                store.mark_done("refine", unit)
+                timer.advance(stop - first)
+        decode_final(store, model, buffers[steps % 2], progress)
+
+
+def decode_final(store: RunStore, model: Model, latents, progress: Progress) -> None:
+    """Decode refined latents chunkwise into ``depth [T, H, W]`` (no renormalization)."""
+    h, w = store.info["size"]
+    t = latents.shape[0]
+    out = store.require("depth", (t, h, w), (8, h, w))
+    timer = progress.stage("refine-decode", t)
+    for first, stop in time_chunks(t, out.chunks[0]):
+        unit = f"c{first:07d}"
+        if store.is_done("refine-decode", unit):
+            timer.advance(stop - first, reused=True)
+            continue
+        z = torch.from_numpy(np.asarray(latents[first:stop])).to(model.device, model.dtype)
+        out[first:stop] = decode_depth(model.vae, z, (h, w)).cpu().numpy()
+        store.mark_done("refine-decode", unit)
+        timer.advance(stop - first)

@@ -1,0 +1,1 @@
+"""Attention kernels: fused Triton cross-frame attention, a portable SDPA fallback and their dispatch."""

@@ -1,0 +1,1 @@
+"""Storage: the Zarr run store, PyAV video decode/encode and exporters."""

@@ -1,0 +1,38 @@
+"""Row reads from an array chunked along axis 0, through a small LRU of decoded chunks."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+
+class RowCache:
+    """Serve ``rows(indices)`` of ``array`` (chunked along axis 0) keeping ``capacity`` chunks.
+
+    Reads in start order form a sliding window, so each chunk is decoded about once.
+    """
+
+    def __init__(self, array, capacity: int):
+        self.array = array
+        self.chunk = array.chunks[0]
+        self.capacity = max(1, capacity)
+        self._chunks: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def _get_chunk(self, c: int) -> np.ndarray:
+        if c in self._chunks:
+            self._chunks.move_to_end(c)
+        else:
+            self._chunks[c] = self.array[c * self.chunk:(c + 1) * self.chunk]
+            if len(self._chunks) > self.capacity:
+                self._chunks.popitem(last=False)
+        return self._chunks[c]
+
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        """``array[indices]`` for any int index array (shape ``indices.shape + row_shape``)."""
+        flat = np.asarray(indices).ravel()
+        out = np.empty((flat.size, *self.array.shape[1:]), dtype=self.array.dtype)
+        for c in np.unique(flat // self.chunk):
+            sel = flat // self.chunk == c
+            out[sel] = self._get_chunk(int(c))[flat[sel] - c * self.chunk]
+        return out.reshape(*np.shape(indices), *self.array.shape[1:])
