@@ -18,20 +18,22 @@ class StageTimer:
     done: int = 0
     reused: int = 0
     started: float = field(default_factory=time.perf_counter)
+    ended: float | None = None
     last_print: float = 0.0
 
     def advance(self, n: int = 1, reused: bool = False) -> None:
         self.done += n
         if reused:
             self.reused += n
-        now = time.perf_counter()
+        now = self.ended = time.perf_counter()
         if now - self.last_print >= 1.0 or self.done >= self.total:
             self.last_print = now
             self._print()
 
     @property
     def seconds(self) -> float:
-        return time.perf_counter() - self.started
+        """From the stage's start to its last item (or to now while it runs)."""
+        return (self.ended or time.perf_counter()) - self.started
 
     @property
     def rate(self) -> float:
