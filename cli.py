@@ -13,9 +13,10 @@ import click
 from .engine.config import DEFAULT_CHECKPOINT, DTYPES, EXPORTS, PRESETS, ConfigError, ExecutionOptions, \
     resolve_config
 from .engine.errors import EngineError
+from .storage.depth_io import EvalInputError
 from .storage.video import VideoError
 
-USER_ERRORS = (EngineError, ConfigError, VideoError)
+USER_ERRORS = (EngineError, ConfigError, VideoError, EvalInputError)
 LIST_OPTIONS = ("--dilations", "--snippet-len")
 
 
@@ -88,10 +89,22 @@ def process_options(fn):
     return fn
 
 
+def device_dtype(preset: str, dtype: str | None, device: str) -> str | None:
+    """On CPU a preset's fp16 computes in fp32 (CPU fp16 is emulated, ~20x slower); explicit --dtype wins."""
+    from .engine.model import resolve_device
+
+    if dtype is None and PRESETS[preset]["dtype"] == "fp16" and resolve_device(device).type == "cpu":
+        click.echo("note: computing in fp32 on CPU (the preset's fp16 is slow there; --dtype fp16 forces it)",
+                   err=True)
+        return "fp32"
+    return dtype
+
+
 def configs_from(kw: dict):
     """Split CLI keyword arguments into (RunConfig, ExecutionOptions)."""
+    dtype = device_dtype(kw["preset"], kw["dtype"], kw["device"])
     cfg = resolve_config(kw["preset"], res=kw["res"], dilations=kw["dilations"], snippet_lens=kw["snippet_len"],
-                         cap_dilation=kw["cap_dilation"], dtype=kw["dtype"], refine_steps=kw["refine_steps"],
+                         cap_dilation=kw["cap_dilation"], dtype=dtype, refine_steps=kw["refine_steps"],
                          refine_start_dilation=kw["refine_start_dilation"], seed=kw["seed"],
                          coalign=kw["coalign"], start=kw["start"], frames=kw["frames"],
                          checkpoint=kw["checkpoint"])
@@ -167,6 +180,38 @@ def demo(out_dir: Path, frames: int, quiet: bool) -> None:
     opts = ExecutionOptions(device="cpu", save=("npy", "mp4", "sbs"), quiet=quiet, overwrite=True)
     print_summary(process_video(str(clip), out_dir, cfg, opts))
     click.secho(banner, fg="yellow", err=True)
+
+
+@cli.command("eval")
+@click.argument("pred", required=False, type=click.Path(path_type=Path))
+@click.argument("gt", required=False, type=click.Path(path_type=Path))
+@click.option("--list", "pairs_csv", type=click.Path(path_type=Path), help="CSV with columns name,pred,gt")
+@click.option("--pred-root", type=click.Path(path_type=Path), help="folder of predictions (matched by name)")
+@click.option("--gt-root", type=click.Path(path_type=Path), help="folder of ground truths (matched by name)")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="folder for metrics and plots")
+@click.option("--depth-scale", type=float, default=1000.0, show_default=True,
+              help="integer ground truth is divided by this (1000: mm -> m)")
+@click.option("--min-depth", type=float, default=1e-3, show_default=True)
+@click.option("--max-depth", type=float, help="valid ground-truth depth cap in metres (e.g. 23 for DyDToF)")
+@click.option("--crop", default="0,0,0,0", show_default=True, help="border crop top,bottom,left,right in pixels")
+@click.option("--mask", "masks", multiple=True, type=click.Path(path_type=Path), help="validity mask(s), nonzero=valid")
+def evaluate(pred, gt, pairs_csv, pred_root, gt_root, out_dir, depth_scale, min_depth, max_depth, crop, masks):
+    """Score predictions against ground truth with the paper's protocol (one affine fit per video)."""
+    from .engine.evaluate import evaluate_many, evaluate_video, format_summary_table, pair_folders, parse_crop, \
+        read_pairs_csv
+
+    options = dict(depth_scale=depth_scale, min_depth=min_depth, max_depth=max_depth, crop=parse_crop(crop),
+                   mask_path=list(masks) or None)
+    if pairs_csv:
+        pairs = read_pairs_csv(pairs_csv)
+    elif pred_root and gt_root:
+        pairs = pair_folders(pred_root, gt_root)
+    elif pred and gt:
+        click.echo(format_summary_table([evaluate_video(pred, gt, out_dir=out_dir, **options)]))
+        return
+    else:
+        raise EvalInputError("give PRED GT, or --list CSV, or --pred-root and --gt-root")
+    click.echo(format_summary_table(evaluate_many(pairs, out_dir, **options)))
 
 
 def main(argv: list[str] | None = None) -> None:

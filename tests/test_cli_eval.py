@@ -1,0 +1,29 @@
+"""`rdengine eval` from the command line on a real run store and on .npy stacks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from tests.conftest import run_rdengine
+
+
+def test_eval_scores_an_affine_prediction_perfectly_and_writes_plots(tmp_path):
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(1.0, 5.0, size=(6, 24, 32)).astype(np.float32)
+    pred = (2.5 / gt - 0.3).astype(np.float32)  # inverse depth up to an affine map
+    np.save(tmp_path / "gt.npy", gt)
+    np.save(tmp_path / "pred.npy", pred)
+    proc = run_rdengine("eval", tmp_path / "pred.npy", tmp_path / "gt.npy", "-o", tmp_path / "ev")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["abs_rel"] < 1e-5 and metrics["delta1"] == 1.0
+    assert (tmp_path / "ev" / "profile.png").stat().st_size > 0
+
+
+def test_eval_bad_input_is_one_line(tmp_path):
+    np.save(tmp_path / "gt.npy", np.ones((3, 8, 8), np.float32))
+    proc = run_rdengine("eval", tmp_path / "missing.npy", tmp_path / "gt.npy")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("error:") and "missing.npy" in proc.stderr
