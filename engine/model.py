@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
+from ..kernels.attention import resolve_backend
 from .attention_processor import install_cross_frame_attention
 from .errors import EngineError
 
@@ -82,17 +83,26 @@ def empty_prompt_embedding(folder: Path) -> torch.Tensor:
         return encoder(ids)[0].float()
 
 
-def load_model(checkpoint: str, device: str = "auto", dtype: str = "fp32", attention: str = "auto") -> Model:
-    """Load UNet, VAE, scheduler and the cached empty-prompt embedding; install cross-frame attention."""
+def silence_library_progress() -> None:
+    """No per-file progress bars from diffusers, transformers or the hub (we print our own)."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def load_model(checkpoint: str, device: str = "auto", dtype: str = "fp32", attention: str = "auto") -> Model:
+    """Load UNet, VAE, scheduler and the cached empty-prompt embedding; install cross-frame attention."""
+    silence_library_progress()
     dev = resolve_device(device)
-    folder = locate_checkpoint(checkpoint)
     torch_dtype = TORCH_DTYPES[dtype]
+    try:
+        resolve_backend(attention, dev, torch_dtype)
+    except ValueError as exc:
+        raise EngineError(str(exc)) from None
+    folder = locate_checkpoint(checkpoint)
     try:
         unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch_dtype,
                                                     low_cpu_mem_usage=False)

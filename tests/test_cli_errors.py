@@ -53,3 +53,9 @@ def test_cuda_requested_but_absent(tmp_path, clip, tiny_checkpoint):
         pytest.skip("this machine has CUDA")
     proc = run_rdengine("process", clip, "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint, "--device", "cuda")
     assert_one_line_error(proc, "CUDA is not available")
+
+
+def test_triton_on_cpu_without_interpreter(tmp_path, clip, tiny_checkpoint):
+    proc = run_rdengine("process", clip, "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint, "--device", "cpu",
+                        "--attention", "triton", env={"TRITON_INTERPRET": "0"})
+    assert_one_line_error(proc, "TRITON_INTERPRET=1")
