@@ -1,7 +1,8 @@
 """Co-alignment stage: solve on the stored pixel samples, commit scales, shifts and loss history.
 
 Writes ``coalign/scales_g{k}`` and ``coalign/shifts_g{k}`` (float64 ``[N_k]``) and
-``coalign/loss_history``; the unit record holds the objective and iterations.
+``coalign/loss_history``; the unit record holds the objective and iterations. The solve is
+one unit: a killed solve leaves no record, and its partial arrays are deleted and rewritten.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def coalign(store: RunStore, groups: list[SnippetGroup], global_min: float, solv
     """Per-snippet (scales, shifts), from the store if already solved."""
     timer = progress.stage(STAGE, sum(g.count for g in groups), unit="snippets")
     if not store.is_done(STAGE, "solve"):
+        store.delete("coalign")  # debris of a killed solve: rewritten whole, then recorded
         samples = [store.array(f"samples/g{k}") for k in range(len(groups))]
         result = solve(samples, [g.dilation for g in groups], [g.length for g in groups],
                        groups[0].num_frames, global_min, solver=solver, memory_budget=memory_budget)

@@ -1,8 +1,14 @@
-"""Export stage: stream the run's ``depth [T, H, W]`` into the requested output files."""
+"""Export stage: stream the run's ``depth [T, H, W]`` into the requested output files.
+
+Units (``_units/export``): ``<fmt>-<key>-c<first>`` per time chunk of npy/png16 and
+``<fmt>-<key>-done`` per finished output; ``key`` digests the output's parameters.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +22,7 @@ from .merge import time_chunks
 from .progress import Progress
 
 EXPORT_CHUNK = 8
+STAGE = "export"
 
 
 def value_range(depth) -> tuple[float, float]:
@@ -27,34 +34,67 @@ def value_range(depth) -> tuple[float, float]:
     return lo, hi
 
 
+class StoreUnits:
+    """The run store's ``export`` completion records, as exporters see them."""
+
+    def __init__(self, store: RunStore):
+        self.store = store
+
+    def is_done(self, unit: str) -> bool:
+        return self.store.is_done(STAGE, unit)
+
+    def mark_done(self, unit: str) -> None:
+        self.store.mark_done(STAGE, unit)
+
+    def clear(self, prefix: str) -> None:
+        for unit in self.store.done_units(STAGE):
+            if unit.startswith(prefix):
+                self.store.clear_unit(STAGE, unit)
+
+
+def params_key(*values) -> str:
+    """Short digest of an output's parameters: records of other parameters never match."""
+    return hashlib.sha256(json.dumps([str(v) for v in values]).encode()).hexdigest()[:10]
+
+
 def export(store: RunStore, out_dir: Path, name: str, formats: tuple[str, ...], video: str, start: int,
            fps: float, colormap: str, restore_size: tuple[int, int] | None, progress: Progress) -> dict[str, Path]:
-    """Write each requested format; returns format -> path. ``zarr`` is the run store itself."""
+    """Write each requested format; returns format -> path. ``zarr`` is the run store itself.
+
+    Resumable: npy and png16 skip time chunks already recorded, colour videos are redone
+    unless complete; every output appears under its final name only when complete.
+    """
     depth = store.array("depth")
     t = depth.shape[0]
-    size = restore_size or tuple(depth.shape[1:])
+    size = tuple(restore_size or depth.shape[1:])
     lo, hi = value_range(depth)
+    units = StoreUnits(store)
     outputs: dict[str, Path] = {"zarr": store.path}
     writers = []
     if "npy" in formats:
         outputs["npy"] = out_dir / f"{name}_depth.npy"
-        writers.append(NpyExporter(outputs["npy"], (t, *size)))
+        writers.append(NpyExporter(outputs["npy"], (t, *size), units, params_key(name, t, size), EXPORT_CHUNK))
     if "png16" in formats:
         outputs["png16"] = out_dir / "png16"
-        writers.append(Png16Exporter(outputs["png16"], name, lo, hi))
+        writers.append(Png16Exporter(outputs["png16"], name, lo, hi, units, params_key(name, t, size, lo, hi), t))
     for fmt, suffix in (("mp4", "depth"), ("sbs", "sbs")):
         if fmt in formats:
             outputs[fmt] = out_dir / f"{name}_{suffix}.mp4"
-            writers.append(ColourVideoExporter(outputs[fmt], fps, size, lo, hi, colormap, side_by_side=fmt == "sbs"))
-    rgb_batches = iter_frames(video, start=start, count=t, batch=EXPORT_CHUNK) if "sbs" in formats \
-        else itertools.repeat(None)
-    timer = progress.stage("export", t)
+            writers.append(ColourVideoExporter(outputs[fmt], fps, size, lo, hi, colormap, fmt == "sbs", units,
+                                               params_key(name, t, size, lo, hi, fps, colormap, start)))
+    sbs = [w for w in writers if isinstance(w, ColourVideoExporter) and w.sbs and not w.complete]
+    rgb_batches = iter_frames(video, start=start, count=t, batch=EXPORT_CHUNK) if sbs else itertools.repeat(None)
+    timer = progress.stage(STAGE, t)
     for (first, stop), rgb in zip(time_chunks(t, EXPORT_CHUNK), rgb_batches):
+        todo = [writer for writer in writers if writer.needs(first)]
+        if not todo:
+            timer.advance(stop - first, reused=True)
+            continue
         chunk = np.asarray(depth[first:stop])
         if restore_size:
             chunk = resize(torch.from_numpy(chunk)[:, None], restore_size)[:, 0].numpy()
         rgb = None if rgb is None else resize_rgb(rgb, size)
-        for writer in writers:
+        for writer in todo:
             writer.write(first, chunk, rgb)
         timer.advance(stop - first)
     for writer in writers:

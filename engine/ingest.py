@@ -2,7 +2,8 @@
 
 Writes ``rgb_latents [T, 4, h, w]`` (float32, chunks of ``INGEST_CHUNK`` frames); a unit
 is one chunk. Store info gets ``num_frames``, ``size`` (processing H, W) and
-``latent_size`` (h, w) once the whole video is ingested.
+``latent_size`` (h, w) once the whole video is ingested (one atomic attribute write, after
+every chunk is recorded). A processing side below ``MIN_SIDE`` px is raised to it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .overlap import run_overlapped
 from .progress import Progress
 
 INGEST_CHUNK = 16
+MIN_SIDE = 8  # one latent pixel: thinner processing sizes (extreme aspect ratios) are padded up to it
 STAGE = "ingest"
 
 
@@ -29,6 +31,11 @@ def ingest(store: RunStore, model: Model, video: str, start: int, count: int | N
         timer.advance(store.info["num_frames"], reused=True)
         return store.info
     size = processing_size(*source_size, res)
+    if min(size) < MIN_SIDE:
+        thin = size
+        size = (max(size[0], MIN_SIDE), max(size[1], MIN_SIDE))
+        progress.note(f"processing size {thin[0]}x{thin[1]} is below {MIN_SIDE} px; using {size[0]}x{size[1]} "
+                      f"(extreme aspect ratio: raise --res for more detail)")
     expected = max(frames_hint - start, 0) if count is None else count
     timer = progress.stage(STAGE, expected or 1)
     state: dict = {"array": None, "frames": 0}

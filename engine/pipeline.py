@@ -6,15 +6,20 @@ so rerunning the same command resumes.
 
 from __future__ import annotations
 
+import errno
+import sys
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .. import __version__
+from ..storage.lock import RunLock, StoreLocked
 from ..storage.run_store import RunStore, StoreMismatch
-from ..storage.video import VideoError, VideoInfo, fingerprint, probe_video
+from ..storage.video import VideoError, VideoInfo, VideoWarning, fingerprint, probe_video
 from .coalign_stage import coalign
 from .config import ExecutionOptions, RunConfig
 from .denoise import initial_noise
@@ -25,7 +30,10 @@ from .merge import merge, normalize
 from .model import Model, load_model
 from .progress import Progress
 from .refine import refine
-from .scheduler import default_batch_size
+from .scheduler import default_batch_size, plan_batches
+from .ingest import INGEST_CHUNK
+from .merge import MERGE_CHUNK
+from .refine import DECODE_CHUNK, REFINE_CHUNK
 from .snippet_stage import infer_snippets
 from .snippets import plan_snippets, refinement_dilations
 
@@ -68,15 +76,92 @@ def choose_batch_size(store: RunStore, model: Model, opts: ExecutionOptions, siz
     return batch
 
 
+WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file too large (size limit)",
+                errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
+                errno.EIO: "input/output error"}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError: what happened and to which file."""
+    what = WRITE_ERRNOS.get(exc.errno) or exc.strerror or str(exc)
+    return f"{what} ({exc.filename})" if exc.filename else what
+
+
+@contextmanager
+def write_errors_as_engine_errors(store_path: Path):
+    """Turn OSError (disk full, size limit, quota, I/O) into one resumable-run message."""
+    try:
+        yield
+    except OSError as exc:
+        raise EngineError(f"cannot write to run store {store_path}: {describe_os_error(exc)}; the store is "
+                          f"left resumable: free space and rerun the same command to continue") from None
+
+
+@contextmanager
+def warnings_to_stderr():
+    """Input warnings (e.g. a truncated stream) as one ``warning:`` line each, even with --quiet."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            seen = set()
+            for w in caught:
+                if not issubclass(w.category, VideoWarning):
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+                    continue
+                text = str(w.message)
+                if text not in seen:
+                    seen.add(text)
+                    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def expected_units(num_frames: int, n_batches: int, refine_steps: int) -> dict[str, int]:
+    """Units each stage records when complete (``inspect`` compares against them)."""
+    def chunks(size: int) -> int:
+        return -(-num_frames // size)
+
+    units = {"ingest": chunks(INGEST_CHUNK), "snippets": n_batches, "coalign": 1, "merge": chunks(MERGE_CHUNK),
+             "normalize": chunks(MERGE_CHUNK)}
+    if refine_steps:
+        units.update({"refine-encode": chunks(REFINE_CHUNK), "refine": refine_steps * chunks(REFINE_CHUNK),
+                      "refine-decode": chunks(DECODE_CHUNK)})
+    return units
+
+
 def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: ExecutionOptions,
                   model: Model | None = None) -> RunResult:
-    """Run every stage on ``video`` into ``out_dir``; returns paths and timings."""
+    """Run every stage on ``video`` into ``out_dir``; returns paths and timings.
+
+    One process per store (``run.zarr.lock``); an OSError while writing becomes an
+    EngineError saying the run can be resumed.
+    """
     started = time.perf_counter()
-    info: VideoInfo = probe_video(video)
+    with warnings_to_stderr():
+        info: VideoInfo = probe_video(video)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(out_dir, cfg, video, opts.overwrite)
-    progress = Progress(opts.quiet)
+    store_path = out_dir / STORE_NAME
+    with write_errors_as_engine_errors(store_path):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(store_path)
+        try:
+            lock.acquire()
+        except StoreLocked as exc:
+            raise EngineError(str(exc)) from None
+    try:
+        progress = Progress(opts.quiet)
+        if lock.took_over:
+            progress.note(f"took over the lock of process {lock.took_over.get('pid')} "
+                          f"(no longer running) on {store_path}")
+        with write_errors_as_engine_errors(store_path), warnings_to_stderr():
+            store = open_store(out_dir, cfg, video, opts.overwrite)
+            return _run(store, video, out_dir, cfg, opts, model, info, progress, started)
+    finally:
+        lock.release()
+
+
+def _run(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions, model: Model | None,
+         info: VideoInfo, progress: Progress, started: float) -> RunResult:
     model = model or load_model(cfg.checkpoint, opts.device, cfg.dtype, opts.attention)
 
     facts = ingest(store, model, video, cfg.start, cfg.frames, cfg.res, (info.height, info.width),
@@ -89,6 +174,9 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
     for note in notes:
         progress.note(note)
     batch = choose_batch_size(store, model, opts, size)
+    if "expected_units" not in store.info:
+        store.update_info(expected_units=expected_units(num_frames, len(plan_batches(groups, batch)),
+                                                        cfg.refine_steps), notes=notes)
     global_min = infer_snippets(store, model, groups, cfg.seed, batch, progress)
 
     scales, shifts = coalign(store, groups, global_min, cfg.coalign, opts.coalign_memory, progress)
@@ -103,8 +191,11 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
         refine(store, model, dilations, length, noise, batch, progress)
 
     restore = (info.height, info.width) if opts.restore_res else None
+    store.clear_unit("complete", "run")  # rewritten below, once every output is complete again
     outputs = export(store, out_dir, Path(video).stem, opts.save, video, cfg.start, opts.fps or info.fps,
                      opts.colormap, restore, progress)
+    store.mark_done("complete", "run", {"frames": num_frames, "outputs": {k: str(v) for k, v in outputs.items()},
+                                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     stages = [{"stage": s.name, "seconds": s.seconds, "items": s.done, "reused": s.reused, "unit": s.unit,
                "rate": s.rate} for s in progress.stages]
     return RunResult(store=store.path, outputs=outputs, num_frames=num_frames,

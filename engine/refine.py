@@ -21,6 +21,7 @@ from .progress import Progress
 from .snippets import SnippetGroup
 
 REFINE_CHUNK = 64
+DECODE_CHUNK = 8
 
 
 def timesteps_kept(model: Model, steps: int) -> tuple:
@@ -106,7 +107,7 @@ def decode_final(store: RunStore, model: Model, latents, progress: Progress) -> 
     """Decode refined latents chunkwise into ``depth [T, H, W]`` (no renormalization)."""
     h, w = store.info["size"]
     t = latents.shape[0]
-    out = store.require("depth", (t, h, w), (8, h, w))
+    out = store.require("depth", (t, h, w), (DECODE_CHUNK, h, w))
     timer = progress.stage("refine-decode", t)
     for first, stop in time_chunks(t, out.chunks[0]):
         unit = f"c{first:07d}"

@@ -2,6 +2,12 @@
 
 Every exporter takes depth in time chunks (``write(first, depth, rgb)``) so memory stays
 bounded; files are written under temporary names and renamed when complete.
+
+Resumable exports: an exporter gets a ``Units`` (completion records, e.g. the run store's
+``_units/export``) and a ``key`` naming its parameters. ``npy`` and ``png16`` record each
+time chunk after its bytes are written (the npy memory map is flushed first) and skip
+recorded chunks on a rerun; colour videos are redone whole when not complete. A final
+``<fmt>-<key>-done`` record is written only after the output sits under its final name.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -35,54 +42,162 @@ def colourize(depth: np.ndarray, lo: float, hi: float, table: np.ndarray) -> np.
     return table[np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)]
 
 
-class NpyExporter:
-    """``float32 [T, H, W]`` .npy written chunk by chunk through a memory map."""
+class Units(Protocol):
+    """Completion records an exporter uses (a run store stage)."""
 
-    def __init__(self, path: Path, shape: tuple[int, int, int]):
-        self.path = path
-        self.tmp = path.with_name(path.name + ".partial")
-        self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.float32, shape=shape)
+    def is_done(self, unit: str) -> bool: ...
+
+    def mark_done(self, unit: str) -> None: ...
+
+    def clear(self, prefix: str) -> None: ...
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Exporter:
+    """Base: ``needs(first)`` says whether chunk ``first`` must be written on this run."""
+
+    fmt = "?"
+
+    def __init__(self, path: Path, units: Units | None, key: str):
+        self.path, self.units, self.key = path, units, key
+        self.prefix = f"{self.fmt}-{key}-"
+        self.complete = bool(units and units.is_done(self.prefix + "done") and path.exists())
+
+    def needs(self, first: int) -> bool:
+        return not self.complete
+
+    def _mark(self, suffix: str) -> None:
+        if self.units is not None:
+            self.units.mark_done(self.prefix + suffix)
 
     def write(self, first: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
-        self.array[first:first + len(depth)] = depth
-
-    def close(self) -> None:
-        self.array.flush()
-        del self.array
-        os.replace(self.tmp, self.path)
-
-
-class Png16Exporter:
-    """One 16-bit grayscale PNG per frame; ``scale.json`` maps 0..65535 back to depth."""
-
-    def __init__(self, folder: Path, name: str, lo: float, hi: float):
-        self.folder, self.name, self.lo, self.hi = folder, name, lo, hi
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "scale.json").write_text(json.dumps(
-            {"min": lo, "max": hi, "rule": "depth = min + value / 65535 * (max - min)"}))
-
-    def write(self, first: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
-        span = self.hi - self.lo if self.hi > self.lo else 1.0
-        values = np.clip(np.rint((depth - self.lo) / span * 65535), 0, 65535).astype(np.uint16)
-        for i, frame in enumerate(values):
-            path = self.folder / f"{self.name}_{first + i:06d}.png"
-            Image.fromarray(frame).save(path.with_suffix(".tmp.png"))
-            os.replace(path.with_suffix(".tmp.png"), path)
+        raise NotImplementedError
 
     def close(self) -> None:
         pass
 
 
-class ColourVideoExporter:
-    """Colourized depth as H.264 mp4; with ``side_by_side`` the RGB frame goes on the left."""
+class NpyExporter(Exporter):
+    """``float32 [T, H, W]`` .npy written chunk by chunk through a memory map (resumable by chunk)."""
+
+    fmt = "npy"
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], units: Units | None = None, key: str = "",
+                 chunk: int = 8):
+        super().__init__(path, units, key)
+        self.tmp = path.with_name(path.name + ".partial")
+        self.array = None
+        if self.complete:
+            return
+        if self.tmp.exists():
+            try:
+                array = np.load(self.tmp, mmap_mode="r+")
+                if array.shape == tuple(shape) and array.dtype == np.float32:
+                    self.array = array
+            except (OSError, ValueError):
+                pass
+        if self.array is None:
+            if units is not None:
+                units.clear(self.prefix)  # no (usable) partial file: its chunk records are void
+            self.array = self._create(self.tmp, shape)
+
+    @staticmethod
+    def _create(path: Path, shape: tuple[int, ...]) -> np.memmap:
+        """A zero-filled npy with its blocks allocated up front (a full disk fails here, not as SIGBUS)."""
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                  "shape": tuple(shape)}
+        with path.open("wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            offset = f.tell()
+            size = offset + int(np.prod(shape)) * 4
+            if hasattr(os, "posix_fallocate") and size > offset:
+                os.posix_fallocate(f.fileno(), 0, size)
+            else:
+                f.truncate(size)
+        return np.load(path, mmap_mode="r+")
+
+    def needs(self, first: int) -> bool:
+        return not self.complete and not (self.units and self.units.is_done(f"{self.prefix}c{first:07d}"))
+
+    def write(self, first: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
+        self.array[first:first + len(depth)] = depth
+        self.array.flush()
+        self._mark(f"c{first:07d}")
+
+    def close(self) -> None:
+        if self.complete:
+            return
+        self.array.flush()
+        del self.array
+        with self.tmp.open("rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self.tmp, self.path)
+        self._mark("done")
+
+
+class Png16Exporter(Exporter):
+    """One 16-bit grayscale PNG per frame; ``scale.json`` maps 0..65535 back to depth (resumable by chunk)."""
+
+    fmt = "png16"
+
+    def __init__(self, folder: Path, name: str, lo: float, hi: float, units: Units | None = None, key: str = "",
+                 frames: int | None = None):
+        super().__init__(folder, units, key)
+        self.folder, self.name, self.lo, self.hi = folder, name, lo, hi
+        if self.complete:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        if frames is not None:  # frames of an earlier, longer run (e.g. before --overwrite) are not ours
+            for old in folder.glob(f"{name}_*.png"):
+                index = old.stem[len(name) + 1:]
+                if index.isdigit() and int(index) >= frames:
+                    old.unlink()
+        atomic_write_text(folder / "scale.json", json.dumps(
+            {"min": lo, "max": hi, "rule": "depth = min + value / 65535 * (max - min)"}))
+
+    def frame_path(self, index: int) -> Path:
+        return self.folder / f"{self.name}_{index:06d}.png"
+
+    def needs(self, first: int) -> bool:
+        if self.complete:
+            return False
+        return not (self.units and self.units.is_done(f"{self.prefix}c{first:07d}")
+                    and self.frame_path(first).exists())
+
+    def write(self, first: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
+        span = self.hi - self.lo if self.hi > self.lo else 1.0
+        values = np.clip(np.rint((depth - self.lo) / span * 65535), 0, 65535).astype(np.uint16)
+        for i, frame in enumerate(values):
+            path = self.frame_path(first + i)
+            tmp = path.with_name(f".{path.stem}.tmp.png")
+            Image.fromarray(frame).save(tmp)
+            os.replace(tmp, path)
+        self._mark(f"c{first:07d}")
+
+    def close(self) -> None:
+        if not self.complete:
+            self._mark("done")
+
+
+class ColourVideoExporter(Exporter):
+    """Colourized depth as H.264 mp4; with ``side_by_side`` the RGB frame goes on the left (redone whole)."""
+
+    fmt = "mp4"
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int], lo: float, hi: float, colormap: str,
-                 side_by_side: bool):
-        self.path, self.lo, self.hi, self.sbs = path, lo, hi, side_by_side
+                 side_by_side: bool, units: Units | None = None, key: str = ""):
+        self.fmt = "sbs" if side_by_side else "mp4"
+        super().__init__(path, units, key)
+        self.lo, self.hi, self.sbs = lo, hi, side_by_side
         self.table = colour_table(colormap)
         self.tmp = path.with_name(path.stem + ".partial.mp4")
         h, w = size
-        self.writer = VideoWriter(self.tmp, fps, w * (2 if side_by_side else 1), h)
+        self.writer = None if self.complete else VideoWriter(self.tmp, fps, w * (2 if side_by_side else 1), h)
 
     def write(self, first: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
         frames = colourize(depth, self.lo, self.hi, self.table)
@@ -91,8 +206,13 @@ class ColourVideoExporter:
         self.writer.write(frames)
 
     def close(self) -> None:
+        if self.complete:
+            return
         self.writer.close()
+        with self.tmp.open("rb+") as f:
+            os.fsync(f.fileno())
         os.replace(self.tmp, self.path)
+        self._mark("done")
 
 
 def resize_rgb(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -22,6 +22,10 @@ class VideoError(ValueError):
     """The input is not a decodable video (message names the file)."""
 
 
+class VideoWarning(UserWarning):
+    """The input decodes only partly (e.g. a truncated file); the decoded frames are kept."""
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What the container says about its first video stream; ``width``/``height`` after rotation."""
@@ -96,9 +100,11 @@ def iter_frames(path: str | Path, start: int = 0, count: int | None = None,
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         index = 0
+        ended = True
         try:
             for frame in container.decode(stream):
                 if stop is not None and index >= stop:
+                    ended = False
                     break
                 if index >= start:
                     buf.append(_to_rgb(frame))
@@ -107,9 +113,28 @@ def iter_frames(path: str | Path, start: int = 0, count: int | None = None,
                         buf = []
                 index += 1
         except av.error.FFmpegError as exc:
-            warnings.warn(f"{path}: decoding stopped after frame {index} ({exc}); keeping the decoded frames")
+            ended = False
+            warnings.warn(f"{path}: decoding stopped after frame {index} ({exc}); keeping the decoded frames",
+                          VideoWarning)
+        if ended and (stop is None or index < stop):
+            expected = _expected_frames(container, stream)
+            if expected and index < expected - max(2, expected // 50):
+                warnings.warn(f"{path}: only {index} of about {expected} frames decode (truncated file?); "
+                              "keeping the decoded frames", VideoWarning)
     if buf:
         yield np.stack(buf)
+
+
+def _expected_frames(container, stream) -> int:
+    """Frame count the container announces (header count, else duration x rate); 0 if unknown."""
+    if stream.frames:
+        return int(stream.frames)
+    rate = stream.average_rate or stream.guessed_rate
+    if stream.duration and stream.time_base and rate:
+        return int(float(stream.duration * stream.time_base * rate))
+    if container.format.name.startswith("matroska") and container.duration and rate:
+        return int(container.duration / 1e6 * float(rate))
+    return 0
 
 
 def fingerprint(path: str | Path) -> str:

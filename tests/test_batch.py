@@ -1,0 +1,222 @@
+"""`rdengine batch`: archive expansion and naming, Dask execution, failures, kill-and-resume, existing clusters."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rdengine.engine.archive import ArchiveVideo, archive_videos, name_videos
+from rdengine.engine.batch import is_finished, run_video
+from rdengine.engine.config import ExecutionOptions, resolve_config
+from rdengine.engine.errors import EngineError
+from rdengine.storage.synthetic_clip import write_clip
+
+from .conftest import run_rdengine
+
+GOOD = {"a/clip.mp4": 0, "b/clip.mp4": 1, "c/other.mp4": 2}  # two share a file name in different folders
+
+
+def engine_args(ckpt) -> list[str]:
+    return ["--res", "64", "--dtype", "fp32", "--device", "cpu", "--checkpoint", str(ckpt), "--save", "npy",
+            "--dilations", "1", "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("archive")
+    for rel, seed in GOOD.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_clip(root / rel, frames=12, width=64, height=48, seed=seed)
+    (root / "bad").mkdir()
+    (root / "bad" / "corrupt.mp4").write_bytes(b"this is not a video container\x00" * 64)
+    (root / "notes.txt.bak").write_text("ignored: not a video extension")
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_batch(archive, tiny_checkpoint, tmp_path_factory):
+    """4 clips (one corrupt) on a LocalCluster of 2 worker processes; input and output as file:// URLs."""
+    out = tmp_path_factory.mktemp("batch_out")
+    started = time.perf_counter()
+    proc = run_rdengine("batch", f"file://{archive}", "-o", f"file://{out}", "--workers", "2",
+                        *engine_args(tiny_checkpoint), timeout=300)
+    return out, proc, time.perf_counter() - started
+
+
+def npy_outputs(out: Path) -> dict[str, bytes]:
+    return {p.parent.name: p.read_bytes() for p in sorted(out.glob("*/*_depth.npy"))}
+
+
+# ------------------------------------------------------------------ inputs and names (no cluster)
+
+
+def test_inputs_expand_from_folders_lists_globs_and_urls(archive, tmp_path):
+    expected = sorted(str(archive / rel) for rel in [*GOOD, "bad/corrupt.mp4"])
+    assert sorted(v.source for v in archive_videos([str(archive)])) == expected
+    assert sorted(v.source for v in archive_videos([f"file://{archive}"])) == expected
+    assert sorted(v.source for v in archive_videos([str(archive / "**" / "*.mp4")])) == expected
+    listing = tmp_path / "videos.txt"
+    listing.write_text(f"# archive\n{archive / 'a/clip.mp4'}\n\n{os.path.relpath(archive / 'b', tmp_path)}\n")
+    assert [v.source for v in archive_videos([str(listing), str(archive / "a/clip.mp4")])] == \
+        [str(archive / "a/clip.mp4"), str(archive / "b/clip.mp4")]  # each video once
+    with pytest.raises(EngineError, match="not found"):
+        archive_videos([str(archive / "missing.mp4")])
+    with pytest.raises(EngineError, match="matches no files"):
+        archive_videos([str(archive / "*.mkv")])
+
+
+def test_names_are_deterministic_and_never_collide(archive):
+    names = {Path(v.source).relative_to(archive).as_posix(): v.name for v in archive_videos([str(archive)])}
+    assert names == {"a/clip.mp4": "a__clip", "b/clip.mp4": "b__clip", "c/other.mp4": "c__other",
+                     "bad/corrupt.mp4": "bad__corrupt"}
+    # same names whatever the listing order; separator clashes and same stems get a hash of the location
+    tricky = ["/v/a__b.mp4", "/v/a/b.mp4", "/v/x.mp4", "/v/x.mov", "s3://bucket/v/x.mp4"]
+    first = name_videos(tricky)
+    assert [v.name for v in name_videos(tricky)] == [v.name for v in first]
+    assert len({v.name.lower() for v in first}) == len(tricky)
+    assert first[0].name.startswith("a__b-") and first[2].name.startswith("x-")
+
+
+def test_url_input_and_output_round_trip_through_fsspec(clip, tiny_checkpoint, tmp_path):
+    """memory:// input is copied to the worker cache; memory:// output is staged locally and uploaded."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/in/clip.mp4", Path(clip).read_bytes())
+    cfg = resolve_config("fast", res=64, dtype="fp32", dilations=(1,), checkpoint=str(tiny_checkpoint), frames=12)
+    opts = ExecutionOptions(device="cpu", batch_size=4, save=("npy",), quiet=True)
+    video = ArchiveVideo("memory://in/clip.mp4", "clip")
+    assert not is_finished("memory://out/clip", cfg, opts, video.source)
+    row = run_video(video, "memory://out/clip", cfg, opts, str(tmp_path / "cache"))
+    assert row["status"] == "done" and row["frames"] == 12, row
+    assert is_finished("memory://out/clip", cfg, opts, video.source)
+    depth = np.load(fs.open("/out/clip/clip_depth.npy", "rb"))
+    assert depth.shape == (12, 48, 64) and np.isfinite(depth).all()
+    assert not (tmp_path / "cache" / "staging").exists() or not any((tmp_path / "cache" / "staging").iterdir())
+    assert run_video(video, "memory://out/clip", cfg, opts, str(tmp_path / "cache"))["status"] == "skipped"
+    other = resolve_config("fast", res=64, dtype="fp32", dilations=(1,), checkpoint=str(tiny_checkpoint), seed=1)
+    assert not is_finished("memory://out/clip", other, opts, video.source)  # another config is not finished
+    missing = run_video(ArchiveVideo("memory://in/nope.mp4", "nope"), "memory://out/nope", cfg, opts,
+                        str(tmp_path / "cache"))
+    assert missing["status"] == "failed" and "\n" not in missing["error"], missing
+
+
+# ------------------------------------------------------------------ LocalCluster
+
+
+def test_local_cluster_batch_fails_the_corrupt_video_alone(first_batch, archive):
+    out, proc, seconds = first_batch
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    report = json.loads((out / "batch_report.json").read_text())
+    rows = {r["name"]: r for r in report["rows"]}
+    assert set(rows) == {"a__clip", "b__clip", "c__other", "bad__corrupt"}
+    assert report["done"] == 3 and report["failed"] == 1 and report["frames_processed"] == 36
+    assert all(rows[n]["status"] == "done" and rows[n]["frames"] == 12 for n in ("a__clip", "b__clip", "c__other"))
+    bad = rows["bad__corrupt"]
+    assert bad["status"] == "failed" and "corrupt.mp4" in bad["error"] and "\n" not in bad["error"]
+    assert "Traceback" not in bad["error"]
+    assert len({rows[n]["worker"] for n in rows if rows[n]["worker"]}) >= 1
+    assert "[batch] 4/4 videos, 36 frames" in proc.stderr
+    assert "bad__corrupt" in proc.stdout and "failed" in proc.stdout and "frames/s" in proc.stdout
+    # same-named clips from different folders got their own run stores and different depth
+    outputs = npy_outputs(out)
+    assert set(outputs) == {"a__clip", "b__clip", "c__other"}
+    assert outputs["a__clip"] != outputs["b__clip"]
+    assert (out / "a__clip" / "run.zarr").is_dir() and (out / "b__clip" / "run.zarr").is_dir()
+
+
+def test_killed_batch_resumes_and_matches_an_uninterrupted_one(first_batch, archive, tiny_checkpoint, tmp_path):
+    reference = npy_outputs(first_batch[0])
+    out = tmp_path / "out"
+    listing = tmp_path / "good.txt"
+    listing.write_text("".join(f"{archive / rel}\n" for rel in GOOD))
+    args = [sys.executable, "-m", "rdengine.cli", "batch", str(listing), "-o", str(out), *engine_args(tiny_checkpoint)]
+    proc = subprocess.Popen([*args, "--workers", "2"], start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not list(out.glob("*/*_depth.npy")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finished = list(out.glob("*/*_depth.npy"))
+    assert len(finished) >= 1 and not (out / "batch_report.json").exists()
+    before = {p: p.stat().st_mtime_ns for p in finished}
+    store_before = {p.parent.name: p.parent / "run.zarr" / "depth" / "zarr.json" for p in finished}
+    stamps = {n: p.stat().st_mtime_ns for n, p in store_before.items()}
+
+    rerun = subprocess.run([*args, "--workers", "2"], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    report = json.loads((out / "batch_report.json").read_text())
+    status = {r["name"]: r["status"] for r in report["rows"]}
+    assert all(status[p.parent.name] == "skipped" for p in finished)
+    assert all(s in ("done", "skipped") for s in status.values()) and len(status) == 3
+    assert {p: p.stat().st_mtime_ns for p in finished} == before  # finished videos were not recomputed
+    assert {n: p.stat().st_mtime_ns for n, p in store_before.items()} == stamps
+    assert npy_outputs(out) == reference  # byte-identical to the uninterrupted batch
+
+
+# ------------------------------------------------------------------ an existing cluster
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_existing_scheduler_and_worker_processes(first_batch, archive, tiny_checkpoint, tmp_path):
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = []
+    try:
+        procs.append(subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
+                                       "--port", str(port), "--no-dashboard"], start_new_session=True,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", address, "--host", "127.0.0.1",
+                                       "--nthreads", "1", "--nworkers", "1", "--resources", "slot=1",
+                                       "--no-dashboard"], start_new_session=True,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        out = tmp_path / "out"
+        proc = run_rdengine("batch", str(archive / "a" / "clip.mp4"), str(archive / "c" / "*.mp4"), "-o", str(out),
+                            "--scheduler", address, *engine_args(tiny_checkpoint), timeout=240)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        report = json.loads((out / "batch_report.json").read_text())
+        assert report["cluster"] == f"scheduler {address}" and report["done"] == 2
+        outputs = npy_outputs(out)
+        assert set(outputs) == {"a__clip", "c__other"}
+        reference = npy_outputs(first_batch[0])
+        assert outputs == {k: reference[k] for k in outputs}
+    finally:
+        for p in reversed(procs):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def test_user_errors_are_one_line(tmp_path, tiny_checkpoint):
+    from click.testing import CliRunner
+
+    from rdengine.cli import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["batch", str(tmp_path / "nothing-here"), "-o", str(tmp_path / "o"),
+                                 *engine_args(tiny_checkpoint)])
+    assert result.exit_code == 2 and result.stderr.strip().splitlines()[-1].startswith("error: input not found")
+    result = runner.invoke(cli, ["batch", str(tmp_path), "-o", "memory://x", *engine_args(tiny_checkpoint)])
+    assert result.exit_code == 2 and "memory://" in result.stderr.strip().splitlines()[-1]
+    result = runner.invoke(cli, ["batch", str(tmp_path), "-o", str(tmp_path / "o"), *engine_args(tiny_checkpoint)])
+    assert result.exit_code == 2 and "no videos found" in result.stderr

@@ -1,0 +1,195 @@
+"""Crash safety: SIGKILL at many moments, resume, and get the bytes of an uninterrupted run.
+
+Also: one process per store (lock, stale lock takeover), config/input mismatch, --overwrite,
+write errors (RLIMIT_FSIZE) that leave the store resumable, and ``inspect --verify``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from tests.conftest import run_rdengine
+
+FULL = ("--preset", "full", "--res", "64", "--dtype", "fp32", "--device", "cpu", "--dilations", "1", "4",
+        "--refine-steps", "3", "--batch-size", "4", "--save", "npy", "--save", "png16", "-q")
+
+# (stage, records, how): "poll" = the test SIGKILLs when the stage holds that many records, after
+# a delay (seconds) that lands inside the following computation or chunk writes; "after"/"before"
+# = the test-only hook RDENGINE_TEST_KILL_AT kills right after the record, or after the unit's
+# data but before its record (for stages too fast to catch from outside).
+KILLS = [("ingest", 1, "poll", 0.0), ("snippets", 2, "poll", 0.05), ("snippets", 5, "poll", 0.4),
+         ("snippets", 8, "before", None), ("coalign", 1, "before", None), ("merge", 2, "after", None),
+         ("normalize", 2, "before", None), ("refine", 2, "poll", 0.02), ("refine-decode", 2, "before", None),
+         ("export", 4, "before", None)]
+
+
+def command(clip, out, ckpt, *extra):
+    return [sys.executable, "-m", "rdengine.cli", "process", str(clip), "-o", str(out), "--checkpoint",
+            str(ckpt), *FULL, *extra]
+
+
+def records(out: Path, stage: str) -> int:
+    folder = out / "run.zarr" / "_units" / stage
+    return len(list(folder.glob("*.json"))) if folder.is_dir() else 0
+
+
+def kill_at(cmd, out: Path, stage: str, count: int, how: str, delay: float | None) -> int:
+    """Run ``cmd`` until the kill moment; returns its exit status (-9 when killed)."""
+    env = dict(os.environ)
+    if how != "poll":
+        env["RDENGINE_TEST_KILL_AT"] = f"{stage}:{count}" + (":before" if how == "before" else "")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if how == "poll":
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and records(out, stage) < count and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(delay or 0)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert "Traceback" not in err and proc.returncode in (0, -signal.SIGKILL), (stage, count, how, err)
+    return proc.returncode
+
+
+def assert_same_outputs(a: Path, b: Path, name: str) -> None:
+    assert (a / f"{name}_depth.npy").read_bytes() == (b / f"{name}_depth.npy").read_bytes()
+    da, db = zarr.open_group(str(a / "run.zarr"), mode="r")["depth"], zarr.open_group(str(b / "run.zarr"), mode="r")["depth"]
+    np.testing.assert_array_equal(da[:], db[:])
+    chunks_a = sorted((a / "run.zarr" / "depth").rglob("c/**/*"))
+    for f in (p for p in chunks_a if p.is_file()):
+        assert f.read_bytes() == (b / "run.zarr" / "depth" / f.relative_to(a / "run.zarr" / "depth")).read_bytes()
+    pngs = sorted(p.name for p in (a / "png16").glob("*.png"))
+    assert pngs == sorted(p.name for p in (b / "png16").glob("*.png")) and len(pngs) == 24
+    for p in pngs:
+        assert (a / "png16" / p).read_bytes() == (b / "png16" / p).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def baseline(clip, tiny_checkpoint, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("baseline")
+    proc = subprocess.run(command(clip, out, tiny_checkpoint), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_sigkill_at_ten_moments_then_resume_is_byte_identical(baseline, clip, tiny_checkpoint, tmp_path):
+    out = tmp_path / "killed"
+    cmd = command(clip, out, tiny_checkpoint)
+    statuses = [kill_at(cmd, out, *kill) for kill in KILLS]
+    assert statuses.count(-signal.SIGKILL) >= 9, statuses  # a fast poll kill may miss a finished run
+    assert not (out / "run.zarr" / "_units" / "complete").is_dir() or statuses[-1] == 0
+    proc = subprocess.run(cmd[:-1], capture_output=True, text=True, timeout=600)  # not quiet: shows reuse
+    assert proc.returncode == 0, proc.stderr
+    assert "reused" in proc.stderr and "Traceback" not in proc.stderr
+    assert_same_outputs(out, baseline, clip.stem)
+    check = run_rdengine("inspect", out, "--verify")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "COMPLETE" in check.stdout
+
+
+def test_inspect_verify_detects_damage(baseline, tmp_path):
+    store = tmp_path / "copy"
+    shutil.copytree(baseline, store)
+    ok = run_rdengine("inspect", store / "run.zarr", "--verify")
+    assert ok.returncode == 0 and "snippets" in ok.stdout and "10 / 10" in ok.stdout, ok.stdout + ok.stderr
+    chunk = store / "run.zarr" / "merged" / "c" / "1" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+    bad = run_rdengine("inspect", store, "--verify")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "merged" in bad.stderr and "error:" in bad.stderr and "damaged" in bad.stderr
+    shutil.rmtree(store)
+    shutil.copytree(baseline, store)
+    (store / "run.zarr" / "_units" / "snippets" / "b000003.json").unlink()
+    bad = run_rdengine("inspect", store, "--verify")
+    assert bad.returncode != 0 and "snippets" in bad.stderr, bad.stderr
+    shutil.rmtree(store / "run.zarr" / "depth" / "c")
+    bad = run_rdengine("inspect", store, "--verify")
+    assert bad.returncode != 0 and "depth" in bad.stderr, bad.stderr
+    missing = run_rdengine("inspect", tmp_path / "nowhere")
+    assert missing.returncode != 0 and missing.stderr.startswith("error:")
+
+
+def test_rerun_with_other_config_or_input_is_refused_and_overwrite_starts_over(baseline, clip, tiny_checkpoint,
+                                                                              tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(baseline, out)
+    proc = run_rdengine(*command(clip, out, tiny_checkpoint, "--seed", "7")[3:])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "config.seed (2024 -> 7)" in proc.stderr and "--overwrite" in proc.stderr, proc.stderr
+    changed = tmp_path / clip.name
+    data = bytearray(clip.read_bytes())
+    data[-1] ^= 1
+    changed.write_bytes(bytes(data))
+    proc = run_rdengine(*command(changed, out, tiny_checkpoint)[3:])
+    assert proc.returncode == 2 and "input.fingerprint" in proc.stderr, proc.stderr
+    before = json.loads((out / "run.zarr" / "zarr.json").read_text())["attributes"]["manifest"]
+    proc = run_rdengine(*command(clip, out, tiny_checkpoint, "--seed", "7", "--frames", "3", "--overwrite")[3:])
+    assert proc.returncode == 0, proc.stderr
+    after = json.loads((out / "run.zarr" / "zarr.json").read_text())["attributes"]["manifest"]
+    assert before["config"]["seed"] == 2024 and after["config"]["seed"] == 7
+    assert np.load(out / f"{clip.stem}_depth.npy").shape[0] == 3  # a fresh run, nothing of the old one mixed in
+    assert len(list((out / "png16").glob("*.png"))) == 3  # frames of the discarded run are gone
+    assert not list(tmp_path.glob("run/.run.zarr*"))
+
+
+HOLD = """
+import sys, time
+from rdengine.storage.lock import RunLock
+lock = RunLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_second_process_on_a_store_is_refused_and_a_stale_lock_is_taken_over(baseline, clip, tiny_checkpoint,
+                                                                             tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(baseline, out)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out / "run.zarr")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = run_rdengine(*command(clip, out, tiny_checkpoint)[3:])
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert f"in use by process {holder.pid}" in proc.stderr, proc.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    # the killed holder left its lock file behind (pid gone): the next run takes it over
+    assert json.loads((out / "run.zarr.lock").read_text())["pid"] == holder.pid
+    proc = run_rdengine(*command(clip, out, tiny_checkpoint)[3:-1])
+    assert proc.returncode == 0, proc.stderr
+    assert f"took over the lock of process {holder.pid}" in proc.stderr
+    assert_same_outputs(out, baseline, clip.stem)
+
+
+def limit_file_size():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+
+def test_write_error_is_one_line_and_the_run_resumes_byte_identical(baseline, clip, tiny_checkpoint, tmp_path):
+    out = tmp_path / "run"
+    cmd = command(clip, out, tiny_checkpoint)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, preexec_fn=limit_file_size)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and str(out / "run.zarr") in lines[0] and "resum" in lines[0], proc.stderr
+    assert not (out / "run.zarr" / "_units" / "complete").exists()
+    assert not (out / f"{clip.stem}_depth.npy").exists()
+    assert (out / "run.zarr" / "_units" / "snippets").is_dir()  # it failed mid-run, with units done
+    proc = subprocess.run(cmd[:-1], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "reused" in proc.stderr, proc.stderr
+    assert_same_outputs(out, baseline, clip.stem)
