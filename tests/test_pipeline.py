@@ -117,9 +117,12 @@ def test_batch_size_one_equals_batch_size_eight(clip, tiny_checkpoint, tmp_path,
                                   batch_size=1).store), mode="r")
     eight = zarr.open_group(str(run(clip, tiny_checkpoint, tmp_path / "b8", dtype="fp32", dilations=(1, 10),
                                     batch_size=8).store), mode="r")
-    for name in ("snippets/g0", "snippets/g1", "depth"):
+    for name in ("snippets/g0", "snippets/g1"):  # what batching touches: float rounding only
         np.testing.assert_allclose(one[name][:], eight[name][:], atol=1e-4)
         np.testing.assert_allclose(one[name][:], store[name][:], atol=1e-4)
+    # the fast co-alignment stops on a relative tolerance, so 1e-5 input differences may end it an
+    # iteration or two apart: the final depth agrees to the solver's tolerance, not to rounding
+    np.testing.assert_allclose(one["depth"][:], eight["depth"][:], atol=1e-3)
 
 
 def test_refinement_chunks_with_halo_equal_one_whole_pass(fp32_run, tiny_checkpoint):
