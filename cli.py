@@ -214,6 +214,160 @@ def evaluate(pred, gt, pairs_csv, pred_root, gt_root, out_dir, depth_scale, min_
     click.echo(format_summary_table(evaluate_many(pairs, out_dir, **options)))
 
 
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--out", "out_root", required=True,
+              help="output root: one folder per video (a local folder or an fsspec URL)")
+@click.option("--workers", type=int, help="local worker processes (default: one per GPU; 1 on CPU)")
+@click.option("--scheduler", help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+@click.option("--cache-dir", help="worker-local folder for copies of URL inputs and staged URL outputs")
+@process_options
+def batch(inputs: tuple[str, ...], out_root: str, workers: int | None, scheduler: str | None,
+          cache_dir: str | None, **kw) -> None:
+    """Process every video of INPUT... (videos, folders, list files, globs; paths or URLs) on Dask, resumably."""
+    from .engine.batch import format_table, run_batch
+
+    cfg, opts = configs_from(kw)
+    report = run_batch(inputs, out_root, cfg, opts, workers=workers, scheduler=scheduler, cache_dir=cache_dir)
+    click.echo(format_table(report))
+    if report.failed:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--verify", is_flag=True, help="decompress every chunk and check the completion records")
+def inspect(store: Path, verify: bool) -> None:
+    """Show a run store (OUTDIR or OUTDIR/run.zarr): config, input, progress, sizes; --verify checks it."""
+    from .engine.inspect_store import describe, open_for_inspect, verify as verify_store
+
+    run = open_for_inspect(store)
+    click.echo("\n".join(describe(run)))
+    if verify:
+        problems = verify_store(run)
+        for problem in problems:
+            click.echo(f"damaged: {problem}", err=True)
+        if problems:
+            click.echo(f"error: run store {run.path} is damaged ({len(problems)} problem(s)); delete the named "
+                       "records to recompute those units, or rerun with --overwrite", err=True)
+            raise SystemExit(1)
+        click.echo("verify      OK: every chunk decodes and every completion record is backed by data")
+
+
+class BenchGroup(Cli):
+    """``rdengine bench [OPTIONS] [VIDEO]`` runs the pipeline benchmark; ``rdengine bench SUBCOMMAND``
+    runs another one. A first positional token that is not a subcommand name is the VIDEO."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        positional = [a for a in args if not a.startswith("-")]
+        if not (args and args[0] in self.commands):
+            ctx.allow_interspersed_args = True  # options may follow VIDEO
+        rest = super().parse_args(ctx, args)
+        if ctx._protected_args and ctx._protected_args[0] not in self.commands:
+            extra = [*ctx._protected_args[1:], *ctx.args]
+            if extra or (positional and positional[0] in self.commands):
+                ctx.fail(f"unexpected arguments: {' '.join(extra)} (one VIDEO, or a subcommand first)")
+            ctx.meta["bench_video"] = ctx._protected_args[0]
+            ctx._protected_args, ctx.args, rest = [], [], []
+        return rest
+
+
+def _bench_json(path: Path | None, data) -> None:
+    if path:
+        import json
+
+        path.write_text(json.dumps(data, indent=2))
+        click.echo(f"wrote {path}")
+
+
+@cli.group(cls=BenchGroup, invoke_without_command=True, subcommand_metavar="[VIDEO] | COMMAND [ARGS]...")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True)
+@click.option("--frames", type=int, help="frames (synthetic clip length, default 250; with VIDEO: the first N)")
+@click.option("--res", type=int, help="processing resolution (default: the preset's; synthetic: the clip's)")
+@click.option("--clip-size", default=None, help="synthetic clip WxH (default 768x432 on CUDA, 128x96 on CPU)")
+@click.option("--batch-size", type=int, help="snippets per UNet call (default: from device memory)")
+@click.option("--repeat", type=int, default=1, show_default=True, help="runs; stages report mean and min")
+@click.option("--model", default="tiny", show_default=True, help="tiny, full-random (SD2-size, random weights) "
+              "or a checkpoint folder / hub id")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPES), help="default: the preset's (fp32 on CPU)")
+@click.option("--attention", type=click.Choice(["auto", "triton", "sdpa"]), default="auto", show_default=True)
+@click.option("--threads", type=int, help="torch intra-op threads (default: torch's)")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="also write the report as JSON")
+@click.pass_context
+def bench(ctx: click.Context, preset, frames, res, clip_size, batch_size, repeat, model, device, dtype, attention,
+          threads, json_path) -> None:
+    """Benchmark the pipeline on VIDEO (a synthetic clip when none): per-stage time, rate, share,
+    peak RSS / GPU memory and achieved UNet TFLOP/s. Subcommands: scaling, batch-size, coalign."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .benchmarks import bench as pipeline_bench
+
+    size = None
+    if clip_size:
+        try:
+            size = tuple(int(v) for v in clip_size.lower().split("x"))
+            assert len(size) == 2 and min(size) > 0
+        except (ValueError, AssertionError):
+            raise ConfigError(f"--clip-size must look like 768x432, not '{clip_size}'") from None
+    if repeat < 1 or (batch_size is not None and batch_size < 1):
+        raise ConfigError("--repeat and --batch-size must be >= 1")
+    video = ctx.meta.get("bench_video")
+    if video and not Path(video).exists():
+        raise VideoError(f"video not found: {video}")
+    report = pipeline_bench.run(video, preset=preset, frames=frames, res=res, batch_size=batch_size, repeat=repeat,
+                                model=model, device=device, dtype=dtype, attention=attention, clip_size=size,
+                                threads=threads)
+    click.echo(pipeline_bench.format_report(report))
+    _bench_json(json_path, report)
+
+
+@bench.command("scaling")
+@click.option("--frames", "counts", type=int, multiple=True, help="frame counts (repeatable; default 250 1000 4000)")
+@click.option("--width", type=int, default=128, show_default=True)
+@click.option("--height", type=int, default=96, show_default=True)
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True)
+@click.option("--threads", type=int, help="torch threads of each child process")
+@click.option("--json", "json_path", type=click.Path(path_type=Path))
+def bench_scaling(counts, width, height, preset, threads, json_path) -> None:
+    """Peak RSS and wall time of `rdengine process` (tiny model) against video length: memory stays flat."""
+    from .benchmarks import scaling
+
+    _bench_json(json_path, scaling.run(list(counts) or [250, 1000, 4000], width, height, preset, threads=threads))
+
+
+@bench.command("batch-size")
+@click.option("--sizes", default="1,2,4,8,16", show_default=True, callback=int_list)
+@click.option("--frames", type=int, default=600, show_default=True)
+@click.option("--width", type=int, default=128, show_default=True)
+@click.option("--height", type=int, default=96, show_default=True)
+@click.option("--model", default="tiny", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=int)
+@click.option("--repeat", type=int, default=1, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path))
+def bench_batch_size(sizes, frames, width, height, model, device, threads, repeat, json_path) -> None:
+    """Snippets/s of the snippet stage against the UNet batch size."""
+    from .benchmarks import batch_size
+
+    _bench_json(json_path, batch_size.run(list(sizes), frames, width, height, model=model, device=device,
+                                          threads=threads, repeat=repeat))
+
+
+@bench.command("coalign", add_help_option=False,
+               context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_coalign(args) -> None:
+    """Co-alignment solvers benchmark (options are those of `python -m rdengine.benchmarks.coalign`)."""
+    try:
+        from .benchmarks import coalign
+    except ImportError as exc:
+        raise EngineError(f"the co-alignment benchmark is not available in this build ({exc})") from None
+    # main() joined "--dilations 1 10 25" into "1,10,25"; the benchmark's argparse wants them apart
+    argv = [v for a in args for v in (a.split(",") if a.replace(",", "").isdigit() and "," in a else [a])]
+    coalign.main(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     args = sys.argv[1:] if argv is None else argv

@@ -7,6 +7,8 @@ The UNet is called with ``cross_attention_kwargs={"num_frames": L}``.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from ..kernels.attention import attention
@@ -35,6 +37,11 @@ class CrossFrameAttnProcessor:
         if attn.residual_connection:
             out = out + hidden_states
         return out / attn.rescale_output_factor
+
+
+# diffusers' Attention.forward calls inspect.signature(processor.__call__) on every call to filter
+# cross_attention_kwargs; a precomputed __signature__ makes that lookup cheap.
+CrossFrameAttnProcessor.__call__.__signature__ = inspect.signature(CrossFrameAttnProcessor.__call__)
 
 
 def install_cross_frame_attention(unet, backend: str = "auto") -> None:

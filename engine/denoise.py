@@ -26,10 +26,12 @@ def make_scheduler(model: Model, num_steps: int) -> DDIMScheduler:
 
 @torch.no_grad()
 def denoise_step(model: Model, scheduler: DDIMScheduler, rgb: torch.Tensor, depth: torch.Tensor,
-                 timestep: torch.Tensor) -> torch.Tensor:
+                 timestep: torch.Tensor, step_at: int | None = None) -> torch.Tensor:
     """Predict with cross-frame attention over each snippet and take one DDIM step.
 
-    Returns the next depth latents ``[B, L, 4, h, w]`` in the compute dtype.
+    ``step_at``: ``timestep`` as a host int for the scheduler (its tables live on the host,
+    so a device tensor there costs a synchronization per call). Returns the next depth
+    latents ``[B, L, 4, h, w]`` in the compute dtype.
     """
     b, length = rgb.shape[:2]
     sample = depth.reshape(b * length, *depth.shape[2:]).to(model.dtype)
@@ -40,5 +42,5 @@ def denoise_step(model: Model, scheduler: DDIMScheduler, rgb: torch.Tensor, dept
     t = timestep.expand(b * length)
     v = model.unet(unet_in, t, encoder_hidden_states=text, cross_attention_kwargs={"num_frames": length},
                    return_dict=False)[0]
-    prev = scheduler.step(v, timestep, sample, return_dict=False)[0]
+    prev = scheduler.step(v, timestep if step_at is None else step_at, sample, return_dict=False)[0]
     return prev.reshape(b, length, *prev.shape[1:])

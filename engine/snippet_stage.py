@@ -8,6 +8,8 @@ unit whose record holds the minimum depth of its snippets (for the global minimu
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -24,6 +26,40 @@ from .snippets import SnippetGroup
 
 STAGE = "snippets"
 DECODE_BATCH = 8
+
+
+class DeviceTimer:
+    """Opt-in timer hook of the worker (benchmarks): time of the UNet step and of the VAE decode.
+
+    On CUDA it records events around each part (no extra synchronization while the stage
+    runs; ``seconds`` synchronizes once at the end); on CPU it reads the wall clock.
+    ``batches`` holds ``(snippets, length, latent h, latent w)`` per UNet call.
+    """
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.spans: dict[str, list] = {"unet": [], "decode": []}
+        self.batches: list[tuple[int, int, int, int]] = []
+
+    def stamp(self):
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def add(self, part: str, start, end) -> None:
+        self.spans[part].append((start, end))
+
+    def seconds(self, part: str) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return sum(a.elapsed_time(b) for a, b in self.spans[part]) / 1000.0
+        return sum(b - a for a, b in self.spans[part])
+
+
+#: Set to a DeviceTimer to time the worker's parts (``rdengine bench``); None in normal runs.
+TIMER: DeviceTimer | None = None
 
 
 def snippet_dtype(model: Model) -> str:
@@ -67,21 +103,45 @@ def infer_snippets(store: RunStore, model: Model, groups: list[SnippetGroup], se
         noise = initial_noise(model, latent_size, seed)
         scheduler = make_scheduler(model, 1)
         timestep = scheduler.timesteps[0]
+        step_at = int(timestep)  # the scheduler indexes host tables: a host int avoids a device sync
+        cuda = model.device.type == "cuda"
+        if cuda:
+            model.vae.to(memory_format=torch.channels_last)
+        timer_hook = TIMER
 
         def load(batch: SnippetBatch) -> torch.Tensor:
             frames = np.stack([groups[k].frames(i) for k, i in batch.members])
-            return torch.from_numpy(cache.rows(frames))
+            rgb = torch.from_numpy(cache.rows(frames))
+            return rgb.pin_memory() if cuda else rgb  # pinned: the copy to the device is truly async
 
-        def compute(batch: SnippetBatch, rgb: torch.Tensor) -> np.ndarray:
+        def compute(batch: SnippetBatch, rgb: torch.Tensor):
+            t0 = timer_hook.stamp() if timer_hook else None
             rgb = rgb.to(model.device, non_blocking=True)
             start = noise.expand(*rgb.shape[:2], -1, -1, -1)
-            latents = denoise_step(model, scheduler, rgb, start, timestep)
+            latents = denoise_step(model, scheduler, rgb, start, timestep, step_at=step_at)
+            t1 = timer_hook.stamp() if timer_hook else None
             flat = latents.reshape(-1, *latents.shape[2:])
             depth = torch.cat([decode_depth(model.vae, flat[i:i + DECODE_BATCH], size)
                                for i in range(0, flat.shape[0], DECODE_BATCH)])
-            return depth.reshape(*latents.shape[:2], *size).cpu().numpy()
+            depth = depth.reshape(*latents.shape[:2], *size)
+            if timer_hook:
+                timer_hook.add("unet", t0, t1)
+                timer_hook.add("decode", t1, timer_hook.stamp())
+                timer_hook.batches.append((rgb.shape[0], rgb.shape[1], *rgb.shape[-2:]))
+            if not cuda:
+                return depth.numpy(), None
+            # Copy back into pinned memory without blocking this thread; the writer waits on the event.
+            host = torch.empty(depth.shape, dtype=depth.dtype, pin_memory=True)
+            host.copy_(depth, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            return host, done
 
-        def write(batch: SnippetBatch, depth: np.ndarray) -> None:
+        def write(batch: SnippetBatch, result) -> None:
+            depth, done = result
+            if done is not None:
+                done.synchronize()
+                depth = depth.numpy()
             for (k, i), d in zip(batch.members, depth):
                 full[k][i] = d.astype(full[k].dtype)
                 samples[k][i] = sample_pixels(d)
