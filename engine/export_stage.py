@@ -18,7 +18,7 @@ from ..storage.exporters import ColourVideoExporter, NpyExporter, Png16Exporter,
 from ..storage.run_store import RunStore
 from ..storage.video import iter_frames
 from .latents import resize
-from .merge import time_chunks
+from .chunks import time_chunks
 from .progress import Progress
 
 EXPORT_CHUNK = 8

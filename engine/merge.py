@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..storage.run_store import RunStore
+from .chunks import pending_chunks
 from .progress import Progress
 from .snippets import SnippetGroup
 
@@ -35,11 +36,6 @@ def merge_frames(snippets: list, groups: list[SnippetGroup], scales: list[np.nda
     return (total / np.maximum(count, 1)[:, None, None]).astype(np.float32)
 
 
-def time_chunks(num_frames: int, chunk: int) -> list[tuple[int, int]]:
-    """``[(first, stop), ...]`` covering ``[0, num_frames)`` in steps of ``chunk``."""
-    return [(a, min(a + chunk, num_frames)) for a in range(0, num_frames, chunk)]
-
-
 def merge(store: RunStore, groups: list[SnippetGroup], scales: list[np.ndarray], shifts: list[np.ndarray],
           global_min: float, progress: Progress) -> tuple[float, float]:
     """Write ``merged`` chunk by chunk; returns (min, max) over the whole video."""
@@ -48,11 +44,7 @@ def merge(store: RunStore, groups: list[SnippetGroup], scales: list[np.ndarray],
     out = store.require("merged", (num_frames, h, w), (MERGE_CHUNK, h, w))
     snippets = [store.array(f"snippets/g{k}") for k in range(len(groups))]
     timer = progress.stage("merge", num_frames)
-    for first, stop in time_chunks(num_frames, MERGE_CHUNK):
-        unit = f"c{first:07d}"
-        if store.is_done("merge", unit):
-            timer.advance(stop - first, reused=True)
-            continue
+    for first, stop, unit in pending_chunks(store, "merge", timer, num_frames, MERGE_CHUNK):
         frames = merge_frames(snippets, groups, scales, shifts, global_min, first, stop)
         out[first:stop] = frames
         store.mark_done("merge", unit, {"min": float(frames.min()), "max": float(frames.max())})
@@ -67,11 +59,7 @@ def normalize(store: RunStore, dst: str, lo: float, hi: float, progress: Progres
     out = store.require(dst, src.shape, src.chunks)
     span = hi - lo
     timer = progress.stage("normalize", src.shape[0])
-    for first, stop in time_chunks(src.shape[0], src.chunks[0]):
-        unit = f"c{first:07d}"
-        if store.is_done("normalize", unit):
-            timer.advance(stop - first, reused=True)
-            continue
+    for first, stop, unit in pending_chunks(store, "normalize", timer, src.shape[0], src.chunks[0]):
         x = np.asarray(src[first:stop], dtype=np.float64)
         out[first:stop] = ((x - lo) / span * 2 - 1 if span > 0 else np.zeros_like(x)).astype(np.float32)
         store.mark_done("normalize", unit)

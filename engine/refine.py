@@ -15,7 +15,7 @@ import torch
 from ..storage.run_store import RunStore
 from .denoise import denoise_step, make_scheduler
 from .latents import decode_depth, encode
-from .merge import time_chunks
+from .chunks import pending_chunks
 from .model import Model
 from .progress import Progress
 from .snippets import SnippetGroup
@@ -38,11 +38,7 @@ def encode_aligned(store: RunStore, model: Model, noise: torch.Tensor, timestep:
     h, w = store.info["latent_size"]
     out = store.require("refine/latents_0", (t, 4, h, w), (REFINE_CHUNK, 4, h, w))
     timer = progress.stage("refine-encode", t)
-    for first, stop in time_chunks(t, REFINE_CHUNK):
-        unit = f"c{first:07d}"
-        if store.is_done("refine-encode", unit):
-            timer.advance(stop - first, reused=True)
-            continue
+    for first, stop, unit in pending_chunks(store, "refine-encode", timer, t, REFINE_CHUNK):
         depth = torch.from_numpy(np.asarray(src[first:stop])).to(model.device, model.dtype)
         latents = encode(model.vae, depth[:, None].expand(-1, 3, -1, -1))
         noisy = scheduler.add_noise(latents, noise.expand_as(latents), timestep)
@@ -92,11 +88,7 @@ def refine(store: RunStore, model: Model, dilations: list[int], length: int, noi
             old, new = buffers[i % 2], buffers[(i + 1) % 2]
             stage = f"refine-{i + 1}/{steps} d={dilation}"
             timer = progress.stage(stage, num_frames)
-            for first, stop in time_chunks(num_frames, REFINE_CHUNK):
-                unit = f"s{i:02d}c{first:07d}"
-                if store.is_done("refine", unit):
-                    timer.advance(stop - first, reused=True)
-                    continue
+            for first, stop, unit in pending_chunks(store, "refine", timer, num_frames, REFINE_CHUNK, f"s{i:02d}"):
                 new[first:stop] = refine_chunk(model, scheduler, group, rgb, old, timestep, first, stop, batch_size)
                 store.mark_done("refine", unit)
                 timer.advance(stop - first)
@@ -109,11 +101,7 @@ def decode_final(store: RunStore, model: Model, latents, progress: Progress) -> 
     t = latents.shape[0]
     out = store.require("depth", (t, h, w), (DECODE_CHUNK, h, w))
     timer = progress.stage("refine-decode", t)
-    for first, stop in time_chunks(t, out.chunks[0]):
-        unit = f"c{first:07d}"
-        if store.is_done("refine-decode", unit):
-            timer.advance(stop - first, reused=True)
-            continue
+    for first, stop, unit in pending_chunks(store, "refine-decode", timer, t, out.chunks[0]):
         z = torch.from_numpy(np.asarray(latents[first:stop])).to(model.device, model.dtype)
         out[first:stop] = decode_depth(model.vae, z, (h, w)).cpu().numpy()
         store.mark_done("refine-decode", unit)
