@@ -114,6 +114,13 @@ def print_table(rows: list[dict]) -> None:
               f"{r['tflops_sdpa']:13.2f} {r['tflops_triton']:15.2f} {r['max_abs_diff']:10.2e}", flush=True)
 
 
+
+def write_rows(path: str, device: torch.device, rows: list[dict]) -> None:
+    """Write benchmark rows with the device name and torch version as JSON."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    with open(path, "w") as f:
+        json.dump({"device": name, "torch": torch.__version__, "rows": rows}, f, indent=2)
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda or cuda:N")
@@ -138,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                for name in dtypes for case in shapes(tiny=args.interpret)]
     print_table(results)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (interpreter)",
-                       "torch": torch.__version__, "rows": results}, f, indent=2)
+        write_rows(args.json, device, results)
     return 0
 
 

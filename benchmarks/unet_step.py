@@ -18,7 +18,6 @@ GPU is required (status 2 otherwise).  ``--interpret`` restarts under TRITON_INT
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
@@ -26,7 +25,7 @@ import torch
 from ..engine.attention_processor import install_cross_frame_attention
 from ..engine.random_checkpoint import build_unet
 from ..kernels.attention import resolve_backend
-from .kernel_attention import DTYPES, FRAMES, RESOLUTIONS, TEXT_TOKENS, ensure_interpreter, time_ms
+from .kernel_attention import DTYPES, FRAMES, RESOLUTIONS, TEXT_TOKENS, ensure_interpreter, time_ms, write_rows
 
 TINY_LATENT = (8, 12)
 
@@ -98,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         resolve_backend(backend, device, dtype)
     rows = run("tiny" if args.tiny else "full", backends, args.snippets, latent, device, dtype, reps)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                       "torch": torch.__version__, "rows": rows}, f, indent=2)
+        write_rows(args.json, device, rows)
     return 0
 
 
