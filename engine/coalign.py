@@ -324,8 +324,8 @@ def objective(samples: Sequence, dilations: Sequence[int], lengths: Sequence[int
 
 
 def _reference(obs: _Observations, w_d: float, steps: int) -> tuple[np.ndarray, list[float]]:
-    """Published solver: Adam on float32 ``(s, t)`` from (1, 0), detached targets.
-    Returns (theta ``[2K]``, objective before each step)."""
+    """Published solver: Adam on float32 ``(s, t)`` from (1, 0) with targets and normalizers
+    held constant in the gradient. Returns (theta ``[2K]``, objective before each step)."""
     k = obs.graph.num_snippets
     s = torch.ones(k, dtype=torch.float32, requires_grad=True)
     t = torch.zeros(k, dtype=torch.float32, requires_grad=True)
