@@ -68,6 +68,8 @@ def process_options(fn):
         click.option("--cap-dilation/--no-cap-dilation", default=None),
         click.option("--dtype", type=click.Choice(DTYPES)),
         click.option("--coalign", type=click.Choice(["fast", "reference"]), default="fast", show_default=True),
+        click.option("--coalign-memory", type=click.IntRange(min=16), default=1024, show_default=True,
+                     help="co-alignment memory budget in MiB; past it the solver streams from the run store"),
         click.option("--checkpoint", default=DEFAULT_CHECKPOINT, show_default=True,
                      help="hub id or local folder in the same layout"),
         click.option("--device", default="auto", show_default=True, help="auto, cuda, cuda:N or cpu"),
@@ -113,7 +115,7 @@ def configs_from(kw: dict):
     opts = ExecutionOptions(device=kw["device"], batch_size=kw["batch_size"], attention=kw["attention"],
                             save=tuple(kw["save"]) or ("npy", "mp4"), colormap=kw["colormap"],
                             restore_res=kw["restore_res"], fps=kw["fps"], quiet=kw["quiet"],
-                            overwrite=kw["overwrite"])
+                            overwrite=kw["overwrite"], coalign_memory=kw["coalign_memory"] << 20)
     return cfg, opts
 
 

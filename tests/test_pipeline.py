@@ -139,3 +139,11 @@ def test_refinement_chunks_with_halo_equal_one_whole_pass(fp32_run, tiny_checkpo
                                 for a in range(0, 24, 7)])
     np.testing.assert_allclose(parts, whole, atol=1e-5)
     assert not np.allclose(whole, old)
+
+
+def test_coalign_streaming_past_the_memory_budget_gives_the_same_depth(clip, tiny_checkpoint, tmp_path, fp32_run):
+    result, _ = fp32_run
+    cfg = resolve_config("fast", res=RES, checkpoint=str(tiny_checkpoint), dtype="fp32", dilations=(1, 10))
+    opts = ExecutionOptions(device="cpu", batch_size=4, save=("npy",), quiet=True, coalign_memory=2048)
+    streamed = process_video(str(clip), tmp_path, cfg, opts)
+    assert np.load(streamed.outputs["npy"]).tobytes() == np.load(result.outputs["npy"]).tobytes()
