@@ -122,7 +122,10 @@ def _open_npz(path: Path, depth_scale: float) -> DepthStack:
 def _open_run_store(path: Path) -> DepthStack:
     group_path = path / RUN_STORE_NAME if (path / RUN_STORE_NAME).is_dir() else path
     try:
-        array = zarr.open_group(str(group_path), mode="r")["depth"]
+        group = zarr.open_group(str(group_path), mode="r")
+        if "manifest" in group.attrs and not (group_path / "_units" / "complete" / "run.json").exists():
+            raise EvalInputError(f"{group_path}: the run is not complete (rerun `rdengine process` to finish it)")
+        array = group["depth"]
     except KeyError:
         raise EvalInputError(f"{group_path}: run store has no 'depth' array (run not finished?)") from None
     except (OSError, ValueError, zarr.errors.BaseZarrError) as exc:

@@ -27,3 +27,15 @@ def test_eval_bad_input_is_one_line(tmp_path):
     proc = run_rdengine("eval", tmp_path / "missing.npy", tmp_path / "gt.npy")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error:") and "missing.npy" in proc.stderr
+
+
+def test_eval_refuses_an_unfinished_run_store(tmp_path, clip, tiny_checkpoint):
+    out = tmp_path / "run"
+    proc = run_rdengine("process", clip, "-o", out, "--checkpoint", tiny_checkpoint, "--res", "64", "--quiet",
+                        "--save", "npy")
+    assert proc.returncode == 0, proc.stderr
+    np.save(tmp_path / "gt.npy", np.ones((24, 48, 64), np.float32))
+    assert run_rdengine("eval", out, tmp_path / "gt.npy").returncode == 0
+    (out / "run.zarr" / "_units" / "complete" / "run.json").unlink()  # as if killed before the end
+    proc = run_rdengine("eval", out, tmp_path / "gt.npy")
+    assert proc.returncode != 0 and "not complete" in proc.stderr and "Traceback" not in proc.stderr
