@@ -25,13 +25,14 @@ from tests.conftest import run_rdengine
 FULL = ("--preset", "full", "--res", "64", "--dtype", "fp32", "--device", "cpu", "--dilations", "1", "4",
         "--refine-steps", "3", "--batch-size", "4", "--save", "npy", "--save", "png16", "-q")
 
-# (stage, records, how): "poll" = the test SIGKILLs when the stage holds that many records, after
-# a delay (seconds) that lands inside the following computation or chunk writes; "after"/"before"
-# = the test-only hook RDENGINE_TEST_KILL_AT kills right after the record, or after the unit's
-# data but before its record (for stages too fast to catch from outside).
-KILLS = [("ingest", 1, "poll", 0.0), ("snippets", 2, "poll", 0.05), ("snippets", 5, "poll", 0.4),
+# (stage, records, how): "poll" = the test SIGKILLs as soon as the stage holds that many records
+# (landing inside the next unit's computation or chunk writes); "after"/"before" = the test-only
+# hook RDENGINE_TEST_KILL_AT kills right after the record, or after the unit's data but before its
+# record. The hook fires at the first record at or past its count, so a poll kill that overshoots
+# on a fast machine never makes a later moment miss; polls sit where much work remains after them.
+KILLS = [("ingest", 1, "poll", 0.0), ("snippets", 2, "before", None), ("snippets", 4, "poll", 0.0),
          ("snippets", 8, "before", None), ("coalign", 1, "before", None), ("merge", 2, "after", None),
-         ("normalize", 2, "before", None), ("refine", 2, "poll", 0.02), ("refine-decode", 2, "before", None),
+         ("normalize", 2, "before", None), ("refine", 1, "poll", 0.0), ("refine-decode", 2, "before", None),
          ("export", 4, "before", None)]
 
 
