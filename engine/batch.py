@@ -29,13 +29,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..storage.run_store import COMPLETE_RECORD
 from .archive import ArchiveVideo, archive_videos, is_url, local_path, short_hash
 from .config import ConfigError, ExecutionOptions, RunConfig
 from .errors import EngineError
 
 REPORT_NAME = "batch_report.json"
 STORE_NAME = "run.zarr"  # engine.pipeline.STORE_NAME (not imported here: the client never needs torch models)
-COMPLETE_STAGE = "complete"  # the run store's final record: run.zarr/_units/complete/<unit>.json
 USER_MESSAGE_ERRORS = ("EngineError", "VideoError", "ConfigError", "StoreMismatch", "EvalInputError")
 
 # ---------------------------------------------------------------- output locations (local path or fsspec URL)
@@ -109,8 +109,8 @@ def is_finished(out_dir: str, cfg: RunConfig | None = None, opts: ExecutionOptio
             return False
     formats = tuple(opts.save) if opts is not None else ()
     try:
-        complete = any(p.endswith(".json") for p in fs.ls(f"{store}/_units/{COMPLETE_STAGE}", detail=False))
-    except (FileNotFoundError, OSError):
+        complete = fs.exists(f"{store}/{COMPLETE_RECORD}")
+    except OSError:
         complete = False
     if not complete and ("expected_units" in info or set(formats) <= {"zarr"}
                          or not fs.exists(f"{store}/depth/zarr.json")):

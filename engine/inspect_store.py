@@ -17,12 +17,12 @@ import numpy as np
 import zarr
 
 from ..storage.lock import lock_path_for, pid_alive, read_holder
-from ..storage.run_store import RunStore
+from ..storage.run_store import COMPLETE_STAGE, COMPLETE_UNIT, RunStore
 from .errors import EngineError
 
 STORE_NAME = "run.zarr"
 STAGE_ORDER = ["ingest", "snippets", "coalign", "merge", "normalize", "refine-encode", "refine", "refine-decode",
-               "export", "complete"]
+               "export", COMPLETE_STAGE]
 
 
 def open_for_inspect(path: str | Path) -> RunStore:
@@ -81,7 +81,7 @@ def describe(store: RunStore) -> list[str]:
     for stage, done, expected in stage_progress(store):
         state = "" if expected is None else ("  complete" if done >= expected else "  partial" if done else "  pending")
         lines.append(f"  {stage:<14} {done:>5} / {'?' if expected is None else expected:<5}{state}")
-    complete = store.done_units("complete").get("run")
+    complete = store.done_units(COMPLETE_STAGE).get(COMPLETE_UNIT)
     lines.append(f"status      {'COMPLETE (finished ' + complete.get('finished', '?') + ')' if complete else 'not complete'}")
     lines.append("arrays")
     for name in store.array_names():
@@ -167,12 +167,12 @@ def verify(store: RunStore) -> list[str]:
         if done < expected[stage]:
             problems.append(f"stage {stage}: {done} of {expected[stage]} unit records present, "
                             f"but a later stage has started")
-    if store.is_done("complete", "run"):
+    if store.is_done(COMPLETE_STAGE, COMPLETE_UNIT):
         for stage in order:
             if len(store.done_units(stage)) < expected[stage]:
                 problems.append(f"run recorded complete but stage {stage} has "
                                 f"{len(store.done_units(stage))} of {expected[stage]} units")
-        record = store.done_units("complete")["run"]
+        record = store.done_units(COMPLETE_STAGE)[COMPLETE_UNIT]
         for fmt, path in record.get("outputs", {}).items():
             if not Path(path).exists():
                 problems.append(f"output {fmt} recorded complete but missing: {path}")

@@ -18,22 +18,19 @@ import torch
 
 from .. import __version__
 from ..storage.lock import RunLock, StoreLocked
-from ..storage.run_store import RunStore, StoreMismatch
+from ..storage.run_store import COMPLETE_STAGE, COMPLETE_UNIT, RunStore, StoreMismatch
 from ..storage.video import VideoError, VideoInfo, VideoWarning, fingerprint, probe_video
 from .coalign_stage import coalign
 from .config import ExecutionOptions, RunConfig
 from .denoise import initial_noise
 from .errors import EngineError
 from .export_stage import export
-from .ingest import ingest
-from .merge import merge, normalize
+from .ingest import INGEST_CHUNK, ingest
+from .merge import MERGE_CHUNK, merge, normalize
 from .model import Model, load_model
 from .progress import Progress
-from .refine import refine
+from .refine import DECODE_CHUNK, REFINE_CHUNK, refine
 from .scheduler import default_batch_size, plan_batches
-from .ingest import INGEST_CHUNK
-from .merge import MERGE_CHUNK
-from .refine import DECODE_CHUNK, REFINE_CHUNK
 from .snippet_stage import infer_snippets
 from .snippets import plan_snippets, refinement_dilations
 
@@ -174,10 +171,10 @@ def _run(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: Execu
     for note in notes:
         progress.note(note)
     batch = choose_batch_size(store, model, opts, size)
+    batches = plan_batches(groups, batch)
     if "expected_units" not in store.info:
-        store.update_info(expected_units=expected_units(num_frames, len(plan_batches(groups, batch)),
-                                                        cfg.refine_steps), notes=notes)
-    global_min = infer_snippets(store, model, groups, cfg.seed, batch, progress)
+        store.update_info(expected_units=expected_units(num_frames, len(batches), cfg.refine_steps), notes=notes)
+    global_min = infer_snippets(store, model, groups, batches, cfg.seed, progress)
 
     scales, shifts = coalign(store, groups, global_min, cfg.coalign, opts.coalign_memory, progress)
     lo, hi = merge(store, groups, scales, shifts, global_min, progress)
@@ -191,11 +188,12 @@ def _run(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: Execu
         refine(store, model, dilations, length, noise, batch, progress)
 
     restore = (info.height, info.width) if opts.restore_res else None
-    store.clear_unit("complete", "run")  # rewritten below, once every output is complete again
+    store.clear_unit(COMPLETE_STAGE, COMPLETE_UNIT)  # rewritten below, once every output is complete again
     outputs = export(store, out_dir, Path(video).stem, opts.save, video, cfg.start, opts.fps or info.fps,
                      opts.colormap, restore, progress)
-    store.mark_done("complete", "run", {"frames": num_frames, "outputs": {k: str(v) for k, v in outputs.items()},
-                                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    store.mark_done(COMPLETE_STAGE, COMPLETE_UNIT,
+                    {"frames": num_frames, "outputs": {k: str(v) for k, v in outputs.items()},
+                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     stages = [{"stage": s.name, "seconds": s.seconds, "items": s.done, "reused": s.reused, "unit": s.unit,
                "rate": s.rate} for s in progress.stages]
     return RunResult(store=store.path, outputs=outputs, num_frames=num_frames,

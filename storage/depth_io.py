@@ -27,6 +27,8 @@ import zarr
 import zarr.errors
 from PIL import Image
 
+from .run_store import COMPLETE_RECORD
+
 RUN_STORE_NAME = "run.zarr"
 _EXR_CHANNEL_PREFERENCE = ("z", "depth", "y", "r")
 
@@ -123,7 +125,7 @@ def _open_run_store(path: Path) -> DepthStack:
     group_path = path / RUN_STORE_NAME if (path / RUN_STORE_NAME).is_dir() else path
     try:
         group = zarr.open_group(str(group_path), mode="r")
-        if "manifest" in group.attrs and not (group_path / "_units" / "complete" / "run.json").exists():
+        if "manifest" in group.attrs and not (group_path / COMPLETE_RECORD).exists():
             raise EvalInputError(f"{group_path}: the run is not complete (rerun `rdengine process` to finish it)")
         array = group["depth"]
     except KeyError:

@@ -29,6 +29,10 @@ COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
 zarr.config.set({"array.write_empty_chunks": True})
 
 
+COMPLETE_STAGE, COMPLETE_UNIT = "complete", "run"  # the final record: the whole run and its outputs are done
+COMPLETE_RECORD = f"_units/{COMPLETE_STAGE}/{COMPLETE_UNIT}.json"
+
+
 class StoreMismatch(ValueError):
     """An existing store was made by a different configuration or input."""
 
