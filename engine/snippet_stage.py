@@ -21,7 +21,7 @@ from .latents import decode_depth
 from .model import Model
 from .overlap import run_overlapped
 from .progress import Progress
-from .scheduler import SnippetBatch, plan_batches
+from .scheduler import SnippetBatch
 from .snippets import SnippetGroup
 
 STAGE = "snippets"
@@ -83,13 +83,12 @@ def global_minimum(store: RunStore) -> float:
     return float(min(r["min"] for r in store.done_units(STAGE).values()))
 
 
-def infer_snippets(store: RunStore, model: Model, groups: list[SnippetGroup], seed: int, batch_size: int,
-                   progress: Progress) -> float:
-    """Run all snippet batches not yet done; returns the global minimum depth."""
+def infer_snippets(store: RunStore, model: Model, groups: list[SnippetGroup], batches: list[SnippetBatch],
+                   seed: int, progress: Progress) -> float:
+    """Run the scheduled ``batches`` not yet done; returns the global minimum depth."""
     info = store.info
     size, latent_size = tuple(info["size"]), tuple(info["latent_size"])
     full, samples = snippet_arrays(store, groups, size, snippet_dtype(model))
-    batches = plan_batches(groups, batch_size)
     timer = progress.stage(STAGE, sum(g.count for g in groups), unit="snippets")
     todo = []
     for batch in batches:
@@ -98,7 +97,7 @@ def infer_snippets(store: RunStore, model: Model, groups: list[SnippetGroup], se
         else:
             todo.append(batch)
     if todo:
-        window = max((g.length - 1) * g.dilation for g in groups) + batch_size
+        window = max((g.length - 1) * g.dilation for g in groups) + max(len(b.members) for b in batches)
         cache = RowCache(store.array("rgb_latents"), capacity=window // store.array("rgb_latents").chunks[0] + 3)
         noise = initial_noise(model, latent_size, seed)
         scheduler = make_scheduler(model, 1)
