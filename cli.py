@@ -13,8 +13,8 @@ import click
 from .engine.config import DEFAULT_CHECKPOINT, DTYPES, EXPORTS, PRESETS, ConfigError, ExecutionOptions, \
     resolve_config
 from .engine.errors import EngineError
-from .storage.depth_io import EvalInputError
-from .storage.video import VideoError
+from .engine.eval.readers import EvalInputError
+from .storage.inputs.video import VideoError
 
 USER_ERRORS = (EngineError, ConfigError, VideoError, EvalInputError)
 LIST_OPTIONS = ("--dilations", "--snippet-len")
@@ -152,7 +152,7 @@ def process(video: str, out_dir: Path, **kw) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 def make_checkpoint(path: Path, size: str, seed: int) -> None:
     """Write a random-weight checkpoint in the real RollingDepth layout (depth is meaningless)."""
-    from .engine.random_checkpoint import write_random_checkpoint
+    from .engine.testing.random_checkpoint import write_random_checkpoint
 
     write_random_checkpoint(path, size=size, seed=seed)
     click.echo(f"wrote a {size} random-weight checkpoint to {path} (for tests and timing only)")
@@ -166,8 +166,8 @@ def demo(out_dir: Path, frames: int, quiet: bool) -> None:
     """Run the whole pipeline offline: a synthetic clip and a tiny random checkpoint."""
     from .engine.config import ExecutionOptions
     from .engine.pipeline import process_video
-    from .engine.random_checkpoint import write_random_checkpoint
-    from .storage.synthetic_clip import write_clip
+    from .engine.testing.random_checkpoint import write_random_checkpoint
+    from .engine.testing.synthetic_clip import write_clip
 
     banner = ("DEMO: random-weight tiny checkpoint, synthetic clip. The depth it shows is MEANINGLESS; "
               "it proves the pipeline runs. Use --checkpoint prs-eth/rollingdepth-v1-0 (or a local copy) "
@@ -199,7 +199,7 @@ def demo(out_dir: Path, frames: int, quiet: bool) -> None:
 @click.option("--mask", "masks", multiple=True, type=click.Path(path_type=Path), help="validity mask(s), nonzero=valid")
 def evaluate(pred, gt, pairs_csv, pred_root, gt_root, out_dir, depth_scale, min_depth, max_depth, crop, masks):
     """Score predictions against ground truth with the paper's protocol (one affine fit per video)."""
-    from .engine.evaluate import evaluate_many, evaluate_video, format_summary_table, pair_folders, parse_crop, \
+    from .engine.eval.evaluate import evaluate_many, evaluate_video, format_summary_table, pair_folders, parse_crop, \
         read_pairs_csv
 
     options = dict(depth_scale=depth_scale, min_depth=min_depth, max_depth=max_depth, crop=parse_crop(crop),
@@ -227,7 +227,7 @@ def evaluate(pred, gt, pairs_csv, pred_root, gt_root, out_dir, depth_scale, min_
 def batch(inputs: tuple[str, ...], out_root: str, workers: int | None, scheduler: str | None,
           cache_dir: str | None, **kw) -> None:
     """Process every video of INPUT... (videos, folders, list files, globs; paths or URLs) on Dask, resumably."""
-    from .engine.batch import format_table, run_batch
+    from .engine.batch.run import format_table, run_batch
 
     cfg, opts = configs_from(kw)
     report = run_batch(inputs, out_root, cfg, opts, workers=workers, scheduler=scheduler, cache_dir=cache_dir)
@@ -241,7 +241,7 @@ def batch(inputs: tuple[str, ...], out_root: str, workers: int | None, scheduler
 @click.option("--verify", is_flag=True, help="decompress every chunk and check the completion records")
 def inspect(store: Path, verify: bool) -> None:
     """Show a run store (OUTDIR or OUTDIR/run.zarr): config, input, progress, sizes; --verify checks it."""
-    from .engine.inspect_store import describe, open_for_inspect, verify as verify_store
+    from .engine.inspection import describe, open_for_inspect, verify as verify_store
 
     run = open_for_inspect(store)
     click.echo("\n".join(describe(run)))
@@ -257,21 +257,15 @@ def inspect(store: Path, verify: bool) -> None:
 
 
 class BenchGroup(Cli):
-    """``rdengine bench [OPTIONS] [VIDEO]`` runs the pipeline benchmark; ``rdengine bench SUBCOMMAND``
-    runs another one. A first positional token that is not a subcommand name is the VIDEO."""
+    """``rdengine bench SUBCOMMAND ...``; without a subcommand name first, ``pipeline`` is meant:
+    ``rdengine bench [VIDEO] [OPTIONS]`` = ``rdengine bench pipeline [VIDEO] [OPTIONS]``."""
+
+    default_command = "pipeline"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        positional = [a for a in args if not a.startswith("-")]
-        if not (args and args[0] in self.commands):
-            ctx.allow_interspersed_args = True  # options may follow VIDEO
-        rest = super().parse_args(ctx, args)
-        if ctx._protected_args and ctx._protected_args[0] not in self.commands:
-            extra = [*ctx._protected_args[1:], *ctx.args]
-            if extra or (positional and positional[0] in self.commands):
-                ctx.fail(f"unexpected arguments: {' '.join(extra)} (one VIDEO, or a subcommand first)")
-            ctx.meta["bench_video"] = ctx._protected_args[0]
-            ctx._protected_args, ctx.args, rest = [], [], []
-        return rest
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
 
 
 def _bench_json(path: Path | None, data) -> None:
@@ -282,7 +276,14 @@ def _bench_json(path: Path | None, data) -> None:
         click.echo(f"wrote {path}")
 
 
-@cli.group(cls=BenchGroup, invoke_without_command=True, subcommand_metavar="[VIDEO] | COMMAND [ARGS]...")
+@cli.group(cls=BenchGroup)
+def bench() -> None:
+    """Benchmarks: `rdengine bench [VIDEO] [OPTIONS]` times the pipeline (subcommand `pipeline`);
+    `scaling`, `batch-size` and `coalign` measure memory, batching and the co-alignment solvers."""
+
+
+@bench.command("pipeline")
+@click.argument("video", required=False, type=click.Path(path_type=str))
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True)
 @click.option("--frames", type=int, help="frames (synthetic clip length, default 250; with VIDEO: the first N)")
 @click.option("--res", type=int, help="processing resolution (default: the preset's; synthetic: the clip's)")
@@ -296,13 +297,10 @@ def _bench_json(path: Path | None, data) -> None:
 @click.option("--attention", type=click.Choice(["auto", "triton", "sdpa"]), default="auto", show_default=True)
 @click.option("--threads", type=int, help="torch intra-op threads (default: torch's)")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="also write the report as JSON")
-@click.pass_context
-def bench(ctx: click.Context, preset, frames, res, clip_size, batch_size, repeat, model, device, dtype, attention,
-          threads, json_path) -> None:
+def bench_pipeline(video, preset, frames, res, clip_size, batch_size, repeat, model, device, dtype, attention,
+                   threads, json_path) -> None:
     """Benchmark the pipeline on VIDEO (a synthetic clip when none): per-stage time, rate, share,
-    peak RSS / GPU memory and achieved UNet TFLOP/s. Subcommands: scaling, batch-size, coalign."""
-    if ctx.invoked_subcommand is not None:
-        return
+    peak RSS / GPU memory and achieved UNet TFLOP/s."""
     from .benchmarks import bench as pipeline_bench
 
     size = None
@@ -314,7 +312,6 @@ def bench(ctx: click.Context, preset, frames, res, clip_size, batch_size, repeat
             raise ConfigError(f"--clip-size must look like 768x432, not '{clip_size}'") from None
     if repeat < 1 or (batch_size is not None and batch_size < 1):
         raise ConfigError("--repeat and --batch-size must be >= 1")
-    video = ctx.meta.get("bench_video")
     if video and not Path(video).exists():
         raise VideoError(f"video not found: {video}")
     report = pipeline_bench.run(video, preset=preset, frames=frames, res=res, batch_size=batch_size, repeat=repeat,

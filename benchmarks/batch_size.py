@@ -14,7 +14,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from ..storage.synthetic_clip import write_clip
+from ..engine.testing.synthetic_clip import write_clip
 from . import bench
 
 

@@ -8,7 +8,7 @@ on CPU); and for the UNet an achieved-TFLOP/s estimate.
 
 UNet FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` counts one UNet call of one
 snippet on the run's actual shapes (attention through SDPA so it is counted), multiplied
-by the number of snippets. The worker's timer hook (``snippet_stage.TIMER``) times the
+by the number of snippets. The worker's ``DeviceTimer`` (``engine.stages.snippets``) times the
 UNet step and the VAE decode of every batch separately (CUDA events on the GPU, so no
 extra synchronization while the stage runs), so ``unet_tflops`` divides by UNet time
 only; ``unet_tflops_stage`` divides by the whole snippet stage (prefetch, decode and
@@ -34,12 +34,12 @@ from pathlib import Path
 
 import torch
 
-from ..engine import snippet_stage
 from ..engine.config import ExecutionOptions, resolve_config
 from ..engine.model import TORCH_DTYPES, Model, load_model, resolve_device
-from ..engine.random_checkpoint import write_random_checkpoint
+from ..engine.stages.snippets import STAGE as SNIPPET_STAGE, DeviceTimer
+from ..engine.testing.random_checkpoint import write_random_checkpoint
 from ..storage.run_store import RunStore
-from ..storage.synthetic_clip import write_clip
+from ..engine.testing.synthetic_clip import write_clip
 
 CACHE = Path(os.environ.get("RDENGINE_BENCH_CACHE", Path(tempfile.gettempdir()) / "rdengine-bench"))
 MODELS = ("tiny", "full-random")
@@ -62,8 +62,8 @@ def full_random_model(device: torch.device, dtype: torch.dtype, attention: str =
     """SD2-size UNet + VAE with random weights, built in memory (no 3.5 GB checkpoint on disk)."""
     from diffusers import DDIMScheduler
 
-    from ..engine.attention_processor import install_cross_frame_attention
-    from ..engine.random_checkpoint import SCHEDULER_CONFIG, SIZES, build_unet, build_vae
+    from ..engine.cross_frame_attention import install_cross_frame_attention
+    from ..engine.testing.random_checkpoint import SCHEDULER_CONFIG, SIZES, build_unet, build_vae
 
     from diffusers.utils import logging as diffusers_logging
 
@@ -188,11 +188,8 @@ def run(video: str | None = None, *, preset: str = "fast", frames: int | None = 
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
                 torch.cuda.reset_peak_memory_stats(dev)
-            timer = snippet_stage.TIMER = snippet_stage.DeviceTimer(dev)
-            try:
-                result = process_video(video, tmp / "out", cfg, opts, model=net)
-            finally:
-                snippet_stage.TIMER = None
+            timer = DeviceTimer(dev)
+            result = process_video(video, tmp / "out", cfg, opts, model=net, device_timer=timer)
             info = RunStore(result.store, mode="r").info
             runs.append({"seconds": result.seconds, "stages": result.stages, "num_frames": result.num_frames,
                          "unet_seconds": timer.seconds("unet"), "decode_seconds": timer.seconds("decode"),
@@ -222,7 +219,7 @@ def build_report(runs: list[dict], flops_per_snippet: dict[int, int], config: di
                        "rate": items / max(statistics.fmean(secs), 1e-9),
                        "rate_best": items / max(min(secs), 1e-9),
                        "share": statistics.fmean(secs) / mean_total})
-    snippet = next(s for s in stages if s["stage"] == snippet_stage.STAGE)
+    snippet = next(s for s in stages if s["stage"] == SNIPPET_STAGE)
     snippets = sum(b for b, *_ in runs[0]["batches"])
     total_flops = sum(b * flops_per_snippet[length] for b, length, *_ in runs[0]["batches"])
     unet = _summary([r["unet_seconds"] for r in runs])

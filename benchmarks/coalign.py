@@ -27,8 +27,9 @@ from typing import Callable, Sequence
 import numpy as np
 import zarr
 
-from ..engine.coalign import ADAM_STEPS, SOLVERS, AlignResult, solve
-from ..engine.synthetic_depth import absrel_after_affine, make_synthetic_case, merge_in_memory
+from ..engine.coalign import SOLVERS, AlignResult, solve
+from ..engine.coalign.reference import ADAM_STEPS
+from ..engine.testing.synthetic_depth import absrel_after_affine, make_synthetic_case, merge_in_memory
 
 DEFAULT_FRAMES = (250, 1000, 5000, 20000)
 _PROBE_STEPS = 5  # reference steps timed to predict its full run

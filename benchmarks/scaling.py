@@ -19,8 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..engine.random_checkpoint import write_random_checkpoint
-from ..storage.synthetic_clip import write_clip
+from ..engine.testing.random_checkpoint import write_random_checkpoint
+from ..engine.testing.synthetic_clip import write_clip
 
 
 def _proc_rss(pid: int) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """One full UNet step on a batch of L=3 snippets, cross-frame attention by SDPA vs the Triton kernel.
 
-The UNet is the full-size SD2 depth UNet with random weights (``engine.random_checkpoint``:
+The UNet is the full-size SD2 depth UNet with random weights (``engine.testing.random_checkpoint``:
 8 input channels, SD2 blocks and heads), channels-last on CUDA as the engine runs it, with the
 engine's processors (``install_cross_frame_attention``) switched between backends.  Input:
 ``snippets * 3`` frames of latents at the chosen resolution (768x432 -> 54x96), t = 999, the
@@ -22,8 +22,8 @@ import sys
 
 import torch
 
-from ..engine.attention_processor import install_cross_frame_attention
-from ..engine.random_checkpoint import build_unet
+from ..engine.cross_frame_attention import install_cross_frame_attention
+from ..engine.testing.random_checkpoint import build_unet
 from ..kernels.attention import resolve_backend
 from .kernel_attention import DTYPES, FRAMES, RESOLUTIONS, TEXT_TOKENS, ensure_interpreter, time_ms, write_rows
 

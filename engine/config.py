@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DEFAULT_CHECKPOINT = "prs-eth/rollingdepth-v1-0"
 DTYPES = ("fp16", "bf16", "fp32")
@@ -70,7 +70,6 @@ class ExecutionOptions:
     quiet: bool = False
     overwrite: bool = False
     coalign_memory: int = 1 << 30
-    extra: dict = field(default_factory=dict)
 
 
 def resolve_config(preset: str = "fast", *, res: int | None = None, dilations: tuple[int, ...] | None = None,

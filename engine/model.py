@@ -14,7 +14,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
 from ..kernels.attention import resolve_backend
-from .attention_processor import install_cross_frame_attention
+from .cross_frame_attention import install_cross_frame_attention
 from .errors import EngineError
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}

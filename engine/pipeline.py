@@ -17,24 +17,23 @@ from pathlib import Path
 import torch
 
 from .. import __version__
+from ..storage import layout
+from ..storage.inputs.video import VideoInfo, VideoWarning, fingerprint, probe_video
 from ..storage.lock import RunLock, StoreLocked
-from ..storage.run_store import COMPLETE_STAGE, COMPLETE_UNIT, RunStore, StoreMismatch
-from ..storage.video import VideoError, VideoInfo, VideoWarning, fingerprint, probe_video
-from .coalign_stage import coalign
+from ..storage.run_store import RunStore, StoreMismatch
+from .batching import default_batch_size, plan_batches
 from .config import ExecutionOptions, RunConfig
 from .denoise import initial_noise
 from .errors import EngineError
-from .export_stage import export
-from .ingest import INGEST_CHUNK, ingest
-from .merge import MERGE_CHUNK, merge, normalize
 from .model import Model, load_model
 from .progress import Progress
-from .refine import DECODE_CHUNK, REFINE_CHUNK, refine
-from .scheduler import default_batch_size, plan_batches
-from .snippet_stage import infer_snippets
 from .snippets import plan_snippets, refinement_dilations
-
-STORE_NAME = "run.zarr"
+from .stages.coalign import coalign
+from .stages.export import export
+from .stages.ingest import INGEST_CHUNK, ingest
+from .stages.merge import MERGE_CHUNK, merge, normalize
+from .stages.refine import DECODE_CHUNK, REFINE_CHUNK, refine
+from .stages.snippets import DeviceTimer, infer_snippets
 
 
 @dataclass
@@ -58,7 +57,7 @@ def build_manifest(cfg: RunConfig, video: str) -> dict:
 def open_store(out_dir: Path, cfg: RunConfig, video: str, overwrite: bool) -> RunStore:
     """Create or resume the run store; a different config or input is an EngineError."""
     try:
-        return RunStore.create_or_resume(out_dir / STORE_NAME, build_manifest(cfg, video), overwrite=overwrite)
+        return RunStore.create_or_resume(out_dir / layout.STORE_NAME, build_manifest(cfg, video), overwrite=overwrite)
     except StoreMismatch as exc:
         raise EngineError(str(exc)) from None
 
@@ -118,26 +117,28 @@ def expected_units(num_frames: int, n_batches: int, refine_steps: int) -> dict[s
     def chunks(size: int) -> int:
         return -(-num_frames // size)
 
-    units = {"ingest": chunks(INGEST_CHUNK), "snippets": n_batches, "coalign": 1, "merge": chunks(MERGE_CHUNK),
-             "normalize": chunks(MERGE_CHUNK)}
+    units = {layout.INGEST: chunks(INGEST_CHUNK), layout.SNIPPETS: n_batches, layout.COALIGN: 1,
+             layout.MERGE: chunks(MERGE_CHUNK), layout.NORMALIZE: chunks(MERGE_CHUNK)}
     if refine_steps:
-        units.update({"refine-encode": chunks(REFINE_CHUNK), "refine": refine_steps * chunks(REFINE_CHUNK),
-                      "refine-decode": chunks(DECODE_CHUNK)})
+        units.update({layout.REFINE_ENCODE: chunks(REFINE_CHUNK), layout.REFINE: refine_steps * chunks(REFINE_CHUNK),
+                      layout.REFINE_DECODE: chunks(DECODE_CHUNK)})
     return units
 
 
 def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: ExecutionOptions,
-                  model: Model | None = None) -> RunResult:
+                  model: Model | None = None, device_timer: DeviceTimer | None = None) -> RunResult:
     """Run every stage on ``video`` into ``out_dir``; returns paths and timings.
 
     One process per store (``run.zarr.lock``); an OSError while writing becomes an
-    EngineError saying the run can be resumed.
+    EngineError saying the run can be resumed. ``model``: an already loaded model (else
+    loaded from ``cfg.checkpoint``); ``device_timer``: times the snippet stage's device
+    work (benchmarks).
     """
     started = time.perf_counter()
     with warnings_to_stderr():
         info: VideoInfo = probe_video(video)
     out_dir = Path(out_dir)
-    store_path = out_dir / STORE_NAME
+    store_path = out_dir / layout.STORE_NAME
     with write_errors_as_engine_errors(store_path):
         out_dir.mkdir(parents=True, exist_ok=True)
         lock = RunLock(store_path)
@@ -152,13 +153,13 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
                           f"(no longer running) on {store_path}")
         with write_errors_as_engine_errors(store_path), warnings_to_stderr():
             store = open_store(out_dir, cfg, video, opts.overwrite)
-            return _run(store, video, out_dir, cfg, opts, model, info, progress, started)
+            return _run(store, video, out_dir, cfg, opts, model, info, progress, started, device_timer)
     finally:
         lock.release()
 
 
 def _run(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions, model: Model | None,
-         info: VideoInfo, progress: Progress, started: float) -> RunResult:
+         info: VideoInfo, progress: Progress, started: float, device_timer: DeviceTimer | None) -> RunResult:
     model = model or load_model(cfg.checkpoint, opts.device, cfg.dtype, opts.attention)
 
     facts = ingest(store, model, video, cfg.start, cfg.frames, cfg.res, (info.height, info.width),
@@ -174,11 +175,11 @@ def _run(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: Execu
     batches = plan_batches(groups, batch)
     if "expected_units" not in store.info:
         store.update_info(expected_units=expected_units(num_frames, len(batches), cfg.refine_steps), notes=notes)
-    global_min = infer_snippets(store, model, groups, batches, cfg.seed, progress)
+    global_min = infer_snippets(store, model, groups, batches, cfg.seed, progress, device_timer)
 
     scales, shifts = coalign(store, groups, global_min, cfg.coalign, opts.coalign_memory, progress)
     lo, hi = merge(store, groups, scales, shifts, global_min, progress)
-    normalize(store, "aligned" if cfg.refine_steps else "depth", lo, hi, progress)
+    normalize(store, layout.normalize_target(cfg.refine_steps), lo, hi, progress)
 
     if cfg.refine_steps:
         length = min(cfg.refine_snippet_len, num_frames)
@@ -188,10 +189,10 @@ def _run(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: Execu
         refine(store, model, dilations, length, noise, batch, progress)
 
     restore = (info.height, info.width) if opts.restore_res else None
-    store.clear_unit(COMPLETE_STAGE, COMPLETE_UNIT)  # rewritten below, once every output is complete again
+    store.clear_unit(layout.COMPLETE, layout.COMPLETE_UNIT)  # rewritten below, once every output is complete again
     outputs = export(store, out_dir, Path(video).stem, opts.save, video, cfg.start, opts.fps or info.fps,
                      opts.colormap, restore, progress)
-    store.mark_done(COMPLETE_STAGE, COMPLETE_UNIT,
+    store.mark_done(layout.COMPLETE, layout.COMPLETE_UNIT,
                     {"frames": num_frames, "outputs": {k: str(v) for k, v in outputs.items()},
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     stages = [{"stage": s.name, "seconds": s.seconds, "items": s.done, "reused": s.reused, "unit": s.unit,
@@ -199,5 +200,3 @@ def _run(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: Execu
     return RunResult(store=store.path, outputs=outputs, num_frames=num_frames,
                      seconds=time.perf_counter() - started, stages=stages)
 
-
-__all__ = ["process_video", "RunResult", "STORE_NAME", "VideoError"]

@@ -1,13 +1,9 @@
 """The run store: one Zarr v3 group per video run, plus completion records per work unit.
 
-Layout under ``PATH`` (a directory):
-- ``zarr.json`` with attrs ``manifest`` (what produced the run) and ``info`` (facts
-  stages publish, e.g. frame count);
-- one array per stage output, chunked along time, Blosc/Zstd compressed;
-- ``_units/<stage>/<unit>.json``: written atomically *after* the unit's chunks, so a
-  unit is done exactly when its record exists. Records may carry small results.
-
-Storage knows nothing of diffusion: stages decide names, shapes and units.
+What it holds is named in ``layout.py``. Arrays are chunked along time and Blosc/Zstd
+compressed; a unit's record ``_units/<stage>/<unit>.json`` is written atomically *after*
+the unit's chunks, so a unit is done exactly when its record exists. Records may carry
+small results. Storage knows nothing of diffusion: stages decide shapes and units.
 """
 
 from __future__ import annotations
@@ -15,22 +11,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from . import layout
+
 COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
 # Write every chunk, even one equal to the fill value: a recorded unit's chunks then always
 # exist on disk, so ``inspect --verify`` can tell a missing chunk from an all-zero one.
-zarr.config.set({"array.write_empty_chunks": True})
-
-
-COMPLETE_STAGE, COMPLETE_UNIT = "complete", "run"  # the final record: the whole run and its outputs are done
-COMPLETE_RECORD = f"_units/{COMPLETE_STAGE}/{COMPLETE_UNIT}.json"
+ARRAY_CONFIG = {"write_empty_chunks": True}
 
 
 class StoreMismatch(ValueError):
@@ -111,14 +105,14 @@ class RunStore:
                                     f"expected {tuple(shape)} {dtype}; use --overwrite to start over")
             return arr
         return self.root.create_array(name, shape=tuple(shape), chunks=tuple(max(1, c) for c in chunks),
-                                      dtype=dtype, compressors=COMPRESSOR, fill_value=0)
+                                      dtype=dtype, compressors=COMPRESSOR, fill_value=0, config=ARRAY_CONFIG)
 
     def delete(self, name: str) -> None:
         if name in self.root:
             del self.root[name]
 
     def _units_dir(self, stage: str) -> Path:
-        return self.path / "_units" / stage
+        return self.path / layout.RECORDS / stage
 
     def done_units(self, stage: str) -> dict[str, dict]:
         """Completion records of ``stage``: unit id -> the small result it recorded."""
@@ -140,17 +134,12 @@ class RunStore:
         """Record ``unit`` of ``stage`` as done; call only after its data is written."""
         folder = self._units_dir(stage)
         folder.mkdir(parents=True, exist_ok=True)
-        _test_kill(folder, stage, "before")
         tmp = folder / f".{unit}.tmp"
         with tmp.open("w") as f:
             json.dump(record or {}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, folder / f"{unit}.json")
-        _test_kill(folder, stage, "after")
-
-    def clear_stage(self, stage: str) -> None:
-        shutil.rmtree(self._units_dir(stage), ignore_errors=True)
 
     def clear_unit(self, stage: str, unit: str) -> None:
         """Withdraw a completion record (before its data is rewritten)."""
@@ -158,7 +147,7 @@ class RunStore:
 
     def stages(self) -> list[str]:
         """Names of the stages with completion records (``a/b`` for nested folders)."""
-        root = self.path / "_units"
+        root = self.path / layout.RECORDS
         if not root.is_dir():
             return []
         return sorted({str(p.parent.relative_to(root)) for p in root.rglob("*.json")})
@@ -184,21 +173,41 @@ class RunStore:
         base = self.path / sub if sub else self.path
         return sum(p.stat().st_size for p in base.rglob("*") if p.is_file()) if base.exists() else 0
 
+    def chunk_exists(self, name: str, index: tuple[int, ...]) -> bool:
+        """Whether chunk ``index`` of array ``name`` is stored."""
+        return (self.path / name / self.array(name).metadata.encode_chunk_key(index)).exists()
 
-_KILL_AT = os.environ.get("RDENGINE_TEST_KILL_AT", "")
+    def record_files(self) -> list[Path]:
+        """Every completion record file (for integrity checks)."""
+        root = self.path / layout.RECORDS
+        return sorted(root.rglob("*.json")) if root.is_dir() else []
 
 
-def _test_kill(folder: Path, stage: str, moment: str) -> None:
-    """TEST ONLY (crash-safety tests): ``RDENGINE_TEST_KILL_AT=stage:N[:before]`` SIGKILLs this
-    process when ``stage`` holds N records, right after the Nth is written (or, with
-    ``:before``, after its data but before the record). Unset in normal use: a no-op."""
-    if not _KILL_AT:
-        return
-    want_stage, count, *when = _KILL_AT.split(":")
-    if want_stage == stage and (when[0] if when else "after") == moment:
-        done = len(list(folder.glob("*.json"))) + (1 if moment == "before" else 0)
-        if done >= int(count):
-            os.kill(os.getpid(), signal.SIGKILL)
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run store says about its run, read without opening it as a Zarr group."""
+
+    manifest: dict
+    info: dict
+    complete: bool
+
+
+def read_summary(store_location: str) -> RunSummary | None:
+    """Manifest, info and completion of the run store at a local path or fsspec URL (None: no store)."""
+    from fsspec.core import url_to_fs
+
+    fs, root = url_to_fs(store_location)
+    root = root.rstrip("/")
+    try:
+        with fs.open(f"{root}/zarr.json", "rt") as f:
+            attrs = json.load(f).get("attributes", {})
+    except (FileNotFoundError, OSError, ValueError):
+        return None
+    try:
+        complete = fs.exists(f"{root}/{layout.record_path(layout.COMPLETE, layout.COMPLETE_UNIT)}")
+    except OSError:
+        complete = False
+    return RunSummary(manifest=attrs.get("manifest", {}), info=attrs.get("info", {}), complete=complete)
 
 
 def describe_difference(old: dict, new: dict, prefix: str = "") -> str:

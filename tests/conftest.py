@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rdengine.engine.random_checkpoint import write_random_checkpoint
-from rdengine.storage.synthetic_clip import write_clip
+from rdengine.engine.testing.random_checkpoint import write_random_checkpoint
+from rdengine.engine.testing.synthetic_clip import write_clip
 
 TINY_RES = 64
 

@@ -16,8 +16,8 @@ from rdengine.cli import cli
 from rdengine.engine.config import ExecutionOptions, resolve_config
 from rdengine.engine.model import load_model
 from rdengine.engine.pipeline import process_video
-from rdengine.storage.synthetic_clip import synthetic_frames
-from rdengine.storage.video import probe_video
+from rdengine.engine.testing.synthetic_clip import synthetic_frames
+from rdengine.storage.inputs.video import probe_video
 from tests.conftest import run_rdengine
 
 
@@ -149,7 +149,7 @@ def test_rotated_video_is_processed_upright(tmp_path, model, tiny_checkpoint):
         assert first.rotation == 90
     info = probe_video(video)
     assert (info.height, info.width, info.rotation) == (64, 48, 90)
-    from rdengine.storage.video import iter_frames
+    from rdengine.storage.inputs.video import iter_frames
 
     upright = next(iter_frames(video))[0]
     assert np.abs(upright.astype(int) - np.rot90(frames[0]).astype(int)).mean() < 8

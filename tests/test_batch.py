@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rdengine.engine.archive import ArchiveVideo, archive_videos, name_videos
-from rdengine.engine.batch import is_finished, run_video
+from rdengine.engine.batch.archive import ArchiveVideo, archive_videos, name_videos
+from rdengine.engine.batch.run import is_finished, run_video
 from rdengine.engine.config import ExecutionOptions, resolve_config
 from rdengine.engine.errors import EngineError
-from rdengine.storage.synthetic_clip import write_clip
+from rdengine.engine.testing.synthetic_clip import write_clip
 
 from .conftest import run_rdengine
 

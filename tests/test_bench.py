@@ -1,4 +1,8 @@
-"""`rdengine bench`: the JSON report has every stage and figure, positive and consistent."""
+"""`rdengine bench`: the JSON report has every stage and figure, each derived from the run as documented.
+
+No assertion here depends on how fast the machine is: timings are only checked for what holds
+by construction (rates are items / seconds, shares sum up, nested spans fit in their stage).
+"""
 
 from __future__ import annotations
 
@@ -30,9 +34,14 @@ def report(tmp_path_factory, tiny_checkpoint):
 def test_every_stage_and_figure_is_reported(report):
     data, screen = report
     assert [s["stage"] for s in data["stages"]] == STAGES
+    groups, _ = plan_snippets(24, (1, 25), (3, 3), True)
+    snippets = sum(g.count for g in groups)
+    items = {"snippets": snippets, "coalign": snippets}  # every other stage counts the 24 frames
     for s in data["stages"]:
-        assert s["seconds"]["mean"] > 0 and 0 < s["seconds"]["min"] <= s["seconds"]["mean"]
-        assert s["items"] > 0 and s["rate"] > 0 and 0 < s["share"] < 1
+        assert s["items"] == items.get(s["stage"], 24)
+        assert s["seconds"]["min"] <= s["seconds"]["mean"]
+        assert s["rate"] == pytest.approx(s["items"] / s["seconds"]["mean"])
+        assert s["share"] == pytest.approx(s["seconds"]["mean"] / data["total_seconds"]["mean"])
         assert s["stage"] in screen
     assert {s["stage"]: s["unit"] for s in data["stages"]}["snippets"] == "snippets"
     assert data["peak_rss_mib"] > 50 and data["peak_gpu_mib"] is None and "n/a" in screen
@@ -43,20 +52,21 @@ def test_every_stage_and_figure_is_reported(report):
 def test_figures_are_consistent(report):
     data, _ = report
     total = data["total_seconds"]["mean"]
-    assert 0.8 * total <= data["stage_seconds_sum"] <= 1.001 * total  # stages cover the run
-    assert abs(sum(s["share"] for s in data["stages"]) - data["stage_seconds_sum"] / total) < 1e-6
+    assert data["stage_seconds_sum"] == pytest.approx(sum(s["seconds"]["mean"] for s in data["stages"]))
+    assert sum(s["share"] for s in data["stages"]) == pytest.approx(data["stage_seconds_sum"] / total)
+    assert data["frames_per_s"] == pytest.approx(24 / total)
     sn = data["snippet_stage"]
-    groups, _ = plan_snippets(24, (1, 25), (3, 3), True)
-    assert sn["snippets"] == sum(g.count for g in groups) == data["stages"][1]["items"]
-    assert sn["batches"] == -(-sn["snippets"] // 4)
+    groups, _ = plan_snippets(24, (1, 25), (3, 3), True)  # dilations 1 and 7: 22 + 10 snippets
+    assert sn["snippets"] == 32 == data["stages"][1]["items"]
+    assert sn["batches"] == 8  # 32 snippets, 4 per UNet call
     stage = data["stages"][1]["seconds"]["mean"]
-    assert 0 < sn["unet_seconds"]["mean"] and 0 < sn["decode_seconds"]["mean"]
-    assert sn["unet_seconds"]["mean"] + sn["decode_seconds"]["mean"] <= stage * 1.001
-    assert 0 < sn["device_busy"] <= 1.001
+    # the UNet and decode spans lie inside the snippet stage of the same runs
+    assert sn["unet_seconds"]["mean"] + sn["decode_seconds"]["mean"] <= stage
+    assert sn["device_busy"] == pytest.approx((sn["unet_seconds"]["mean"] + sn["decode_seconds"]["mean"]) / stage)
     unet = data["unet"]
-    assert unet["flops_per_snippet"]["3"] > 0
-    assert unet["total_flops"] == unet["flops_per_snippet"]["3"] * sn["snippets"]
-    assert unet["tflops"] >= unet["tflops_stage"] > 0
+    assert unet["total_flops"] == unet["flops_per_snippet"]["3"] * 32
+    assert unet["tflops"] == pytest.approx(unet["total_flops"] / sn["unet_seconds"]["mean"] / 1e12)
+    assert unet["tflops_stage"] == pytest.approx(unet["total_flops"] / stage / 1e12)
 
 
 def test_unet_flops_count_attention(tiny_checkpoint):

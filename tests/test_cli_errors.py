@@ -36,7 +36,7 @@ def test_checkpoint_folder_not_found(tmp_path, clip):
 
 def test_hub_unreachable_says_how_to_pass_a_local_folder(tmp_path, clip):
     proc = run_rdengine("process", clip, "-o", tmp_path / "out", "--checkpoint", "prs-eth/rollingdepth-v1-0",
-                        env={"HF_HUB_CACHE": str(tmp_path / "empty-cache")})
+                        env={"HF_HUB_CACHE": str(tmp_path / "empty-cache"), "HF_HUB_OFFLINE": "1"})
     assert_one_line_error(proc, "prs-eth/rollingdepth-v1-0", "local folder", "--checkpoint PATH")
 
 

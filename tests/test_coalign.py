@@ -9,8 +9,13 @@ import torch
 import zarr
 
 from rdengine.engine import coalign
-from rdengine.engine.coalign import ADAM_STEPS, align, objective, sample_pixels, solve
-from rdengine.engine.synthetic_depth import absrel_after_affine, make_synthetic_case, merge_in_memory
+from rdengine.engine.coalign import align, objective, sample_pixels, solve
+from rdengine.engine.coalign.graph import SnippetGraph
+from rdengine.engine.coalign.objective import evaluate
+from rdengine.engine.coalign import observations
+from rdengine.engine.coalign.observations import Observations
+from rdengine.engine.coalign.reference import ADAM_STEPS
+from rdengine.engine.testing.synthetic_depth import absrel_after_affine, make_synthetic_case, merge_in_memory
 
 
 def dense_objective(samples, dilations, lengths, num_frames, global_min, scales, shifts, detach_targets=True,
@@ -56,12 +61,12 @@ def test_loss_and_gradient_match_dense_evaluation(grad, budget):
     dilations, lengths, num_frames = (1, 3, 5), (3, 2, 4), 23
     samples = random_samples(num_frames, dilations, lengths)
     global_min = min(float(x.min()) for x in samples) - 0.01
-    graph = coalign._Graph(dilations, lengths, num_frames)
+    graph = SnippetGraph(dilations, lengths, num_frames)
     rng = np.random.default_rng(1)
     k = graph.num_snippets
     theta = np.concatenate([rng.uniform(0.7, 1.5, k), rng.uniform(-0.2, 0.2, k)])
-    obs = coalign._Observations(samples, graph, global_min, budget)
-    value, gradient = coalign._evaluate(obs, theta, 1.0, grad)
+    obs = Observations(samples, graph, global_min, budget)
+    value, gradient = evaluate(obs, theta, 1.0, grad)
 
     params = [torch.tensor(p, requires_grad=True) for p in graph.split(theta[:k]) + graph.split(theta[k:])]
     dense = dense_objective(samples, dilations, lengths, num_frames, global_min, params[:3], params[3:],
@@ -182,7 +187,7 @@ class CountingArray:
 
 
 def test_streaming_from_zarr_under_a_budget_matches_in_memory(monkeypatch):
-    monkeypatch.setattr(coalign, "_WINDOW_VALUES", 1 << 15)  # 4-frame windows: a small budget still streams
+    monkeypatch.setattr(observations, "WINDOW_VALUES", 1 << 15)  # 4-frame windows: a small budget still streams
     dilations, num_frames = [1, 3, 5], 150
     case = make_synthetic_case(num_frames, 302, 302, dilations, seed=4, sampled_only=True)  # 30x30: coarse level too
     global_min = min(float(x.min()) for x in case.snippets)

@@ -11,9 +11,9 @@ import pytest
 import zarr
 from PIL import Image
 
-from rdengine.engine import evaluate as ev
-from rdengine.engine.eval_plots import PLOT_SIZE_PX
-from rdengine.engine.evaluate import (
+from rdengine.engine.eval import evaluate as ev
+from rdengine.engine.eval.plots import PLOT_SIZE_PX
+from rdengine.engine.eval.evaluate import (
     EvalInputError,
     align_to_depth,
     evaluate_many,
@@ -23,7 +23,7 @@ from rdengine.engine.evaluate import (
     parse_crop,
     read_pairs_csv,
 )
-from rdengine.storage.depth_io import open_depth
+from rdengine.engine.eval.readers import open_depth
 
 T, H, W = 6, 12, 16
 

@@ -12,9 +12,9 @@ from rdengine.engine.config import ExecutionOptions, resolve_config
 from rdengine.engine.latents import frames_to_images
 from rdengine.engine.model import load_model
 from rdengine.engine.pipeline import process_video
-from rdengine.engine.refine import refine_chunk, timesteps_kept
+from rdengine.engine.stages.refine import refine_chunk, timesteps_kept
 from rdengine.engine.snippets import SnippetGroup, plan_snippets
-from rdengine.storage.video import iter_frames
+from rdengine.storage.inputs.video import iter_frames
 
 RES = 64  # 24 frames of 64x48
 
@@ -33,14 +33,34 @@ def fp32_run(clip, tiny_checkpoint, tmp_path_factory):
     return result, zarr.open_group(str(result.store), mode="r")
 
 
-@pytest.mark.parametrize("preset", ["fast", "fast1024", "full", "paper"])
+# What each preset must do on 24 frames (SPEC table; cap: int(24 / 3) - 1 = 7):
+# (snippet dtype, dilations of the snippet groups, refinement dilations)
+PRESET_PLANS = {"fast": ("float16", [1, 7], []), "fast1024": ("float16", [1, 7], []),
+                "full": ("float16", [1, 7, 7], [6, 5, 5, 4, 4, 3, 3, 2, 1, 1]),
+                "paper": ("float32", [1, 10], [6, 5, 5, 4, 4, 3, 3, 2, 1, 1])}  # no cap: 25 cannot fit, dropped
+
+
+@pytest.mark.parametrize("preset", list(PRESET_PLANS))
 def test_every_preset_runs_end_to_end(preset, clip, tiny_checkpoint, tmp_path):
     result = run(clip, tiny_checkpoint, tmp_path, preset=preset, save=("npy", "mp4"))
     depth = np.load(result.outputs["npy"])
-    assert depth.shape == (24, 48, 64) and depth.dtype == np.float32 and np.isfinite(depth).all()
     store = zarr.open_group(str(result.store), mode="r")
     np.testing.assert_array_equal(depth, store["depth"][:])
-    assert ("refine/latents_1" in store) == (preset in ("full", "paper"))
+    assert depth.shape == (24, 48, 64) and depth.dtype == np.float32
+    dtype, dilations, refinement = PRESET_PLANS[preset]
+    groups = [store[f"snippets/g{k}"] for k in range(len(dilations))]
+    assert f"snippets/g{len(dilations)}" not in store
+    assert [g.shape[:2] for g in groups] == [(24 - 2 * d, 3) for d in dilations]
+    assert all(g.dtype == np.dtype(dtype) for g in groups)  # the preset's precision, computed as such
+    stages = [s["stage"] for s in result.stages]
+    assert [s.split()[0] for s in stages if s.startswith("refine-") and "/" in s] == \
+        [f"refine-{i + 1}/{len(refinement)}" for i in range(len(refinement))]
+    assert [int(s.split("d=")[1]) for s in stages if "d=" in s] == refinement
+    if refinement:  # refinement changes the co-aligned depth, and is not renormalized
+        assert not np.allclose(store["aligned"][:], depth, atol=1e-3)
+        assert np.abs(store["aligned"][:]).max() == 1
+    else:
+        assert depth.min() == -1 and depth.max() == 1
     with av.open(str(result.outputs["mp4"])) as c:
         assert sum(1 for _ in c.decode(video=0)) == 24
 

@@ -26,14 +26,37 @@ FULL = ("--preset", "full", "--res", "64", "--dtype", "fp32", "--device", "cpu",
         "--refine-steps", "3", "--batch-size", "4", "--save", "npy", "--save", "png16", "-q")
 
 # (stage, records, how): "poll" = the test SIGKILLs as soon as the stage holds that many records
-# (landing inside the next unit's computation or chunk writes); "after"/"before" = the test-only
-# hook RDENGINE_TEST_KILL_AT kills right after the record, or after the unit's data but before its
-# record. The hook fires at the first record at or past its count, so a poll kill that overshoots
-# on a fast machine never makes a later moment miss; polls sit where much work remains after them.
+# (landing inside the next unit's computation or chunk writes); "after"/"before" = the process
+# kills itself right after the record, or after the unit's data but before its record (KILLER
+# wraps RunStore.mark_done in the child). It fires at the first record at or past its count, so
+# a poll kill that overshoots on a fast machine never makes a later moment miss; polls sit where
+# much work remains after them.
 KILLS = [("ingest", 1, "poll", 0.0), ("snippets", 2, "before", None), ("snippets", 4, "poll", 0.0),
          ("snippets", 8, "before", None), ("coalign", 1, "before", None), ("merge", 2, "after", None),
          ("normalize", 2, "before", None), ("refine", 1, "poll", 0.0), ("refine-decode", 2, "before", None),
          ("export", 4, "before", None)]
+
+
+# Runs the CLI with RunStore.mark_done wrapped: SIGKILL when STAGE holds COUNT records, just
+# before (data written, record not yet) or just after the record.
+KILLER = """
+import os, signal, sys
+from rdengine.storage.run_store import RunStore
+stage, count, moment = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+record = RunStore.mark_done
+
+def mark_done(self, unit_stage, unit, data=None):
+    held = len(self.done_units(unit_stage)) + 1
+    if unit_stage == stage and moment == "before" and held >= count:
+        os.kill(os.getpid(), signal.SIGKILL)
+    record(self, unit_stage, unit, data)
+    if unit_stage == stage and moment == "after" and held >= count:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+RunStore.mark_done = mark_done
+from rdengine.cli import main
+main(sys.argv[4:])
+"""
 
 
 def command(clip, out, ckpt, *extra):
@@ -48,10 +71,9 @@ def records(out: Path, stage: str) -> int:
 
 def kill_at(cmd, out: Path, stage: str, count: int, how: str, delay: float | None) -> int:
     """Run ``cmd`` until the kill moment; returns its exit status (-9 when killed)."""
-    env = dict(os.environ)
     if how != "poll":
-        env["RDENGINE_TEST_KILL_AT"] = f"{stage}:{count}" + (":before" if how == "before" else "")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cmd = [sys.executable, "-c", KILLER, stage, str(count), how, *cmd[3:]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if how == "poll":
         deadline = time.monotonic() + 300
         while proc.poll() is None and records(out, stage) < count and time.monotonic() < deadline:

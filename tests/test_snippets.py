@@ -1,10 +1,9 @@
 """Snippet plans, dilation cap, refinement schedule and batching against SPEC.md."""
 
-import numpy as np
 import pytest
 
 from rdengine.engine.config import ConfigError, resolve_config
-from rdengine.engine.scheduler import plan_batches
+from rdengine.engine.batching import plan_batches
 from rdengine.engine.snippets import SnippetGroup, cap_dilation, plan_snippets, refinement_dilations
 
 
@@ -17,10 +16,11 @@ def test_snippet_indices_follow_the_dilated_kernel():
     assert g.frame_table(3, 5).tolist() == [[3, 13, 23], [4, 14, 24]]
 
 
-@pytest.mark.parametrize("T,L,d,expected", [(250, 3, 25, 25), (60, 3, 25, 19), (30, 3, 25, 9), (30, 4, 10, 6)])
+# hand-computed: g = int(T / L) - 1 (250/3 -> 82, 60/3 -> 19, 30/3 -> 9, 30/4 -> 6, 40/3 -> 12)
+@pytest.mark.parametrize("T,L,d,expected", [(250, 3, 25, 25), (60, 3, 25, 19), (30, 3, 25, 9), (30, 4, 10, 6),
+                                            (40, 3, 25, 12), (40, 3, 12, 12), (5, 3, 6, 0)])
 def test_dilation_cap(T, L, d, expected):
     assert cap_dilation(d, L, T) == expected
-    assert expected == (int(T / L) - 1 if int(T / L) - 1 < d else d)
 
 
 def test_plan_caps_only_when_enabled_and_reports_uncovered_frames():
@@ -45,9 +45,9 @@ def test_short_videos_shorten_snippets_and_drop_dilations():
 
 
 def test_refinement_schedule_coarse_to_fine():
-    # gap_i = int((1 - i/R) * (start - 1)); dilation = gap + 1
-    assert refinement_dilations(10, 6, 3, 1000, cap=True) == [int((1 - i / 10) * 5) + 1 for i in range(10)]
-    assert refinement_dilations(10, 6, 3, 1000, cap=True) == [6, 5, 5, 4, 4, 3, 3, 2, 1, 1]  # (1 - 0.8) * 5 = 0.999.. -> 0
+    # the published schedule for R=10 from dilation 6; (1 - 0.8) * 5 = 0.999.. truncates to gap 0
+    assert refinement_dilations(10, 6, 3, 1000, cap=True) == [6, 5, 5, 4, 4, 3, 3, 2, 1, 1]
+    assert refinement_dilations(3, 6, 3, 1000, cap=True) == [6, 4, 2]
     assert refinement_dilations(4, 6, 3, 9, cap=True) == [2, 1, 1, 1]  # start capped to int(9/3)-1 = 2
     assert refinement_dilations(4, 6, 3, 9, cap=False)[0] == 6
 

@@ -11,6 +11,7 @@ The dispatch tests need no kernel and run in both.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -20,15 +21,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import triton
 
-from rdengine.engine.attention_processor import install_cross_frame_attention
+from rdengine.engine.cross_frame_attention import install_cross_frame_attention
 from rdengine.engine.config import ExecutionOptions, resolve_config
 from rdengine.engine.pipeline import process_video
-from rdengine.engine.random_checkpoint import build_unet
-from rdengine.kernels.attention import attention, resolve_backend, sdpa_attention
+from rdengine.engine.testing.random_checkpoint import build_unet
+from rdengine.kernels.attention import _triton_interpreter_on, attention, resolve_backend, sdpa_attention
 
-INTERPRETER = bool(triton.knobs.runtime.interpret)
+TRITON = importlib.util.find_spec("triton") is not None  # imported only where installed
+needs_triton = pytest.mark.skipif(not TRITON, reason="triton is not installed")
+INTERPRETER = TRITON and _triton_interpreter_on()
 interpreted = pytest.mark.skipif(not INTERPRETER, reason="runs the Triton kernel; test_interpreted_run runs "
                                                         "it in a process started with TRITON_INTERPRET=1")
 
@@ -50,6 +52,7 @@ UNET_TOL = 1e-4
 DEPTH_TOL = 5e-4
 
 
+@needs_triton
 @pytest.mark.skipif(INTERPRETER, reason="this process already runs the interpreter")
 def test_interpreted_run():
     """Run this file in a fresh process started with TRITON_INTERPRET=1; every test there must pass."""
@@ -184,17 +187,18 @@ def test_kernel_rejects_bad_input(kernel):
 
 @pytest.mark.parametrize(("backend", "device", "dtype", "expected"), [
     ("auto", "cpu", torch.float16, "sdpa"),
-    ("auto", "cuda", torch.float16, "triton"),
+    pytest.param("auto", "cuda", torch.float16, "triton", marks=needs_triton),
     ("auto", "cuda", torch.float64, "sdpa"),
     ("sdpa", "cuda", None, "sdpa"),
-    ("triton", "cuda", torch.bfloat16, "triton"),
-    ("triton", "cpu", torch.float32, "triton"),
+    pytest.param("triton", "cuda", torch.bfloat16, "triton", marks=needs_triton),
+    pytest.param("triton", "cpu", torch.float32, "triton", marks=needs_triton),
 ])
 def test_resolve_backend(monkeypatch, backend, device, dtype, expected):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert resolve_backend(backend, device, dtype) == expected
 
 
+@needs_triton
 def test_resolve_backend_errors(monkeypatch):
     with pytest.raises(ValueError, match="unknown"):
         resolve_backend("flash", "cuda")

@@ -27,9 +27,8 @@ import zarr
 import zarr.errors
 from PIL import Image
 
-from .run_store import COMPLETE_RECORD
-
-RUN_STORE_NAME = "run.zarr"
+from ...storage import layout
+from ...storage.run_store import read_summary
 _EXR_CHANNEL_PREFERENCE = ("z", "depth", "y", "r")
 
 
@@ -65,7 +64,7 @@ def open_depth(path: str | Path, *, depth_scale: float = 1.0) -> DepthStack:
     if not path.exists():
         raise EvalInputError(f"{path}: no such file or folder")
     if path.is_dir():
-        if (path / "zarr.json").is_file() or (path / RUN_STORE_NAME).is_dir():
+        if (path / "zarr.json").is_file() or (path / layout.STORE_NAME).is_dir():
             return _open_run_store(path)
         return _open_frame_folder(path, depth_scale)
     suffix = path.suffix.lower()
@@ -122,12 +121,13 @@ def _open_npz(path: Path, depth_scale: float) -> DepthStack:
 
 
 def _open_run_store(path: Path) -> DepthStack:
-    group_path = path / RUN_STORE_NAME if (path / RUN_STORE_NAME).is_dir() else path
+    group_path = path / layout.STORE_NAME if (path / layout.STORE_NAME).is_dir() else path
+    summary = read_summary(str(group_path))
+    if summary and summary.manifest and not summary.complete:
+        raise EvalInputError(f"{group_path}: the run is not complete (rerun `rdengine process` to finish it)")
     try:
         group = zarr.open_group(str(group_path), mode="r")
-        if "manifest" in group.attrs and not (group_path / COMPLETE_RECORD).exists():
-            raise EvalInputError(f"{group_path}: the run is not complete (rerun `rdengine process` to finish it)")
-        array = group["depth"]
+        array = group[layout.DEPTH]
     except KeyError:
         raise EvalInputError(f"{group_path}: run store has no 'depth' array (run not finished?)") from None
     except (OSError, ValueError, zarr.errors.BaseZarrError) as exc:

@@ -1,7 +1,7 @@
 """Export stage: stream the run's ``depth [T, H, W]`` into the requested output files.
 
-Units (``_units/export``): ``<fmt>-<key>-c<first>`` per time chunk of npy/png16 and
-``<fmt>-<key>-done`` per finished output; ``key`` digests the output's parameters.
+Units (``layout.export_unit``): one per time chunk of chunked formats and one per finished
+output; ``key`` digests the output's parameters.
 """
 
 from __future__ import annotations
@@ -14,24 +14,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..storage.exporters import ColourVideoExporter, NpyExporter, Png16Exporter, resize_rgb
-from ..storage.run_store import RunStore
-from ..storage.video import iter_frames
-from .latents import resize
+from ...storage import layout
+from ...storage.array_reads import value_range
+from ...storage.exporters import OUTPUTS, output_path
+from ...storage.exporters.colour_video import ColourVideoExporter, resize_rgb
+from ...storage.exporters.npy import NpyExporter
+from ...storage.exporters.png16 import Png16Exporter
+from ...storage.inputs.video import iter_frames
+from ...storage.run_store import RunStore
+from ..latents import resize
+from ..progress import Progress
 from .chunks import time_chunks
-from .progress import Progress
 
 EXPORT_CHUNK = 8
-STAGE = "export"
-
-
-def value_range(depth) -> tuple[float, float]:
-    """(min, max) over the whole depth array, read chunk by chunk."""
-    lo, hi = np.inf, -np.inf
-    for first, stop in time_chunks(depth.shape[0], depth.chunks[0]):
-        chunk = np.asarray(depth[first:stop])
-        lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
-    return lo, hi
+STAGE = layout.EXPORT
 
 
 class StoreUnits:
@@ -64,22 +60,22 @@ def export(store: RunStore, out_dir: Path, name: str, formats: tuple[str, ...], 
     Resumable: npy and png16 skip time chunks already recorded, colour videos are redone
     unless complete; every output appears under its final name only when complete.
     """
-    depth = store.array("depth")
+    depth = store.array(layout.DEPTH)
     t = depth.shape[0]
     size = tuple(restore_size or depth.shape[1:])
     lo, hi = value_range(depth)
     units = StoreUnits(store)
     outputs: dict[str, Path] = {"zarr": store.path}
     writers = []
+    for fmt in OUTPUTS:
+        if fmt in formats:
+            outputs[fmt] = output_path(out_dir, name, fmt)
     if "npy" in formats:
-        outputs["npy"] = out_dir / f"{name}_depth.npy"
         writers.append(NpyExporter(outputs["npy"], (t, *size), units, params_key(name, t, size), EXPORT_CHUNK))
     if "png16" in formats:
-        outputs["png16"] = out_dir / "png16"
         writers.append(Png16Exporter(outputs["png16"], name, lo, hi, units, params_key(name, t, size, lo, hi), t))
-    for fmt, suffix in (("mp4", "depth"), ("sbs", "sbs")):
+    for fmt in ("mp4", "sbs"):
         if fmt in formats:
-            outputs[fmt] = out_dir / f"{name}_{suffix}.mp4"
             writers.append(ColourVideoExporter(outputs[fmt], fps, size, lo, hi, colormap, fmt == "sbs", units,
                                                params_key(name, t, size, lo, hi, fps, colormap, start)))
     sbs = [w for w in writers if isinstance(w, ColourVideoExporter) and w.sbs and not w.complete]

@@ -9,37 +9,38 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..storage.run_store import RunStore
-from .coalign import solve
-from .progress import Progress
-from .snippets import SnippetGroup
+from ...storage import layout
+from ...storage.run_store import RunStore
+from ..coalign import solve
+from ..progress import Progress
+from ..snippets import SnippetGroup
 
-STAGE = "coalign"
+STAGE = layout.COALIGN
 
 
 def coalign(store: RunStore, groups: list[SnippetGroup], global_min: float, solver: str, memory_budget: int,
             progress: Progress) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per-snippet (scales, shifts), from the store if already solved."""
     timer = progress.stage(STAGE, sum(g.count for g in groups), unit="snippets")
-    if not store.is_done(STAGE, "solve"):
-        store.delete("coalign")  # debris of a killed solve: rewritten whole, then recorded
-        samples = [store.array(f"samples/g{k}") for k in range(len(groups))]
+    if not store.is_done(STAGE, layout.SOLVE_UNIT):
+        store.delete(layout.COALIGN_GROUP)  # debris of a killed solve: rewritten whole, then recorded
+        samples = [store.array(layout.snippet_samples(k)) for k in range(len(groups))]
         result = solve(samples, [g.dilation for g in groups], [g.length for g in groups],
                        groups[0].num_frames, global_min, solver=solver, memory_budget=memory_budget)
         for k in range(len(groups)):
-            for name, values in (("scales", result.scales[k]), ("shifts", result.shifts[k])):
-                arr = store.require(f"coalign/{name}_g{k}", values.shape, values.shape, "float64")
-                arr[:] = values
+            for name, values in ((layout.coalign_scales(k), result.scales[k]),
+                                 (layout.coalign_shifts(k), result.shifts[k])):
+                store.require(name, values.shape, values.shape, "float64")[:] = values
         history = np.asarray(result.loss_history, dtype=np.float64).reshape(-1)
-        store.require("coalign/loss_history", history.shape, history.shape, "float64")[:] = history
-        store.mark_done(STAGE, "solve", {"objective": float(result.objective), "iterations": int(result.iterations),
+        store.require(layout.COALIGN_LOSS, history.shape, history.shape, "float64")[:] = history
+        store.mark_done(STAGE, layout.SOLVE_UNIT, {"objective": float(result.objective), "iterations": int(result.iterations),
                                          "solver": result.solver})
         timer.advance(timer.total)
     else:
         timer.advance(timer.total, reused=True)
-    record = store.done_units(STAGE)["solve"]
+    record = store.done_units(STAGE)[layout.SOLVE_UNIT]
     progress.note(f"co-alignment ({record['solver']}): objective {record['objective']:.6g} "
                   f"after {record['iterations']} iterations")
-    scales = [np.asarray(store.array(f"coalign/scales_g{k}")[:]) for k in range(len(groups))]
-    shifts = [np.asarray(store.array(f"coalign/shifts_g{k}")[:]) for k in range(len(groups))]
+    scales = [np.asarray(store.array(layout.coalign_scales(k))[:]) for k in range(len(groups))]
+    shifts = [np.asarray(store.array(layout.coalign_shifts(k))[:]) for k in range(len(groups))]
     return scales, shifts

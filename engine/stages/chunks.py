@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
-from ..storage.run_store import RunStore
-from .progress import StageTimer
+from ...storage import layout
+from ...storage.run_store import RunStore
+from ..progress import StageTimer
 
 
 def time_chunks(num_frames: int, chunk: int) -> list[tuple[int, int]]:
@@ -14,13 +15,13 @@ def time_chunks(num_frames: int, chunk: int) -> list[tuple[int, int]]:
 
 
 def pending_chunks(store: RunStore, stage: str, timer: StageTimer, num_frames: int, chunk: int,
-                   prefix: str = "") -> Iterator[tuple[int, int, str]]:
+                   unit_of: Callable[[int], str] = layout.chunk_unit) -> Iterator[tuple[int, int, str]]:
     """Yield ``(first, stop, unit)`` for chunks of ``stage`` not yet done; done ones count as reused.
 
-    Unit ids are ``{prefix}c{first:07d}``; the caller writes the chunk, then records the unit.
+    Unit ids are ``unit_of(first)``; the caller writes the chunk, then records the unit.
     """
     for first, stop in time_chunks(num_frames, chunk):
-        unit = f"{prefix}c{first:07d}"
+        unit = unit_of(first)
         if store.is_done(stage, unit):
             timer.advance(stop - first, reused=True)
         else:

@@ -95,7 +95,7 @@ def write_random_checkpoint(path: str | Path, size: str = "tiny", seed: int = 0)
     """Write a random-weight checkpoint of ``size`` ('tiny' or 'full') to folder ``path``."""
     if size not in SIZES:
         raise ValueError(f"unknown checkpoint size '{size}' (choose from {', '.join(SIZES)})")
-    from .model import silence_library_progress
+    from ..model import silence_library_progress
 
     silence_library_progress()
     path = Path(path)

@@ -1,4 +1,4 @@
-"""Row reads from an array chunked along axis 0, through a small LRU of decoded chunks."""
+"""Reading large arrays along axis 0: row lookups through a small chunk cache, and value ranges."""
 
 from __future__ import annotations
 
@@ -36,3 +36,14 @@ class RowCache:
             sel = flat // self.chunk == c
             out[sel] = self._get_chunk(int(c))[flat[sel] - c * self.chunk]
         return out.reshape(*np.shape(indices), *self.array.shape[1:])
+
+
+def value_range(array, max_bytes: int = 1 << 28) -> tuple[float, float]:
+    """(min, max) of an array-like (numpy, zarr), read in slices along axis 0 of at most ``max_bytes``."""
+    row_bytes = max(1, array.dtype.itemsize * int(np.prod(array.shape[1:])))
+    step = max(1, max_bytes // row_bytes)
+    lo, hi = np.inf, -np.inf
+    for first in range(0, array.shape[0], step):
+        part = np.asarray(array[first:first + step])
+        lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+    return lo, hi

@@ -11,16 +11,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..storage.run_store import RunStore
-from ..storage.video import iter_frames
-from .latents import encode, frames_to_images, processing_size
-from .model import Model
-from .overlap import run_overlapped
-from .progress import Progress
+from ...storage import layout
+from ...storage.run_store import RunStore
+from ...storage.inputs.video import iter_frames
+from ..latents import encode, frames_to_images, processing_size
+from ..model import Model
+from ..overlap import run_overlapped
+from ..progress import Progress
 
 INGEST_CHUNK = 16
 MIN_SIDE = 8  # one latent pixel: thinner processing sizes (extreme aspect ratios) are padded up to it
-STAGE = "ingest"
+STAGE = layout.INGEST
 
 
 def ingest(store: RunStore, model: Model, video: str, start: int, count: int | None, res: int,
@@ -45,7 +46,7 @@ def ingest(store: RunStore, model: Model, video: str, start: int, count: int | N
 
     def compute(item, data) -> np.ndarray | None:
         unit, frames = data
-        if store.is_done(STAGE, f"c{unit:06d}"):
+        if store.is_done(STAGE, layout.chunk_unit(unit * INGEST_CHUNK)):
             return None
         images = frames_to_images(frames, size).to(model.device, model.dtype)
         return encode(model.vae, images).float().cpu().numpy()
@@ -59,13 +60,14 @@ def ingest(store: RunStore, model: Model, video: str, start: int, count: int | N
             return
         arr = state["array"]
         if arr is None:
-            arr = store.array("rgb_latents") if store.has("rgb_latents") else \
-                store.require("rgb_latents", (first + len(frames), *latents.shape[1:]), (INGEST_CHUNK, *latents.shape[1:]))
+            arr = store.array(layout.RGB_LATENTS) if store.has(layout.RGB_LATENTS) else \
+                store.require(layout.RGB_LATENTS, (first + len(frames), *latents.shape[1:]),
+                              (INGEST_CHUNK, *latents.shape[1:]))
         if arr.shape[0] < first + len(frames):
             arr.resize((first + len(frames), *arr.shape[1:]))
         arr[first:first + len(frames)] = latents
         state["array"] = arr
-        store.mark_done(STAGE, f"c{unit:06d}")
+        store.mark_done(STAGE, layout.chunk_unit(first))
         timer.advance(len(frames))
 
     batches = enumerate(iter_frames(video, start=start, count=count, batch=INGEST_CHUNK))
@@ -74,7 +76,7 @@ def ingest(store: RunStore, model: Model, video: str, start: int, count: int | N
     num_frames = state["frames"]
     if num_frames == 0:
         return {}
-    arr = store.array("rgb_latents")
+    arr = store.array(layout.RGB_LATENTS)
     if arr.shape[0] != num_frames:
         arr.resize((num_frames, *arr.shape[1:]))
     store.update_info(num_frames=num_frames, size=list(size), latent_size=list(arr.shape[2:]))

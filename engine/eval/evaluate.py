@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..storage.depth_io import RUN_STORE_NAME, DepthStack, EvalInputError, open_depth
-from .eval_plots import plot_per_frame, plot_temporal_profile
+from ...storage import layout
+from .readers import DepthStack, EvalInputError, open_depth
+from .plots import plot_per_frame, plot_temporal_profile
 
 __all__ = [
     "EvalInputError",
@@ -299,7 +300,7 @@ def _video_entries(root: Path) -> dict[str, Path]:
 
 def _default_name(pred_path: Path) -> str:
     """Video name from the prediction path: the run folder for ``OUTDIR/run.zarr``, else the stem."""
-    return pred_path.parent.name if pred_path.name == RUN_STORE_NAME else pred_path.stem
+    return pred_path.parent.name if pred_path.name == layout.STORE_NAME else pred_path.stem
 
 
 def _open_video(name: str, pred_path: PathLike, gt_path: PathLike, opts: EvalOptions) -> _Video:

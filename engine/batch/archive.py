@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EngineError
+from ..errors import EngineError
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts",
                               ".m2ts", ".wmv", ".flv", ".3gp", ".ogv", ".gif", ".y4m"})

@@ -13,23 +13,24 @@ import time
 import numpy as np
 import torch
 
-from ..storage.chunk_cache import RowCache
-from ..storage.run_store import RunStore
-from .coalign import sample_pixels
-from .denoise import denoise_step, initial_noise, make_scheduler
-from .latents import decode_depth
-from .model import Model
-from .overlap import run_overlapped
-from .progress import Progress
-from .scheduler import SnippetBatch
-from .snippets import SnippetGroup
+from ...storage import layout
+from ...storage.array_reads import RowCache
+from ...storage.run_store import RunStore
+from ..coalign import sample_pixels
+from ..denoise import denoise_step, initial_noise, make_scheduler
+from ..latents import decode_depth
+from ..model import Model
+from ..overlap import run_overlapped
+from ..progress import Progress
+from ..batching import SnippetBatch
+from ..snippets import SnippetGroup
 
-STAGE = "snippets"
+STAGE = layout.SNIPPETS
 DECODE_BATCH = 8
 
 
 class DeviceTimer:
-    """Opt-in timer hook of the worker (benchmarks): time of the UNet step and of the VAE decode.
+    """Opt-in timer of the worker (``rdengine bench``): time of the UNet step and of the VAE decode.
 
     On CUDA it records events around each part (no extra synchronization while the stage
     runs; ``seconds`` synchronizes once at the end); on CPU it reads the wall clock.
@@ -58,10 +59,6 @@ class DeviceTimer:
         return sum(b - a for a, b in self.spans[part])
 
 
-#: Set to a DeviceTimer to time the worker's parts (``rdengine bench``); None in normal runs.
-TIMER: DeviceTimer | None = None
-
-
 def snippet_dtype(model: Model) -> str:
     """Storage dtype of snippet depth: the decoder's own precision, losslessly."""
     return "float16" if model.dtype == torch.float16 else "float32"
@@ -71,9 +68,9 @@ def snippet_arrays(store: RunStore, groups: list[SnippetGroup], size: tuple[int,
     """Create (or reopen) the full-resolution and sampled snippet arrays of every group."""
     h, w = size
     ph, pw = sample_pixels(np.zeros((1, h, w))).shape[-2:]
-    full = [store.require(f"snippets/g{k}", (g.count, g.length, h, w), (1, 1, h, w), dtype)
+    full = [store.require(layout.snippet_depth(k), (g.count, g.length, h, w), (1, 1, h, w), dtype)
             for k, g in enumerate(groups)]
-    samples = [store.require(f"samples/g{k}", (g.count, g.length, ph, pw), (1, g.length, ph, pw))
+    samples = [store.require(layout.snippet_samples(k), (g.count, g.length, ph, pw), (1, g.length, ph, pw))
                for k, g in enumerate(groups)]
     return full, samples
 
@@ -84,8 +81,11 @@ def global_minimum(store: RunStore) -> float:
 
 
 def infer_snippets(store: RunStore, model: Model, groups: list[SnippetGroup], batches: list[SnippetBatch],
-                   seed: int, progress: Progress) -> float:
-    """Run the scheduled ``batches`` not yet done; returns the global minimum depth."""
+                   seed: int, progress: Progress, device_timer: DeviceTimer | None = None) -> float:
+    """Run the scheduled ``batches`` not yet done; returns the global minimum depth.
+
+    ``device_timer``: times the UNet step and the VAE decode of every batch (benchmarks).
+    """
     info = store.info
     size, latent_size = tuple(info["size"]), tuple(info["latent_size"])
     full, samples = snippet_arrays(store, groups, size, snippet_dtype(model))
@@ -98,7 +98,8 @@ def infer_snippets(store: RunStore, model: Model, groups: list[SnippetGroup], ba
             todo.append(batch)
     if todo:
         window = max((g.length - 1) * g.dilation for g in groups) + max(len(b.members) for b in batches)
-        cache = RowCache(store.array("rgb_latents"), capacity=window // store.array("rgb_latents").chunks[0] + 3)
+        rgb_latents = store.array(layout.RGB_LATENTS)
+        cache = RowCache(rgb_latents, capacity=window // rgb_latents.chunks[0] + 3)
         noise = initial_noise(model, latent_size, seed)
         scheduler = make_scheduler(model, 1)
         timestep = scheduler.timesteps[0]
@@ -106,7 +107,6 @@ def infer_snippets(store: RunStore, model: Model, groups: list[SnippetGroup], ba
         cuda = model.device.type == "cuda"
         if cuda:
             model.vae.to(memory_format=torch.channels_last)
-        timer_hook = TIMER
 
         def load(batch: SnippetBatch) -> torch.Tensor:
             frames = np.stack([groups[k].frames(i) for k, i in batch.members])
@@ -114,19 +114,19 @@ def infer_snippets(store: RunStore, model: Model, groups: list[SnippetGroup], ba
             return rgb.pin_memory() if cuda else rgb  # pinned: the copy to the device is truly async
 
         def compute(batch: SnippetBatch, rgb: torch.Tensor):
-            t0 = timer_hook.stamp() if timer_hook else None
+            t0 = device_timer.stamp() if device_timer else None
             rgb = rgb.to(model.device, non_blocking=True)
             start = noise.expand(*rgb.shape[:2], -1, -1, -1)
             latents = denoise_step(model, scheduler, rgb, start, timestep, step_at=step_at)
-            t1 = timer_hook.stamp() if timer_hook else None
+            t1 = device_timer.stamp() if device_timer else None
             flat = latents.reshape(-1, *latents.shape[2:])
             depth = torch.cat([decode_depth(model.vae, flat[i:i + DECODE_BATCH], size)
                                for i in range(0, flat.shape[0], DECODE_BATCH)])
             depth = depth.reshape(*latents.shape[:2], *size)
-            if timer_hook:
-                timer_hook.add("unet", t0, t1)
-                timer_hook.add("decode", t1, timer_hook.stamp())
-                timer_hook.batches.append((rgb.shape[0], rgb.shape[1], *rgb.shape[-2:]))
+            if device_timer:
+                device_timer.add("unet", t0, t1)
+                device_timer.add("decode", t1, device_timer.stamp())
+                device_timer.batches.append((rgb.shape[0], rgb.shape[1], *rgb.shape[-2:]))
             if not cuda:
                 return depth.numpy(), None
             # Copy back into pinned memory without blocking this thread; the writer waits on the event.

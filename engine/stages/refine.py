@@ -9,16 +9,19 @@ latent is the mean over its snippets (uncovered frames keep the old latent).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
-from ..storage.run_store import RunStore
-from .denoise import denoise_step, make_scheduler
-from .latents import decode_depth, encode
+from ...storage import layout
+from ...storage.run_store import RunStore
+from ..denoise import denoise_step, make_scheduler
+from ..latents import decode_depth, encode
 from .chunks import pending_chunks
-from .model import Model
-from .progress import Progress
-from .snippets import SnippetGroup
+from ..model import Model
+from ..progress import Progress
+from ..snippets import SnippetGroup
 
 REFINE_CHUNK = 64
 DECODE_CHUNK = 8
@@ -33,17 +36,17 @@ def timesteps_kept(model: Model, steps: int) -> tuple:
 def encode_aligned(store: RunStore, model: Model, noise: torch.Tensor, timestep: torch.Tensor,
                    scheduler, progress: Progress) -> None:
     """Encode ``aligned`` depth (3 channels) and noise it to the first kept timestep -> buffer 0."""
-    src = store.array("aligned")
+    src = store.array(layout.ALIGNED)
     t = src.shape[0]
     h, w = store.info["latent_size"]
-    out = store.require("refine/latents_0", (t, 4, h, w), (REFINE_CHUNK, 4, h, w))
-    timer = progress.stage("refine-encode", t)
-    for first, stop, unit in pending_chunks(store, "refine-encode", timer, t, REFINE_CHUNK):
+    out = store.require(layout.refine_latents(0), (t, 4, h, w), (REFINE_CHUNK, 4, h, w))
+    timer = progress.stage(layout.REFINE_ENCODE, t)
+    for first, stop, unit in pending_chunks(store, layout.REFINE_ENCODE, timer, t, REFINE_CHUNK):
         depth = torch.from_numpy(np.asarray(src[first:stop])).to(model.device, model.dtype)
         latents = encode(model.vae, depth[:, None].expand(-1, 3, -1, -1))
         noisy = scheduler.add_noise(latents, noise.expand_as(latents), timestep)
         out[first:stop] = noisy.float().cpu().numpy()
-        store.mark_done("refine-encode", unit)
+        store.mark_done(layout.REFINE_ENCODE, unit)
         timer.advance(stop - first)
 
 
@@ -78,19 +81,19 @@ def refine(store: RunStore, model: Model, dilations: list[int], length: int, noi
     scheduler, kept = timesteps_kept(model, steps)
     encode_aligned(store, model, noise, kept[0], scheduler, progress)
     num_frames = store.info["num_frames"]
-    rgb = store.array("rgb_latents")
-    buffers = [store.array("refine/latents_0"),
-               store.require("refine/latents_1", store.array("refine/latents_0").shape,
-                             store.array("refine/latents_0").chunks)]
+    rgb = store.array(layout.RGB_LATENTS)
+    first_buffer = store.array(layout.refine_latents(0))
+    buffers = [first_buffer, store.require(layout.refine_latents(1), first_buffer.shape, first_buffer.chunks)]
     with torch.inference_mode():
         for i, (dilation, timestep) in enumerate(zip(dilations, kept)):
             group = SnippetGroup(dilation=dilation, length=length, num_frames=num_frames)
             old, new = buffers[i % 2], buffers[(i + 1) % 2]
             stage = f"refine-{i + 1}/{steps} d={dilation}"
             timer = progress.stage(stage, num_frames)
-            for first, stop, unit in pending_chunks(store, "refine", timer, num_frames, REFINE_CHUNK, f"s{i:02d}"):
+            step_unit = functools.partial(layout.refine_unit, i)
+            for first, stop, unit in pending_chunks(store, layout.REFINE, timer, num_frames, REFINE_CHUNK, step_unit):
                 new[first:stop] = refine_chunk(model, scheduler, group, rgb, old, timestep, first, stop, batch_size)
-                store.mark_done("refine", unit)
+                store.mark_done(layout.REFINE, unit)
                 timer.advance(stop - first)
         decode_final(store, model, buffers[steps % 2], progress)
 
@@ -99,10 +102,10 @@ def decode_final(store: RunStore, model: Model, latents, progress: Progress) -> 
     """Decode refined latents chunkwise into ``depth [T, H, W]`` (no renormalization)."""
     h, w = store.info["size"]
     t = latents.shape[0]
-    out = store.require("depth", (t, h, w), (DECODE_CHUNK, h, w))
-    timer = progress.stage("refine-decode", t)
-    for first, stop, unit in pending_chunks(store, "refine-decode", timer, t, out.chunks[0]):
+    out = store.require(layout.DEPTH, (t, h, w), (DECODE_CHUNK, h, w))
+    timer = progress.stage(layout.REFINE_DECODE, t)
+    for first, stop, unit in pending_chunks(store, layout.REFINE_DECODE, timer, t, out.chunks[0]):
         z = torch.from_numpy(np.asarray(latents[first:stop])).to(model.device, model.dtype)
         out[first:stop] = decode_depth(model.vae, z, (h, w)).cpu().numpy()
-        store.mark_done("refine-decode", unit)
+        store.mark_done(layout.REFINE_DECODE, unit)
         timer.advance(stop - first)

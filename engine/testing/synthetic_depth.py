@@ -5,9 +5,9 @@ a floor plane with a moving horizon, and a near disc that enters the view from t
 left, repeatedly), then cuts it into dilated snippets as SPEC.md does: snippet ``i`` of
 dilation ``d`` holds GT frames ``i, i+d, ..``, mapped by a random affine (scale in
 [0.5, 2], shift in [-0.3, 0.3]) with Gaussian noise and outlier pixels, like the
-per-snippet affine ambiguity of the depth model. ``merge_in_memory`` and
-``absrel_after_affine`` evaluate a co-alignment against the ground truth; they are
-small in-memory helpers for tests and benchmarks, not the pipeline's merge.
+per-snippet affine ambiguity of the depth model. ``merge_in_memory`` (the pipeline's
+merge over in-memory arrays) and ``absrel_after_affine`` evaluate a co-alignment against
+the ground truth.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .coalign import AlignResult, frames_from_shapes, sample_pixels
+from ..coalign import AlignResult, frames_from_shapes, sample_pixels
+from ..snippets import SnippetGroup
+from ..stages.chunks import time_chunks
+from ..stages.merge import merge_frames
 
 _PERIOD = 240.0  # frames per cycle of the camera / horizon motion
 _ENTRY = 300.0  # frames for the near disc to cross the view once
@@ -104,26 +107,15 @@ def make_synthetic_case(num_frames: int, height: int, width: int, dilations: lis
                          scales=scales, shifts=shifts, sampled=sampled_only)
 
 
-def merge_in_memory(snippets: list, dilations: list[int], result: AlignResult, chunk: int = 1024) -> np.ndarray:
+def merge_in_memory(snippets: list, dilations: list[int], result: AlignResult, chunk: int = 256) -> np.ndarray:
     """Aligned video ``[T, h, w]`` float64: per frame the mean of its observations
-    ``s_k * (x - global_min) + t_k`` (the SPEC merge without its final [-1, 1] normalization;
-    NaN where no snippet observes a frame).
-
-    ``snippets``: ``[N_g, L_g, h, w]`` arrays (full resolution or samples), read ``chunk``
-    snippets at a time. A test and benchmark utility; the pipeline merges in its own stage.
+    ``s_k * (x - global_min) + t_k``, the pipeline's merge without its final [-1, 1]
+    normalization, over in-memory ``[N_g, L_g, h, w]`` snippets (full resolution or samples).
     """
     num_frames = frames_from_shapes([x.shape for x in snippets], dilations)
-    total = np.zeros((num_frames,) + tuple(snippets[0].shape[2:]))
-    count = np.zeros(num_frames)
-    for x, d, s, t in zip(snippets, dilations, result.scales, result.shifts):
-        for lo in range(0, x.shape[0], chunk):
-            block = np.asarray(x[lo:lo + chunk], dtype=np.float64) - result.global_min
-            block = s[lo:lo + chunk, None, None, None] * block + t[lo:lo + chunk, None, None, None]
-            for j in range(block.shape[1]):
-                total[lo + j * d:lo + j * d + len(block)] += block[:, j]
-                count[lo + j * d:lo + j * d + len(block)] += 1
-    count = count.reshape((-1,) + (1,) * (total.ndim - 1))
-    return np.divide(total, count, out=np.full_like(total, np.nan), where=count > 0)
+    groups = [SnippetGroup(dilation=d, length=x.shape[1], num_frames=num_frames) for x, d in zip(snippets, dilations)]
+    return np.concatenate([merge_frames(snippets, groups, result.scales, result.shifts, result.global_min, a, b)
+                           for a, b in time_chunks(num_frames, chunk)])
 
 
 def absrel_after_affine(pred: np.ndarray, gt: np.ndarray, min_inverse_depth: float = 1e-3) -> float:

@@ -150,32 +150,3 @@ def fingerprint(path: str | Path) -> str:
     return h.hexdigest()[:24]
 
 
-class VideoWriter:
-    """Encode ``uint8 [B, H, W, 3]`` RGB batches to an H.264 mp4 (even sizes are padded)."""
-
-    def __init__(self, path: str | Path, fps: float, width: int, height: int, crf: int = 18):
-        self.path = Path(path)
-        self.container = av.open(str(self.path), mode="w")
-        self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        self.stream.width, self.stream.height = width + width % 2, height + height % 2
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.options = {"crf": str(crf), "preset": "medium"}
-
-    def write(self, frames: np.ndarray) -> None:
-        h, w = self.stream.height, self.stream.width
-        for rgb in frames:
-            if rgb.shape[:2] != (h, w):
-                rgb = np.pad(rgb, ((0, h - rgb.shape[0]), (0, w - rgb.shape[1]), (0, 0)), mode="edge")
-            for packet in self.stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
-                self.container.mux(packet)
-
-    def close(self) -> None:
-        for packet in self.stream.encode():
-            self.container.mux(packet)
-        self.container.close()
-
-    def __enter__(self) -> "VideoWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -19,110 +19,63 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..storage.run_store import COMPLETE_RECORD
+from ...storage import layout
+from ...storage.exporters import output_path
+from ...storage.run_store import read_summary
+from ..config import ConfigError, ExecutionOptions, RunConfig
+from ..errors import EngineError
 from .archive import ArchiveVideo, archive_videos, is_url, local_path, short_hash
-from .config import ConfigError, ExecutionOptions, RunConfig
-from .errors import EngineError
+from .cluster import cluster_resources, local_cluster
+from .locations import fetch_input, filesystem, join, upload
+from .report import BatchReport, format_table, one_line, write_report
 
-REPORT_NAME = "batch_report.json"
-STORE_NAME = "run.zarr"  # engine.pipeline.STORE_NAME (not imported here: the client never needs torch models)
-USER_MESSAGE_ERRORS = ("EngineError", "VideoError", "ConfigError", "StoreMismatch", "EvalInputError")
-
-# ---------------------------------------------------------------- output locations (local path or fsspec URL)
-
-
-def join(root: str, *parts: str) -> str:
-    """``root/part/...`` for local paths and URLs alike."""
-    if is_url(root):
-        return "/".join([root.rstrip("/"), *parts])
-    return os.path.join(local_path(root), *parts)
-
-
-def _fs(location: str):
-    """(filesystem, path) for a local path or URL."""
-    from fsspec.core import url_to_fs
-
-    return url_to_fs(location if is_url(location) else local_path(location))
-
-
-def _read_json(fs, path: str) -> dict | None:
-    try:
-        with fs.open(path, "rt") as f:
-            return json.load(f)
-    except (FileNotFoundError, OSError, ValueError):
-        return None
-
-
-def expected_outputs(name: str, formats: tuple[str, ...]) -> list[str]:
-    """Export files (relative to the video's output folder) that exist only once export finished them."""
-    files = []
-    if "npy" in formats:
-        files.append(f"{name}_depth.npy")
-    if "mp4" in formats:
-        files.append(f"{name}_depth.mp4")
-    if "sbs" in formats:
-        files.append(f"{name}_sbs.mp4")
-    return files
+__all__ = ["format_table", "is_finished", "run_batch", "run_video"]
 
 
 def is_finished(out_dir: str, cfg: RunConfig | None = None, opts: ExecutionOptions | None = None,
                 source: str | None = None) -> bool:
     """True when ``out_dir`` holds a completed run (for ``cfg``, with the outputs ``opts`` asks for).
 
-    A run is finished when its store's manifest matches ``cfg`` (config hash) and ``source``
-    (file name; fingerprint for local files), every requested export file exists (renamed
-    into place only when complete; 16-bit PNGs counted), and the store's final record
-    ``_units/complete/run.json`` exists. Stores of engines before that record (no
-    ``info.expected_units``) count as finished when the ``depth`` array and the requested
-    exports exist; saving only the zarr store then needs a rerun, which finds every unit done.
-    Export-only options (colormap, fps) are not compared: a finished video is not re-exported.
+    A run is finished when its store is complete (final record), its manifest matches ``cfg``
+    (config hash) and ``source`` (file name; fingerprint for local files), and every requested
+    export exists (renamed into place only when complete; 16-bit PNGs counted). Export-only
+    options (colormap, fps) are not compared: a finished video is not re-exported.
     """
-    fs, root = _fs(out_dir)
-    store = f"{root.rstrip('/')}/{STORE_NAME}"
-    meta = _read_json(fs, f"{store}/zarr.json")
-    if not meta:
+    summary = read_summary(join(out_dir, layout.STORE_NAME))
+    if summary is None or not summary.complete:
         return False
-    attrs = meta.get("attributes", {})
-    manifest, info = attrs.get("manifest", {}), attrs.get("info", {})
+    manifest = summary.manifest
     if cfg is not None and manifest.get("config_hash") != cfg.digest():
         return False
-    stem = Path(source.rstrip("/").rsplit("/", 1)[-1]).stem if source else None
-    if source is not None and manifest.get("input", {}).get("name") != source.rstrip("/").rsplit("/", 1)[-1]:
+    if source is None:
+        return True
+    file_name = source.rstrip("/").rsplit("/", 1)[-1]
+    if manifest.get("input", {}).get("name") != file_name:
         return False
-    if source is not None and not is_url(source):
-        from ..storage.video import fingerprint
+    if not is_url(source):
+        from ...storage.inputs.video import fingerprint
 
         try:  # a changed input is not finished: processing it reports the mismatch
             if manifest.get("input", {}).get("fingerprint") != fingerprint(local_path(source)):
                 return False
         except OSError:
             return False
-    formats = tuple(opts.save) if opts is not None else ()
-    try:
-        complete = fs.exists(f"{store}/{COMPLETE_RECORD}")
-    except OSError:
-        complete = False
-    if not complete and ("expected_units" in info or set(formats) <= {"zarr"}
-                         or not fs.exists(f"{store}/depth/zarr.json")):
-        return False  # engines that write the final record (and list expected units) need it
-    if stem is None:
-        return complete
-    if not all(fs.exists(f"{root.rstrip('/')}/{f}") for f in expected_outputs(stem, formats)):
+    formats = [f for f in (opts.save if opts is not None else ()) if f != "zarr"]
+    fs, root = filesystem(out_dir)
+    outputs = [output_path(root, Path(file_name).stem, fmt).as_posix() for fmt in formats]
+    if not all(fs.exists(path) for path in outputs):
         return False
     if "png16" in formats:
-        frames = int(info.get("num_frames") or 0)
+        frames = int(summary.info.get("num_frames") or 0)
         try:
-            pngs = [p for p in fs.ls(f"{root.rstrip('/')}/png16", detail=False)
+            pngs = [p for p in fs.ls(output_path(root, "", "png16").as_posix(), detail=False)
                     if p.endswith(".png") and not p.endswith(".tmp.png")]
         except (FileNotFoundError, OSError):
             return False
@@ -133,9 +86,8 @@ def is_finished(out_dir: str, cfg: RunConfig | None = None, opts: ExecutionOptio
 
 def stored_frames(out_dir: str) -> int | None:
     """The frame count a run store recorded (``info.num_frames``), if any."""
-    fs, root = _fs(out_dir)
-    meta = _read_json(fs, f"{root.rstrip('/')}/{STORE_NAME}/zarr.json") or {}
-    frames = meta.get("attributes", {}).get("info", {}).get("num_frames")
+    summary = read_summary(join(out_dir, layout.STORE_NAME))
+    frames = summary.info.get("num_frames") if summary else None
     return int(frames) if frames else None
 
 
@@ -147,7 +99,7 @@ _MODELS: dict[tuple, object] = {}
 
 def worker_model(checkpoint: str, device: str, dtype: str, attention: str):
     """The model for this worker process, loaded on first use and reused across videos."""
-    from .model import load_model
+    from ..model import load_model
 
     key = (checkpoint, device, dtype, attention)
     if key not in _MODELS:
@@ -172,42 +124,6 @@ def worker_device(requested: str, pin_gpu: bool) -> str:
     return requested
 
 
-def fetch_input(source: str, cache_dir: str) -> str:
-    """A local path for ``source``: local files as is, URLs copied once into ``cache_dir``."""
-    if not is_url(source):
-        return local_path(source)
-    fs, path = _fs(source)
-    target = Path(cache_dir) / "inputs" / short_hash(source, 16) / path.rstrip("/").rsplit("/", 1)[-1]
-    size = fs.size(path)
-    if target.exists() and target.stat().st_size == size:
-        return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        fs.get_file(path, str(tmp))
-    except FileNotFoundError:
-        raise EngineError(f"input not found: {source}") from None
-    os.replace(tmp, target)
-    return str(target)
-
-
-def upload(staging: Path, out: str) -> None:
-    """Copy the staged output folder to the URL ``out`` (exports first, the run store last)."""
-    fs, root = _fs(out)
-    root = root.rstrip("/")
-    fs.makedirs(root, exist_ok=True)
-    for local in sorted(staging.rglob("*"), key=lambda p: (STORE_NAME in p.relative_to(staging).parts[:1], str(p))):
-        if local.is_file() and not local.name.endswith(".lock"):
-            fs.put_file(str(local), f"{root}/{local.relative_to(staging).as_posix()}")
-
-
-def one_line(exc: BaseException) -> str:
-    """User errors' messages as is, anything else ``TypeName: message``; always a single line."""
-    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
-    if type(exc).__name__ in USER_MESSAGE_ERRORS and text:
-        return text[:500]
-    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
-
 
 def run_video(video: ArchiveVideo, out: str, cfg: RunConfig, opts: ExecutionOptions, cache_dir: str | None,
               threads: int | None = None, pin_gpu: bool = False) -> dict:
@@ -225,7 +141,7 @@ def run_video(video: ArchiveVideo, out: str, cfg: RunConfig, opts: ExecutionOpti
         if not opts.overwrite and is_finished(out, cfg, opts, video.source):
             row.update(status="skipped", frames=stored_frames(out))
             return row
-        from .pipeline import process_video
+        from ..pipeline import process_video
 
         if threads:
             import torch
@@ -251,93 +167,6 @@ def run_video(video: ArchiveVideo, out: str, cfg: RunConfig, opts: ExecutionOpti
 
 
 # ---------------------------------------------------------------- client side
-
-
-@dataclass
-class BatchReport:
-    """Rows per video (input order) and totals; ``failed`` is the number of failed videos."""
-
-    out_root: str
-    rows: list[dict]
-    seconds: float
-    cluster: str
-    report_path: str | None = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def failed(self) -> int:
-        return sum(r["status"] == "failed" for r in self.rows)
-
-    def to_dict(self) -> dict:
-        frames = sum(r["frames"] or 0 for r in self.rows if r["status"] == "done")
-        return {"out_root": self.out_root, "cluster": self.cluster, "seconds": round(self.seconds, 3),
-                "videos": len(self.rows), "done": sum(r["status"] == "done" for r in self.rows),
-                "skipped": sum(r["status"] == "skipped" for r in self.rows), "failed": self.failed,
-                "frames_processed": frames, "frames_per_second": frames / max(self.seconds, 1e-9),
-                "rows": self.rows}
-
-
-def format_table(report: BatchReport) -> str:
-    """The printed report: video, frames, status, seconds, frames/s, error."""
-    header = ("video", "frames", "status", "seconds", "frames/s", "error")
-    lines = [(r["name"], "" if r["frames"] is None else str(r["frames"]), r["status"], f"{r['seconds']:.1f}",
-              "" if not r["fps"] else f"{r['fps']:.2f}", r["error"] or "") for r in report.rows]
-    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
-    totals = report.to_dict()
-    out = [fmt.format(*header), *(fmt.format(*line) for line in lines),
-           f"{totals['videos']} videos: {totals['done']} done, {totals['skipped']} skipped, {totals['failed']} failed; "
-           f"{totals['frames_processed']} frames in {report.seconds:.1f} s "
-           f"({totals['frames_per_second']:.2f} frames/s)"]
-    if report.report_path:
-        out.append(f"report: {report.report_path}")
-    return "\n".join(line.rstrip() for line in out)
-
-
-def write_report(report: BatchReport) -> str:
-    """``OUTROOT/batch_report.json`` (atomic for local folders); returns its location."""
-    location = join(report.out_root, REPORT_NAME)
-    blob = json.dumps(report.to_dict(), indent=2)
-    if is_url(report.out_root):
-        fs, path = _fs(location)
-        with fs.open(path, "wt") as f:
-            f.write(blob)
-    else:
-        tmp = location + ".tmp"
-        Path(tmp).write_text(blob)
-        os.replace(tmp, location)
-    return location
-
-
-def local_cluster(workers: int | None, device: str):
-    """(cluster, resources, threads per worker, pin_gpu): one worker per GPU, else ``workers`` on CPU."""
-    import torch
-    from distributed import LocalCluster
-
-    gpus = torch.cuda.device_count() if device in ("auto", "cuda") and torch.cuda.is_available() else 0
-    if gpus:
-        n, resources, threads = min(workers or gpus, gpus), {"GPU": 1}, None
-    else:
-        n = workers or 1
-        resources, threads = ({"GPU": 1}, None) if device.startswith("cuda") else ({"slot": 1}, max(1, (os.cpu_count() or 1) // n))
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, resources=resources,
-                           host="127.0.0.1", dashboard_address=None)
-    return cluster, resources, threads, bool(gpus)
-
-
-def cluster_resources(client, wait: float = 60) -> dict | None:
-    """The per-task resource an existing cluster's workers advertise (GPU, else slot), or None."""
-    try:
-        client.wait_for_workers(1, timeout=wait)
-    except (TimeoutError, OSError) as exc:
-        raise EngineError(f"no Dask workers joined scheduler {client.scheduler.address} within {wait:.0f} s "
-                          f"({type(exc).__name__})") from None
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    offered = set().union(*(w.get("resources", {}) for w in workers))
-    for key in ("GPU", "slot"):
-        if key in offered:
-            return {key: 1}
-    return None
 
 
 def log(message: str, quiet: bool) -> None:

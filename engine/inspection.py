@@ -16,13 +16,10 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from ..storage import layout
 from ..storage.lock import lock_path_for, pid_alive, read_holder
-from ..storage.run_store import COMPLETE_STAGE, COMPLETE_UNIT, RunStore
+from ..storage.run_store import RunStore
 from .errors import EngineError
-
-STORE_NAME = "run.zarr"
-STAGE_ORDER = ["ingest", "snippets", "coalign", "merge", "normalize", "refine-encode", "refine", "refine-decode",
-               "export", COMPLETE_STAGE]
 
 
 def open_for_inspect(path: str | Path) -> RunStore:
@@ -30,8 +27,8 @@ def open_for_inspect(path: str | Path) -> RunStore:
     p = Path(path)
     if not p.exists():
         raise EngineError(f"no such run store: {p}")
-    if (p / STORE_NAME / "zarr.json").exists():
-        p = p / STORE_NAME
+    if (p / layout.STORE_NAME / "zarr.json").exists():
+        p = p / layout.STORE_NAME
     if not (p / "zarr.json").exists():
         raise EngineError(f"not a run store (no zarr.json): {p}")
     try:
@@ -55,7 +52,7 @@ def stage_progress(store: RunStore) -> list[tuple[str, int, int | None]]:
     """``(stage, units done, units expected or None)`` in pipeline order."""
     expected = store.info.get("expected_units", {})
     present = set(store.stages()) | set(expected)
-    ordered = [s for s in STAGE_ORDER if s in present] + sorted(present - set(STAGE_ORDER))
+    ordered = [s for s in layout.STAGE_ORDER if s in present] + sorted(present - set(layout.STAGE_ORDER))
     return [(s, len(store.done_units(s)), expected.get(s)) for s in ordered]
 
 
@@ -81,7 +78,7 @@ def describe(store: RunStore) -> list[str]:
     for stage, done, expected in stage_progress(store):
         state = "" if expected is None else ("  complete" if done >= expected else "  partial" if done else "  pending")
         lines.append(f"  {stage:<14} {done:>5} / {'?' if expected is None else expected:<5}{state}")
-    complete = store.done_units(COMPLETE_STAGE).get(COMPLETE_UNIT)
+    complete = store.done_units(layout.COMPLETE).get(layout.COMPLETE_UNIT)
     lines.append(f"status      {'COMPLETE (finished ' + complete.get('finished', '?') + ')' if complete else 'not complete'}")
     lines.append("arrays")
     for name in store.array_names():
@@ -97,16 +94,12 @@ def chunk_indices(arr: zarr.Array):
     return itertools.product(*(range(g) for g in grid))
 
 
-def chunk_file(store: RunStore, name: str, arr: zarr.Array, index: tuple[int, ...]) -> Path:
-    return store.path / name / arr.metadata.encode_chunk_key(index)
-
-
 def check_array(store: RunStore, name: str, problems: list[str]) -> set[tuple[int, ...]]:
     """Decompress every stored chunk of ``name``; returns the indices of chunks present."""
     arr = store.array(name)
     present = set()
     for index in chunk_indices(arr):
-        if not chunk_file(store, name, arr, index).exists():
+        if not store.chunk_exists(name, index):
             continue
         present.add(index)
         sel = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, arr.chunks, arr.shape))
@@ -119,14 +112,6 @@ def check_array(store: RunStore, name: str, problems: list[str]) -> set[tuple[in
     return present
 
 
-def time_unit_arrays(store: RunStore) -> dict[str, list[str]]:
-    """Stages whose unit ``c<first>`` covers frames ``[first, first+chunk)`` of these arrays."""
-    refine = store.info.get("expected_units", {}).get("refine")
-    return {"ingest": ["rgb_latents"], "merge": ["merged"],
-            "normalize": ["aligned" if refine else "depth"], "refine-encode": ["refine/latents_0"],
-            "refine-decode": ["depth"]}
-
-
 def verify(store: RunStore) -> list[str]:
     """Every problem found (empty when the store is intact)."""
     problems: list[str] = []
@@ -134,9 +119,10 @@ def verify(store: RunStore) -> list[str]:
     for name in store.array_names():
         present[name] = check_array(store, name, problems)
     names = set(present)
-    for stage, arrays in time_unit_arrays(store).items():
+    refine_steps = store.manifest.get("config", {}).get("refine_steps", 0)
+    for stage, arrays in layout.time_unit_arrays(refine_steps).items():
         for unit in store.done_units(stage):
-            first = int(unit.lstrip("c"))
+            first = layout.chunk_unit_first(unit)
             for name in arrays:
                 if name not in names:
                     problems.append(f"record {stage}/{unit}: array {name} is missing")
@@ -149,17 +135,17 @@ def verify(store: RunStore) -> list[str]:
                 missing = [i for i in chunk_indices(arr) if i[0] == index and i not in present[name]]
                 if missing:
                     problems.append(f"record {stage}/{unit}: array {name} chunk {missing[0]} is missing")
-    for unit in store.done_units("refine"):
-        step, first = int(unit[1:3]), int(unit[4:])
-        name = f"refine/latents_{(step + 1) % 2}"
+    for unit in store.done_units(layout.REFINE):
+        step, first = layout.refine_unit_step(unit), layout.chunk_unit_first(unit)
+        name = layout.refine_latents((step + 1) % 2)
         arr = store.array(name) if name in names else None
         if arr is None or any(i not in present[name] for i in chunk_indices(arr)
                               if i[0] == first // arr.chunks[0]):
             problems.append(f"record refine/{unit}: data of {name} is missing")
-    if store.is_done("coalign", "solve") and not any(n.startswith("coalign/scales_") for n in names):
+    if store.is_done(layout.COALIGN, layout.SOLVE_UNIT) and layout.coalign_scales(0) not in names:
         problems.append("record coalign/solve: the scales arrays are missing")
     expected = store.info.get("expected_units", {})
-    order = [s for s in STAGE_ORDER if s in expected]
+    order = [s for s in layout.STAGE_ORDER if s in expected]
     reached = [s for s in order if store.done_units(s)]
     last = order.index(reached[-1]) if reached else -1
     for stage in order[:last]:  # a later stage has started: every earlier one must be whole
@@ -167,12 +153,12 @@ def verify(store: RunStore) -> list[str]:
         if done < expected[stage]:
             problems.append(f"stage {stage}: {done} of {expected[stage]} unit records present, "
                             f"but a later stage has started")
-    if store.is_done(COMPLETE_STAGE, COMPLETE_UNIT):
+    if store.is_done(layout.COMPLETE, layout.COMPLETE_UNIT):
         for stage in order:
             if len(store.done_units(stage)) < expected[stage]:
                 problems.append(f"run recorded complete but stage {stage} has "
                                 f"{len(store.done_units(stage))} of {expected[stage]} units")
-        record = store.done_units(COMPLETE_STAGE)[COMPLETE_UNIT]
+        record = store.done_units(layout.COMPLETE)[layout.COMPLETE_UNIT]
         for fmt, path in record.get("outputs", {}).items():
             if not Path(path).exists():
                 problems.append(f"output {fmt} recorded complete but missing: {path}")
@@ -183,7 +169,7 @@ def verify(store: RunStore) -> list[str]:
                         problems.append(f"output npy {path}: {arr.shape[0]} frames, expected {record.get('frames')}")
                 except (OSError, ValueError) as exc:
                     problems.append(f"output npy {path}: unreadable ({exc})")
-    for path in sorted((store.path / "_units").rglob("*.json")) if (store.path / "_units").is_dir() else []:
+    for path in store.record_files():
         try:
             json.loads(path.read_text())
         except (OSError, ValueError):

@@ -1,0 +1,100 @@
+"""``mp4`` and ``sbs``: colourized depth as H.264 video, alone or to the right of the RGB frame."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from .base import Exporter, Units
+
+
+def colour_table(name: str) -> np.ndarray:
+    """``uint8 [256, 3]`` lookup table of matplotlib colormap ``name``."""
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps[name]
+    except KeyError:
+        raise ValueError(f"unknown colormap '{name}'") from None
+    return (cmap(np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+
+
+def colourize(depth: np.ndarray, lo: float, hi: float, table: np.ndarray) -> np.ndarray:
+    """``[n, H, W]`` depth -> ``uint8 [n, H, W, 3]``, range ``[lo, hi]`` over the table."""
+    x = (depth - lo) / (hi - lo) if hi > lo else np.zeros_like(depth)
+    return table[np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)]
+
+
+class ColourVideoExporter(Exporter):
+    """Colourized depth as H.264 mp4; with ``side_by_side`` the RGB frame goes on the left (redone whole)."""
+
+    fmt = "mp4"
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], lo: float, hi: float, colormap: str,
+                 side_by_side: bool, units: Units | None = None, key: str = ""):
+        self.fmt = "sbs" if side_by_side else "mp4"
+        super().__init__(path, units, key)
+        self.lo, self.hi, self.sbs = lo, hi, side_by_side
+        self.table = colour_table(colormap)
+        self.tmp = path.with_name(path.stem + ".partial.mp4")
+        h, w = size
+        self.writer = None if self.complete else VideoWriter(self.tmp, fps, w * (2 if side_by_side else 1), h)
+
+    def write(self, first: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
+        frames = colourize(depth, self.lo, self.hi, self.table)
+        if self.sbs:
+            frames = np.concatenate([rgb, frames], axis=2)
+        self.writer.write(frames)
+
+    def close(self) -> None:
+        if self.complete:
+            return
+        self.writer.close()
+        with self.tmp.open("rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self.tmp, self.path)
+        self._mark("done")
+
+
+def resize_rgb(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``uint8 [n, h, w, 3]`` -> ``[n, H, W, 3]`` (bilinear; display only)."""
+    h, w = size
+    if frames.shape[1:3] == (h, w):
+        return frames
+    return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR)) for f in frames])
+
+
+class VideoWriter:
+    """Encode ``uint8 [B, H, W, 3]`` RGB batches to an H.264 mp4 (even sizes are padded)."""
+
+    def __init__(self, path: str | Path, fps: float, width: int, height: int, crf: int = 18):
+        self.path = Path(path)
+        self.container = av.open(str(self.path), mode="w")
+        self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        self.stream.width, self.stream.height = width + width % 2, height + height % 2
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = {"crf": str(crf), "preset": "medium"}
+
+    def write(self, frames: np.ndarray) -> None:
+        h, w = self.stream.height, self.stream.width
+        for rgb in frames:
+            if rgb.shape[:2] != (h, w):
+                rgb = np.pad(rgb, ((0, h - rgb.shape[0]), (0, w - rgb.shape[1]), (0, 0)), mode="edge")
+            for packet in self.stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+                self.container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
