@@ -67,7 +67,11 @@ def process_options(fn):
         click.option("--refine-start-dilation", type=int),
         click.option("--cap-dilation/--no-cap-dilation", default=None),
         click.option("--dtype", type=click.Choice(DTYPES)),
-        click.option("--coalign", type=click.Choice(["fast", "reference"]), default="fast", show_default=True),
+        click.option("--coalign", type=click.Choice(["fast", "reference"]),
+                     help="co-alignment solver (default: fast; reference with --reproduce)"),
+        click.option("--reproduce", is_flag=True,
+                     help="the authors' exact numbers: their frame size rule (depth 8*floor(H/8) x 8*floor(W/8), "
+                          "the top-left of the frame), the reference solver and their fp16/fp32 arithmetic"),
         click.option("--coalign-memory", type=click.IntRange(min=16), default=1024, show_default=True,
                      help="co-alignment memory budget in MiB; past it the solver streams from the run store"),
         click.option("--checkpoint", default=DEFAULT_CHECKPOINT, show_default=True,
@@ -108,7 +112,7 @@ def configs_from(kw: dict):
     cfg = resolve_config(kw["preset"], res=kw["res"], dilations=kw["dilations"], snippet_lens=kw["snippet_len"],
                          cap_dilation=kw["cap_dilation"], dtype=dtype, refine_steps=kw["refine_steps"],
                          refine_start_dilation=kw["refine_start_dilation"], seed=kw["seed"],
-                         coalign=kw["coalign"], start=kw["start"], frames=kw["frames"],
+                         coalign=kw["coalign"], reproduce=kw["reproduce"], start=kw["start"], frames=kw["frames"],
                          checkpoint=kw["checkpoint"])
     if kw["batch_size"] is not None and kw["batch_size"] < 1:
         raise ConfigError("--batch-size must be >= 1")

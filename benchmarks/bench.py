@@ -82,6 +82,7 @@ def full_random_model(device: torch.device, dtype: torch.dtype, attention: str =
     # The empty-prompt embedding's shape (1, 2, 1024); its values do not change the cost.
     embedding = torch.randn(1, 2, SIZES["full"]["text"]["hidden_size"]).to(device, dtype)
     return Model(unet=unet, vae=vae, scheduler=DDIMScheduler(**SCHEDULER_CONFIG), prompt_embedding=embedding,
+                 native_embedding=embedding,
                  device=device, dtype=dtype, checkpoint="full-random")
 
 
@@ -194,7 +195,7 @@ def run(video: str | None = None, *, preset: str = "fast", frames: int | None = 
             runs.append({"seconds": result.seconds, "stages": result.stages, "num_frames": result.num_frames,
                          "unet_seconds": timer.seconds("unet"), "decode_seconds": timer.seconds("decode"),
                          "batches": timer.batches, "batch_size": int(info["batch_size"]),
-                         "size": list(info["size"]),
+                         "size": list(info["depth_size"]),
                          "peak_gpu_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None})
         flops = {}
         for _, length, h, w in runs[0]["batches"]:

@@ -29,7 +29,9 @@ class RunConfig:
     """Everything that determines the bytes of a run's depth output.
 
     ``res`` is the processing resolution of the longer side in pixels (0 = native).
-    ``snippet_lens`` holds one snippet length per dilation.
+    ``snippet_lens`` holds one snippet length per dilation. ``reproduce``: the authors'
+    frame geometry and arithmetic (see ``geometry``, ``exact_dtype``), with the reference
+    co-alignment solver.
     """
 
     preset: str = "fast"
@@ -43,9 +45,21 @@ class RunConfig:
     refine_start_dilation: int = 6
     seed: int = 2024
     coalign: str = "fast"
+    reproduce: bool = False
     start: int = 0
     frames: int | None = None
     checkpoint: str = DEFAULT_CHECKPOINT
+
+    @property
+    def geometry(self) -> str:
+        """How frames meet the VAE (``engine.latents.Geometry``): pixel-aligned padding, or the authors' crop."""
+        return "authors" if self.reproduce else "pad"
+
+    @property
+    def exact_dtype(self) -> str | None:
+        """The dtype of the min shift, merge, normalization and refinement averaging: the
+        compute dtype with ``reproduce`` (as the published code), else None (float64 sums)."""
+        return self.dtype if self.reproduce else None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -75,8 +89,14 @@ class ExecutionOptions:
 def resolve_config(preset: str = "fast", *, res: int | None = None, dilations: tuple[int, ...] | None = None,
                    snippet_lens: tuple[int, ...] | None = None, cap_dilation: bool | None = None,
                    dtype: str | None = None, refine_steps: int | None = None,
-                   refine_start_dilation: int | None = None, **rest) -> RunConfig:
-    """Start from a preset, apply explicit overrides, validate; ``rest`` passes through."""
+                   refine_start_dilation: int | None = None, coalign: str | None = None, reproduce: bool = False,
+                   **rest) -> RunConfig:
+    """Start from a preset, apply explicit overrides, validate; ``rest`` passes through.
+
+    ``coalign`` defaults to ``fast``, or ``reference`` with ``reproduce`` (which allows no other).
+    """
+    if reproduce and coalign not in (None, "reference"):
+        raise ConfigError(f"--reproduce uses the published co-alignment solver; drop --coalign {coalign}")
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
     base = dict(PRESETS[preset])
@@ -91,7 +111,8 @@ def resolve_config(preset: str = "fast", *, res: int | None = None, dilations: t
     cfg = RunConfig(preset=preset, res=int(base["res"]), dilations=dil, snippet_lens=lens,
                     cap_dilation=bool(base["cap_dilation"]), dtype=base["dtype"],
                     refine_steps=int(base["refine_steps"]),
-                    refine_start_dilation=int(refine_start_dilation or 6), **rest)
+                    refine_start_dilation=int(refine_start_dilation or 6),
+                    coalign=coalign or ("reference" if reproduce else "fast"), reproduce=reproduce, **rest)
     validate(cfg)
     return cfg
 

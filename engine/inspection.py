@@ -65,8 +65,9 @@ def describe(store: RunStore) -> list[str]:
              "config      " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "checkpoint"),
              f"config hash {m.get('config_hash')}"]
     if "num_frames" in info:
-        lines.append(f"frames      {info['num_frames']} at {info['size'][0]}x{info['size'][1]} "
-                     f"(latents {info['latent_size'][0]}x{info['latent_size'][1]}), batch {info.get('batch_size')}")
+        frame, depth, latent = info["frame_size"], info["depth_size"], info["latent_size"]
+        lines.append(f"frames      {info['num_frames']} at {frame[0]}x{frame[1]}, depth {depth[0]}x{depth[1]} "
+                     f"({info['geometry']}), latents {latent[0]}x{latent[1]}, batch {info.get('batch_size')}")
     for note in info.get("notes", []):
         lines.append(f"note        {note}")
     holder = read_holder(lock_path_for(store.path))

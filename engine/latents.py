@@ -1,16 +1,29 @@
 """Frames <-> latents: resize and normalize RGB, VAE-encode to latents, VAE-decode depth.
 
 Shapes: frames ``uint8 [B, H0, W0, 3]``; images ``float [B, 3, H, W]`` in [-1, 1];
-latents ``[B, 4, H/8, W/8]`` already multiplied by the latent scale factor 0.18215.
+latents ``[B, 4, h, w]`` already multiplied by the latent scale factor 0.18215.
+
+The VAE works on sides that are multiples of 8. ``Geometry`` fixes how a frame meets it:
+- ``pad`` (default): the frame is padded (edge pixels repeated) at the bottom and right up
+  to the next multiple of 8, and every decoded map is cropped back to the frame, so depth
+  covers the whole frame, pixel-aligned with it;
+- ``authors`` (``--reproduce``): the frame goes in as is and the VAE's strided
+  convolutions drop the last ``H mod 8`` rows and ``W mod 8`` columns, as in the published
+  code: depth is ``8*floor(H/8) x 8*floor(W/8)``, the frame's top-left part.
+Nothing is ever stretched.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 LATENT_SCALE = 0.18215
+VAE_FACTOR = 8
+GEOMETRIES = ("pad", "authors")
 
 
 def processing_size(height: int, width: int, res: int) -> tuple[int, int]:
@@ -19,6 +32,45 @@ def processing_size(height: int, width: int, res: int) -> tuple[int, int]:
         return height, width
     s = min(res / width, res / height)
     return int(height * s), int(width * s)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Sizes (rows, columns) of one run's maps.
+
+    ``frame``: the resized RGB frame; ``depth``: every depth map; ``latent``: every latent;
+    ``mode``: ``pad`` or ``authors`` (module docstring).
+    """
+
+    frame: tuple[int, int]
+    mode: str = "pad"
+
+    @property
+    def latent(self) -> tuple[int, int]:
+        if self.mode == "pad":
+            return tuple(-(-side // VAE_FACTOR) for side in self.frame)
+        return tuple(side // VAE_FACTOR for side in self.frame)
+
+    @property
+    def depth(self) -> tuple[int, int]:
+        if self.mode == "pad":
+            return self.frame
+        return tuple(VAE_FACTOR * side for side in self.latent)
+
+    def to_vae(self, images: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W]`` images of ``frame`` or ``depth`` size, as the VAE encoder takes them."""
+        if self.mode == "authors":
+            return images
+        h, w = images.shape[-2:]
+        pad_h, pad_w = -h % VAE_FACTOR, -w % VAE_FACTOR
+        if not pad_h and not pad_w:
+            return images
+        return F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
+
+    def from_vae(self, maps: torch.Tensor) -> torch.Tensor:
+        """Decoded ``[..., 8h, 8w]`` maps cropped to ``depth`` (a no-op for ``authors``)."""
+        h, w = self.depth
+        return maps[..., :h, :w]
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -42,15 +94,9 @@ def encode(vae, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def decode_depth(vae, latents: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Depth latents ``[B, 4, h, w]`` -> float32 depth ``[B, H, W]`` (mean of 3 decoded channels).
-
-    When the decoded map (8h x 8w) differs from ``size`` (frame sizes not divisible by 8)
-    it is resized to ``size``.
-    """
+def decode_depth(vae, latents: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """Depth latents ``[B, 4, h, w]`` -> depth ``[B, *geometry.depth]`` (mean of the 3 decoded
+    channels) in the latents' dtype."""
     z = latents / LATENT_SCALE
     z = vae.post_quant_conv(z) if vae.post_quant_conv is not None else z
-    depth = vae.decoder(z).mean(dim=1, keepdim=True)
-    if size is not None:
-        depth = resize(depth.float(), size)
-    return depth[:, 0].float()
+    return geometry.from_vae(vae.decoder(z).mean(dim=1))

@@ -6,6 +6,7 @@ once at load time and the encoder is dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,9 @@ CHECKPOINT_HINT = "pass a local folder in the same layout with --checkpoint PATH
 class Model:
     """Everything the worker needs on the compute device.
 
-    ``prompt_embedding``: ``(1, tokens, C)`` empty-prompt CLIP embedding in the compute dtype.
+    ``prompt_embedding``: ``(1, tokens, C)`` empty-prompt CLIP embedding computed in float32,
+    held in the compute dtype; ``native_embedding``: the same computed in the compute dtype
+    (as the published code does; the two differ only below float32).
     """
 
     unet: UNet2DConditionModel
@@ -37,6 +40,11 @@ class Model:
     device: torch.device
     dtype: torch.dtype
     checkpoint: str
+    native_embedding: torch.Tensor | None = None
+
+    def as_published(self) -> "Model":
+        """This model with the empty-prompt embedding computed in the compute dtype (``--reproduce``)."""
+        return dataclasses.replace(self, prompt_embedding=self.native_embedding)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -71,16 +79,19 @@ def locate_checkpoint(checkpoint: str) -> Path:
                           f"(hub unreachable or id not found: {reason}); {CHECKPOINT_HINT}") from None
 
 
-def empty_prompt_embedding(folder: Path) -> torch.Tensor:
-    """``(1, 2, C)`` float32 CLIP embedding of ``""`` tokenized without padding."""
+def empty_prompt_embeddings(folder: Path, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(1, 2, C)`` CLIP embeddings of ``""`` tokenized without padding, both in ``dtype`` on
+    ``device``: computed in float32, and computed in ``dtype``."""
     from transformers import CLIPTextModel, CLIPTokenizer
 
     tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
-    encoder = CLIPTextModel.from_pretrained(folder / "text_encoder")
+    encoder = CLIPTextModel.from_pretrained(folder / "text_encoder").to(device).eval()
     ids = tokenizer("", padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="pt").input_ids
+                    return_tensors="pt").input_ids.to(device)
     with torch.no_grad():
-        return encoder(ids)[0].float()
+        exact = encoder(ids)[0].float()
+        native = exact if dtype == torch.float32 else encoder.to(dtype)(ids)[0]
+    return exact.to(dtype), native.to(dtype)
 
 
 def silence_library_progress() -> None:
@@ -109,7 +120,7 @@ def load_model(checkpoint: str, device: str = "auto", dtype: str = "fp32", atten
         vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype,
                                             low_cpu_mem_usage=False)
         scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
-        embedding = empty_prompt_embedding(folder)
+        embedding, native = empty_prompt_embeddings(folder, dev, torch_dtype)
     except (OSError, ValueError, KeyError) as exc:
         raise EngineError(f"checkpoint {folder} could not be loaded: {str(exc).splitlines()[0][:200]}") from None
     if unet.config.in_channels != 8 or unet.config.out_channels != 4:
@@ -120,6 +131,5 @@ def load_model(checkpoint: str, device: str = "auto", dtype: str = "fp32", atten
     vae.to(dev).eval().requires_grad_(False)
     if dev.type == "cuda":
         unet.to(memory_format=torch.channels_last)
-    return Model(unet=unet, vae=vae, scheduler=scheduler,
-                 prompt_embedding=embedding.to(dev, torch_dtype), device=dev, dtype=torch_dtype,
-                 checkpoint=checkpoint)
+    return Model(unet=unet, vae=vae, scheduler=scheduler, prompt_embedding=embedding, device=dev, dtype=torch_dtype,
+                 checkpoint=checkpoint, native_embedding=native)

@@ -30,7 +30,7 @@ from .progress import Progress
 from .snippets import plan_snippets, refinement_dilations
 from .stages.coalign import coalign
 from .stages.export import export
-from .stages.ingest import INGEST_CHUNK, ingest
+from .stages.ingest import INGEST_CHUNK, frame_geometry, ingest
 from .stages.merge import MERGE_CHUNK, merge, normalize
 from .stages.refine import DECODE_CHUNK, REFINE_CHUNK, refine
 from .stages.snippets import DeviceTimer, infer_snippets
@@ -161,12 +161,14 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
 def _run(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions, model: Model | None,
          info: VideoInfo, progress: Progress, started: float, device_timer: DeviceTimer | None) -> RunResult:
     model = model or load_model(cfg.checkpoint, opts.device, cfg.dtype, opts.attention)
+    if cfg.reproduce:
+        model = model.as_published()
 
-    facts = ingest(store, model, video, cfg.start, cfg.frames, cfg.res, (info.height, info.width),
-                   info.frames_hint, progress)
+    geometry = frame_geometry((info.height, info.width), cfg.res, cfg.geometry, progress)
+    facts = ingest(store, model, video, cfg.start, cfg.frames, geometry, info.frames_hint, progress)
     if not facts.get("num_frames"):
         raise EngineError(f"no frames to process in {video} (start {cfg.start} is past the end?)")
-    num_frames, size = facts["num_frames"], tuple(facts["size"])
+    num_frames, size = facts["num_frames"], tuple(facts["depth_size"])
 
     groups, notes = plan_snippets(num_frames, cfg.dilations, cfg.snippet_lens, cfg.cap_dilation)
     for note in notes:
@@ -177,16 +179,16 @@ def _run(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: Execu
         store.update_info(expected_units=expected_units(num_frames, len(batches), cfg.refine_steps), notes=notes)
     global_min = infer_snippets(store, model, groups, batches, cfg.seed, progress, device_timer)
 
-    scales, shifts = coalign(store, groups, global_min, cfg.coalign, opts.coalign_memory, progress)
-    lo, hi = merge(store, groups, scales, shifts, global_min, progress)
-    normalize(store, layout.normalize_target(cfg.refine_steps), lo, hi, progress)
+    scales, shifts = coalign(store, groups, global_min, cfg.coalign, opts.coalign_memory, progress, cfg.exact_dtype)
+    lo, hi = merge(store, groups, scales, shifts, global_min, progress, cfg.exact_dtype)
+    normalize(store, layout.normalize_target(cfg.refine_steps), lo, hi, progress, cfg.exact_dtype)
 
     if cfg.refine_steps:
         length = min(cfg.refine_snippet_len, num_frames)
         dilations = refinement_dilations(cfg.refine_steps, cfg.refine_start_dilation, length, num_frames,
                                          cfg.cap_dilation)
         noise = initial_noise(model, tuple(facts["latent_size"]), cfg.seed)
-        refine(store, model, dilations, length, noise, batch, progress)
+        refine(store, model, dilations, length, noise, batch, progress, cfg.exact_dtype)
 
     restore = (info.height, info.width) if opts.restore_res else None
     store.clear_unit(layout.COMPLETE, layout.COMPLETE_UNIT)  # rewritten below, once every output is complete again

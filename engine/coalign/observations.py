@@ -36,12 +36,15 @@ class Observations:
     fit in half the memory budget, else re-read in chunks on every pass.
 
     ``samples``: per group ``[N_g, L_g, P_h, P_w]`` array-likes, sliced along axis 0 only;
-    ``pixel_step``: keep every ``pixel_step``-th pixel of the flattened maps (coarse level).
+    ``pixel_step``: keep every ``pixel_step``-th pixel of the flattened maps (coarse level);
+    ``shift_dtype``: compute the min shift ``x - global_min`` in this dtype (the published
+    code shifts in its compute dtype) instead of float32.
     """
 
     def __init__(self, samples: Sequence, graph: SnippetGraph, global_min: float, memory_budget: int,
-                 pixel_step: int = 1):
+                 pixel_step: int = 1, shift_dtype: torch.dtype | None = None):
         self.samples, self.graph, self.global_min = list(samples), graph, float(global_min)
+        self.shift_dtype = shift_dtype
         map_shape = tuple(self.samples[0].shape[2:])
         for g, (x, n, length) in enumerate(zip(self.samples, graph.counts, graph.lengths)):
             if tuple(x.shape) != (n, length) + map_shape or len(map_shape) != 2:
@@ -84,9 +87,13 @@ class Observations:
         blocks, starts = [], []
         for x, n, length, d in zip(self.samples, g.counts, g.lengths, g.dilations):
             lo, hi = max(0, c0 - (length - 1) * d), min(n, c1)
-            block = np.asarray(x[lo:hi], dtype=np.float32).reshape(hi - lo, length, -1)
-            blocks.append(block[..., ::self.pixel_step])  # may view the caller's array: only read
+            block = np.asarray(x[lo:hi], dtype=np.float32).reshape(hi - lo, length, -1)[..., ::self.pixel_step]
+            if self.shift_dtype is not None:  # shifted here, rounded to shift_dtype
+                low = torch.tensor(self.global_min, dtype=self.shift_dtype)
+                block = (torch.from_numpy(np.ascontiguousarray(block)).to(self.shift_dtype) - low).float().numpy()
+            blocks.append(block)  # may view the caller's array: only read
             starts.append(lo)
+        shift = self.global_min if self.shift_dtype is None else 0.0
         edges = self._edges(c0, c1)
         for f0, f1 in zip(edges[:-1], edges[1:]):
             ids = g.ids(f0, f1)
@@ -97,7 +104,7 @@ class Observations:
                 grp, slot, delay = g.col_group[o], g.col_slot[o], g.col_delay[o]
                 i0, i1 = max(f0 - delay, 0), min(f1 - delay, g.col_count[o])
                 if i1 > i0:
-                    np.subtract(blocks[grp][i0 - starts[grp]:i1 - starts[grp], slot], self.global_min,
+                    np.subtract(blocks[grp][i0 - starts[grp]:i1 - starts[grp], slot], shift,
                                 out=x[o, i0 + delay - f0:i1 + delay - f0])
             yield Window(f0, f1, torch.from_numpy(x), torch.from_numpy(ids),
                           None if full else torch.from_numpy(valid.astype(np.float32)),

@@ -45,7 +45,7 @@ class AlignResult:
 
 def solve(samples: Sequence, dilations: Sequence[int], lengths: Sequence[int], num_frames: int, global_min: float,
           solver: str = "fast", memory_budget: int = 1 << 30, w_d: float = 1.0, max_iter: int | None = None,
-          rtol: float = 1e-4, threads: int = 1) -> AlignResult:
+          rtol: float = 1e-4, threads: int = 1, shift_dtype: torch.dtype | None = None) -> AlignResult:
     """Co-align snippets from their sampled maps.
 
     ``samples``: one ``[N_g, L_g, P_h, P_w]`` array-like per group (numpy, zarr: anything
@@ -56,11 +56,12 @@ def solve(samples: Sequence, dilations: Sequence[int], lengths: Sequence[int], n
     rule; 200 for ``fast``); ``rtol``: relative objective gain at which ``fast`` stops.
     ``threads``: torch and BLAS threads during the solve (restored after): the solvers
     issue many short operations, which extra threads slow down on a busy machine.
+    ``shift_dtype``: the dtype of the min shift (the published code's compute dtype; default float32).
     """
     if solver not in SOLVERS:
         raise ValueError(f"unknown co-alignment solver {solver!r}; choose from {SOLVERS}")
     graph = SnippetGraph(dilations, lengths, num_frames)
-    obs = Observations(samples, graph, global_min, memory_budget)
+    obs = Observations(samples, graph, global_min, memory_budget, shift_dtype=shift_dtype)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -70,7 +71,8 @@ def solve(samples: Sequence, dilations: Sequence[int], lengths: Sequence[int], n
                 value, iterations = evaluate(obs, theta, w_d, None)[0], len(history)
             else:
                 step = obs.pixels // fast.COARSE_PIXELS
-                coarse = Observations(samples, graph, global_min, memory_budget, pixel_step=step) if step > 1 else None
+                coarse = Observations(samples, graph, global_min, memory_budget, pixel_step=step,
+                                      shift_dtype=shift_dtype) if step > 1 else None
                 theta, value, history, iterations = fast.solve(obs, coarse, w_d,
                                                                fast.MAX_ITER if max_iter is None else max_iter, rtol)
     finally:

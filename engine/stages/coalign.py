@@ -12,6 +12,7 @@ import numpy as np
 from ...storage import layout
 from ...storage.run_store import RunStore
 from ..coalign import solve
+from ..model import TORCH_DTYPES
 from ..progress import Progress
 from ..snippets import SnippetGroup
 
@@ -19,14 +20,15 @@ STAGE = layout.COALIGN
 
 
 def coalign(store: RunStore, groups: list[SnippetGroup], global_min: float, solver: str, memory_budget: int,
-            progress: Progress) -> tuple[list[np.ndarray], list[np.ndarray]]:
+            progress: Progress, exact_dtype: str | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per-snippet (scales, shifts), from the store if already solved."""
     timer = progress.stage(STAGE, sum(g.count for g in groups), unit="snippets")
     if not store.is_done(STAGE, layout.SOLVE_UNIT):
         store.delete(layout.COALIGN_GROUP)  # debris of a killed solve: rewritten whole, then recorded
         samples = [store.array(layout.snippet_samples(k)) for k in range(len(groups))]
         result = solve(samples, [g.dilation for g in groups], [g.length for g in groups],
-                       groups[0].num_frames, global_min, solver=solver, memory_budget=memory_budget)
+                       groups[0].num_frames, global_min, solver=solver, memory_budget=memory_budget,
+                       shift_dtype=TORCH_DTYPES[exact_dtype] if exact_dtype else None)
         for k in range(len(groups)):
             for name, values in ((layout.coalign_scales(k), result.scales[k]),
                                  (layout.coalign_shifts(k), result.shifts[k])):

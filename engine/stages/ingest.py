@@ -14,7 +14,7 @@ import torch
 from ...storage import layout
 from ...storage.run_store import RunStore
 from ...storage.inputs.video import iter_frames
-from ..latents import encode, frames_to_images, processing_size
+from ..latents import Geometry, encode, frames_to_images, processing_size
 from ..model import Model
 from ..overlap import run_overlapped
 from ..progress import Progress
@@ -24,19 +24,29 @@ MIN_SIDE = 8  # one latent pixel: thinner processing sizes (extreme aspect ratio
 STAGE = layout.INGEST
 
 
-def ingest(store: RunStore, model: Model, video: str, start: int, count: int | None, res: int,
-           source_size: tuple[int, int], frames_hint: int, progress: Progress) -> dict:
-    """Encode frames ``[start, start+count)`` of ``video``; returns the store's info."""
-    if "num_frames" in store.info:
-        timer = progress.stage(STAGE, store.info["num_frames"])
-        timer.advance(store.info["num_frames"], reused=True)
-        return store.info
+def frame_geometry(source_size: tuple[int, int], res: int, mode: str, progress: Progress) -> Geometry:
+    """The run's ``Geometry``: processing size from ``res`` (sides below ``MIN_SIDE`` raised to it)."""
     size = processing_size(*source_size, res)
     if min(size) < MIN_SIDE:
         thin = size
         size = (max(size[0], MIN_SIDE), max(size[1], MIN_SIDE))
         progress.note(f"processing size {thin[0]}x{thin[1]} is below {MIN_SIDE} px; using {size[0]}x{size[1]} "
                       f"(extreme aspect ratio: raise --res for more detail)")
+    return Geometry(size, mode)
+
+
+def stored_geometry(info: dict) -> Geometry:
+    """The ``Geometry`` ingest published in the store's info."""
+    return Geometry(tuple(info["frame_size"]), info["geometry"])
+
+
+def ingest(store: RunStore, model: Model, video: str, start: int, count: int | None, geometry: Geometry,
+           frames_hint: int, progress: Progress) -> dict:
+    """Encode frames ``[start, start+count)`` of ``video``; returns the store's info."""
+    if "num_frames" in store.info:
+        timer = progress.stage(STAGE, store.info["num_frames"])
+        timer.advance(store.info["num_frames"], reused=True)
+        return store.info
     expected = max(frames_hint - start, 0) if count is None else count
     timer = progress.stage(STAGE, expected or 1)
     state: dict = {"array": None, "frames": 0}
@@ -48,7 +58,7 @@ def ingest(store: RunStore, model: Model, video: str, start: int, count: int | N
         unit, frames = data
         if store.is_done(STAGE, layout.chunk_unit(unit * INGEST_CHUNK)):
             return None
-        images = frames_to_images(frames, size).to(model.device, model.dtype)
+        images = geometry.to_vae(frames_to_images(frames, geometry.frame)).to(model.device, model.dtype)
         return encode(model.vae, images).float().cpu().numpy()
 
     def write(item, latents: np.ndarray | None) -> None:
@@ -79,5 +89,6 @@ def ingest(store: RunStore, model: Model, video: str, start: int, count: int | N
     arr = store.array(layout.RGB_LATENTS)
     if arr.shape[0] != num_frames:
         arr.resize((num_frames, *arr.shape[1:]))
-    store.update_info(num_frames=num_frames, size=list(size), latent_size=list(arr.shape[2:]))
+    store.update_info(num_frames=num_frames, geometry=geometry.mode, frame_size=list(geometry.frame),
+                      depth_size=list(geometry.depth), latent_size=list(geometry.latent))
     return store.info

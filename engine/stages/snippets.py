@@ -21,6 +21,7 @@ from ..denoise import denoise_step, initial_noise, make_scheduler
 from ..latents import decode_depth
 from ..model import Model
 from ..overlap import run_overlapped
+from .ingest import stored_geometry
 from ..progress import Progress
 from ..batching import SnippetBatch
 from ..snippets import SnippetGroup
@@ -87,8 +88,10 @@ def infer_snippets(store: RunStore, model: Model, groups: list[SnippetGroup], ba
     ``device_timer``: times the UNet step and the VAE decode of every batch (benchmarks).
     """
     info = store.info
-    size, latent_size = tuple(info["size"]), tuple(info["latent_size"])
+    geometry = stored_geometry(info)
+    size, latent_size = geometry.depth, geometry.latent
     full, samples = snippet_arrays(store, groups, size, snippet_dtype(model))
+    store_dtype = getattr(torch, snippet_dtype(model))
     timer = progress.stage(STAGE, sum(g.count for g in groups), unit="snippets")
     todo = []
     for batch in batches:
@@ -120,9 +123,9 @@ def infer_snippets(store: RunStore, model: Model, groups: list[SnippetGroup], ba
             latents = denoise_step(model, scheduler, rgb, start, timestep, step_at=step_at)
             t1 = device_timer.stamp() if device_timer else None
             flat = latents.reshape(-1, *latents.shape[2:])
-            depth = torch.cat([decode_depth(model.vae, flat[i:i + DECODE_BATCH], size)
+            depth = torch.cat([decode_depth(model.vae, flat[i:i + DECODE_BATCH], geometry)
                                for i in range(0, flat.shape[0], DECODE_BATCH)])
-            depth = depth.reshape(*latents.shape[:2], *size)
+            depth = depth.reshape(*latents.shape[:2], *size).to(store_dtype)  # lossless: see snippet_dtype
             if device_timer:
                 device_timer.add("unet", t0, t1)
                 device_timer.add("decode", t1, device_timer.stamp())
