@@ -13,6 +13,7 @@ import click
 from .engine.config import DEFAULT_CHECKPOINT, DTYPES, EXPORTS, PRESETS, ConfigError, ExecutionOptions, \
     resolve_config
 from .engine.errors import EngineError
+from .engine.plan import SCRATCH_MODES
 from .engine.eval.readers import EvalInputError
 from .storage.inputs.video import VideoError
 
@@ -74,6 +75,15 @@ def process_options(fn):
                           "the top-left of the frame), the reference solver and their fp16/fp32 arithmetic"),
         click.option("--coalign-memory", type=click.IntRange(min=16), default=1024, show_default=True,
                      help="co-alignment memory budget in MiB; past it the solver streams from the run store"),
+        click.option("--scratch", type=click.Choice(SCRATCH_MODES), default="auto", show_default=True,
+                     help="snippet scratch: 'depth' keeps full-resolution snippet depth until the merge (no extra "
+                          "device work), 'latent' keeps latents and decodes them again at merge time (a fraction "
+                          "of the disk, one more VAE decode per snippet frame); auto: depth while it fits "
+                          "--scratch-limit and half the free disk"),
+        click.option("--scratch-limit", type=click.FloatRange(min=0), default=2.0, show_default=True,
+                     help="GiB of full-resolution snippet scratch that --scratch auto allows"),
+        click.option("--keep-intermediates", is_flag=True,
+                     help="keep every intermediate array in the run store (default: released once used)"),
         click.option("--checkpoint", default=DEFAULT_CHECKPOINT, show_default=True,
                      help="hub id or local folder in the same layout"),
         click.option("--device", default="auto", show_default=True, help="auto, cuda, cuda:N or cpu"),
@@ -119,7 +129,9 @@ def configs_from(kw: dict):
     opts = ExecutionOptions(device=kw["device"], batch_size=kw["batch_size"], attention=kw["attention"],
                             save=tuple(kw["save"]) or ("npy", "mp4"), colormap=kw["colormap"],
                             restore_res=kw["restore_res"], fps=kw["fps"], quiet=kw["quiet"],
-                            overwrite=kw["overwrite"], coalign_memory=kw["coalign_memory"] << 20)
+                            overwrite=kw["overwrite"], coalign_memory=kw["coalign_memory"] << 20,
+                            scratch=kw["scratch"], scratch_limit=int(kw["scratch_limit"] * 2**30),
+                            keep_intermediates=kw["keep_intermediates"])
     return cfg, opts
 
 

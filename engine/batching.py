@@ -1,13 +1,16 @@
-"""Where snippets are scheduled: the snippet plan turned into UNet batches.
+"""Where snippets are batched: the snippet plan cut into work units and UNet batches.
 
-Snippets of any dilation share a batch when they have the same length; batches run in
-snippet start order so the RGB latents they read form a sliding window in time.
+A unit holds the snippets of every group whose start frame lies in ``[first, stop)``; it
+writes one shard of each group's arrays. Inside a unit, snippets of any dilation share a
+batch when they have the same length, in start order, so the RGB latents they read form a
+sliding window in time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..storage import layout
 from .snippets import SnippetGroup
 
 
@@ -15,24 +18,41 @@ from .snippets import SnippetGroup
 class SnippetBatch:
     """One UNet call: ``members`` are ``(group index, snippet index)`` pairs of equal length."""
 
-    index: int
     length: int
     members: tuple[tuple[int, int], ...]
 
+
+@dataclass(frozen=True)
+class SnippetUnit:
+    """The snippets starting in frames ``[first, stop)`` of every group, cut into batches."""
+
+    first: int
+    stop: int
+    batches: tuple[SnippetBatch, ...]
+
     @property
-    def unit(self) -> str:
-        return f"b{self.index:06d}"
+    def id(self) -> str:
+        return layout.chunk_unit(self.first)
+
+    @property
+    def size(self) -> int:
+        return sum(len(b.members) for b in self.batches)
 
 
-def plan_batches(groups: list[SnippetGroup], batch_size: int) -> list[SnippetBatch]:
-    """Cut all snippets into batches of at most ``batch_size``, ordered by start frame."""
-    batches: list[SnippetBatch] = []
-    for length in sorted({g.length for g in groups}):
-        queue = sorted(((i, gi) for gi, g in enumerate(groups) if g.length == length for i in range(g.count)))
-        for at in range(0, len(queue), batch_size):
-            members = tuple((gi, i) for i, gi in queue[at:at + batch_size])
-            batches.append(SnippetBatch(index=len(batches), length=length, members=members))
-    return batches
+def plan_units(groups: list[SnippetGroup], unit: int, batch_size: int) -> list[SnippetUnit]:
+    """Every snippet of ``groups`` once: units of ``unit`` start frames, batches of at most ``batch_size``."""
+    last = max(g.count for g in groups)
+    units = []
+    for first in range(0, last, unit):
+        stop = min(first + unit, last)
+        batches = []
+        for length in sorted({g.length for g in groups}):
+            queue = sorted((i, k) for k, g in enumerate(groups) if g.length == length
+                           for i in range(first, min(stop, g.count)))
+            batches += [SnippetBatch(length, tuple((k, i) for i, k in queue[at:at + batch_size]))
+                        for at in range(0, len(queue), batch_size)]
+        units.append(SnippetUnit(first, stop, tuple(batches)))
+    return units
 
 
 def default_batch_size(device_type: str, free_bytes: int | None, frame_pixels: int) -> int:

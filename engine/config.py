@@ -84,6 +84,9 @@ class ExecutionOptions:
     quiet: bool = False
     overwrite: bool = False
     coalign_memory: int = 1 << 30
+    scratch: str = "auto"
+    scratch_limit: int = 2 << 30
+    keep_intermediates: bool = False
 
 
 def resolve_config(preset: str = "fast", *, res: int | None = None, dilations: tuple[int, ...] | None = None,

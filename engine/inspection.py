@@ -9,16 +9,13 @@ expected units; a finished run's outputs must exist). It returns the problems fo
 
 from __future__ import annotations
 
-import itertools
-import json
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from ..storage import layout
 from ..storage.lock import lock_path_for, pid_alive, read_holder
-from ..storage.run_store import RunStore
+from ..storage.run_store import DamagedData, RunStore, read_record
 from .errors import EngineError
 
 
@@ -67,7 +64,11 @@ def describe(store: RunStore) -> list[str]:
     if "num_frames" in info:
         frame, depth, latent = info["frame_size"], info["depth_size"], info["latent_size"]
         lines.append(f"frames      {info['num_frames']} at {frame[0]}x{frame[1]}, depth {depth[0]}x{depth[1]} "
-                     f"({info['geometry']}), latents {latent[0]}x{latent[1]}, batch {info.get('batch_size')}")
+                     f"({info['geometry']}), latents {latent[0]}x{latent[1]}")
+    if "plan" in info:
+        plan = info["plan"]
+        lines.append(f"plan        batch {plan['batch_size']}, {plan['scratch']} scratch, "
+                     f"{plan['snippet_unit']} snippet starts per unit")
     for note in info.get("notes", []):
         lines.append(f"note        {note}")
     holder = read_holder(lock_path_for(store.path))
@@ -84,66 +85,67 @@ def describe(store: RunStore) -> list[str]:
     lines.append("arrays")
     for name in store.array_names():
         arr = store.array(name)
-        lines.append(f"  {name:<22} {str(arr.shape):<22} {str(arr.dtype):<8} chunks {arr.chunks}  "
+        lines.append(f"  {name:<22} {str(arr.shape):<22} {str(arr.dtype):<8} {arr.unit} rows/shard  "
                      f"{human(store.disk_bytes(name))}")
-    lines.append(f"size        {human(store.disk_bytes())} on disk")
+    if store.info.get("released"):
+        lines.append(f"released    {', '.join(store.info['released'])}")
+    lines.append(f"size        {human(store.disk_bytes())} on disk in {store.file_count()} files")
     return lines
 
 
-def chunk_indices(arr: zarr.Array):
-    grid = [-(-s // c) for s, c in zip(arr.shape, arr.chunks)]
-    return itertools.product(*(range(g) for g in grid))
-
-
-def check_array(store: RunStore, name: str, problems: list[str]) -> set[tuple[int, ...]]:
-    """Decompress every stored chunk of ``name``; returns the indices of chunks present."""
+def check_array(store: RunStore, name: str, problems: list[str]) -> set[int]:
+    """Decompress every stored shard of ``name`` (each inner chunk's CRC32C is checked);
+    returns the first rows of the shards present."""
     arr = store.array(name)
     present = set()
-    for index in chunk_indices(arr):
-        if not store.chunk_exists(name, index):
+    unit = max(1, arr.unit)
+    for first in range(0, max(arr.shape[0], 1) if arr.shape else 1, unit):
+        if arr.shape and not store.shard_exists(name, first // unit):
             continue
-        present.add(index)
-        sel = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, arr.chunks, arr.shape))
+        present.add(first)
         try:
-            data = np.asarray(arr[sel])
+            data = np.asarray(arr[first:first + unit] if arr.shape else arr[()])
             if data.dtype.kind == "f" and not np.isfinite(data).all():
-                problems.append(f"array {name} chunk {index}: non-finite values")
-        except Exception as exc:  # any decode failure is damage
-            problems.append(f"array {name} chunk {index}: unreadable ({type(exc).__name__}: {exc})"[:300])
+                problems.append(f"array {name} rows {first}..{first + len(data) - 1}: non-finite values")
+        except DamagedData as damage:
+            problems.append(str(damage))
     return present
+
+
+def unit_arrays(stage: str, unit: str, names: set[str]) -> list[str]:
+    """The arrays whose rows a recorded unit of ``stage`` vouches for (``names``: the arrays
+    present or released, which tells how many snippet groups the run has)."""
+    if stage == layout.INGEST:
+        return [layout.RGB_LATENTS]
+    if stage == layout.SNIPPETS:
+        return sorted(n for n in names if n.startswith(("snippets/", "samples/")))
+    if stage in (layout.MERGE, layout.NORMALIZE, layout.REFINE_DECODE):
+        return [layout.DEPTH]
+    if stage == layout.REFINE_ENCODE:
+        return [layout.refine_latents(0)]
+    if stage == layout.REFINE:
+        return [layout.refine_latents((layout.refine_unit_step(unit) + 1) % 2)]
+    return []
 
 
 def verify(store: RunStore) -> list[str]:
     """Every problem found (empty when the store is intact)."""
     problems: list[str] = []
-    present = {}
-    for name in store.array_names():
-        present[name] = check_array(store, name, problems)
-    names = set(present)
-    refine_steps = store.manifest.get("config", {}).get("refine_steps", 0)
-    for stage, arrays in layout.time_unit_arrays(refine_steps).items():
+    present = {name: check_array(store, name, problems) for name in store.array_names()}
+    released = set(store.info.get("released", []))
+    for stage in store.stages():
         for unit in store.done_units(stage):
-            first = layout.chunk_unit_first(unit)
-            for name in arrays:
-                if name not in names:
+            for name in unit_arrays(stage, unit, set(present) | released):
+                if name in released:
+                    continue
+                if name not in present:
                     problems.append(f"record {stage}/{unit}: array {name} is missing")
                     continue
+                first = layout.chunk_unit_first(unit)
                 arr = store.array(name)
-                if first >= arr.shape[0]:
-                    problems.append(f"record {stage}/{unit}: beyond array {name} of {arr.shape[0]} frames")
-                    continue
-                index = first // arr.chunks[0]
-                missing = [i for i in chunk_indices(arr) if i[0] == index and i not in present[name]]
-                if missing:
-                    problems.append(f"record {stage}/{unit}: array {name} chunk {missing[0]} is missing")
-    for unit in store.done_units(layout.REFINE):
-        step, first = layout.refine_unit_step(unit), layout.chunk_unit_first(unit)
-        name = layout.refine_latents((step + 1) % 2)
-        arr = store.array(name) if name in names else None
-        if arr is None or any(i not in present[name] for i in chunk_indices(arr)
-                              if i[0] == first // arr.chunks[0]):
-            problems.append(f"record refine/{unit}: data of {name} is missing")
-    if store.is_done(layout.COALIGN, layout.SOLVE_UNIT) and layout.coalign_scales(0) not in names:
+                if first < arr.shape[0] and first - first % arr.unit not in present[name]:
+                    problems.append(f"record {stage}/{unit}: array {name} rows from {first} are missing")
+    if store.is_done(layout.COALIGN, layout.SOLVE_UNIT) and layout.coalign_scales(0) not in present:
         problems.append("record coalign/solve: the scales arrays are missing")
     expected = store.info.get("expected_units", {})
     order = [s for s in layout.STAGE_ORDER if s in expected]
@@ -171,8 +173,6 @@ def verify(store: RunStore) -> list[str]:
                 except (OSError, ValueError) as exc:
                     problems.append(f"output npy {path}: unreadable ({exc})")
     for path in store.record_files():
-        try:
-            json.loads(path.read_text())
-        except (OSError, ValueError):
-            problems.append(f"record {path.relative_to(store.path)}: unreadable")
+        if read_record(path) is None:
+            problems.append(f"record {path.relative_to(store.path)}: unreadable or fails its checksum")
     return problems

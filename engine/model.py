@@ -6,6 +6,7 @@ once at load time and the encoder is dropped.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -41,6 +42,27 @@ class Model:
     dtype: torch.dtype
     checkpoint: str
     native_embedding: torch.Tensor | None = None
+    _float32: "Model | None" = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def storage_torch_dtype(self) -> torch.dtype:
+        """How latents and snippet depth are kept: in the compute dtype, losslessly (bf16 as float32)."""
+        return torch.float16 if self.dtype == torch.float16 else torch.float32
+
+    @property
+    def storage_dtype(self) -> str:
+        return str(self.storage_torch_dtype).removeprefix("torch.")
+
+    def in_float32(self) -> "Model":
+        """A float32 copy of this model (made once), to recompute a batch fp16/bf16 cannot."""
+        if self.dtype == torch.float32:
+            return self
+        if self._float32 is None:
+            self._float32 = dataclasses.replace(
+                self, unet=copy.deepcopy(self.unet).float(), vae=copy.deepcopy(self.vae).float(),
+                prompt_embedding=self.prompt_embedding.float(), dtype=torch.float32,
+                native_embedding=None if self.native_embedding is None else self.native_embedding.float())
+        return self._float32
 
     def as_published(self) -> "Model":
         """This model with the empty-prompt embedding computed in the compute dtype (``--reproduce``)."""

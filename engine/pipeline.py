@@ -13,26 +13,28 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
+import numpy as np
 import torch
 
 from .. import __version__
 from ..storage import layout
-from ..storage.inputs.video import VideoInfo, VideoWarning, fingerprint, probe_video
+from ..storage.inputs.video import VideoInfo, VideoWarning, fingerprint, iter_frames, probe_video
 from ..storage.lock import RunLock, StoreLocked
-from ..storage.run_store import RunStore, StoreMismatch
-from .batching import default_batch_size, plan_batches
+from ..storage.run_store import DamagedData, RunStore, StoreMismatch
 from .config import ExecutionOptions, RunConfig
 from .denoise import initial_noise
 from .errors import EngineError
 from .model import Model, load_model
 from .progress import Progress
-from .snippets import plan_snippets, refinement_dilations
+from .plan import frame_unit, make_plan
+from .repair import repair
 from .stages.coalign import coalign
 from .stages.export import export
-from .stages.ingest import INGEST_CHUNK, frame_geometry, ingest
-from .stages.merge import MERGE_CHUNK, merge, normalize
-from .stages.refine import DECODE_CHUNK, REFINE_CHUNK, refine
+from .stages.ingest import frame_geometry, ingest
+from .stages.merge import merge, normalize
+from .stages.refine import refine
 from .stages.snippets import DeviceTimer, infer_snippets
 
 
@@ -60,16 +62,6 @@ def open_store(out_dir: Path, cfg: RunConfig, video: str, overwrite: bool) -> Ru
         return RunStore.create_or_resume(out_dir / layout.STORE_NAME, build_manifest(cfg, video), overwrite=overwrite)
     except StoreMismatch as exc:
         raise EngineError(str(exc)) from None
-
-
-def choose_batch_size(store: RunStore, model: Model, opts: ExecutionOptions, size: tuple[int, int]) -> int:
-    """The store's batch size if the run started already (units are batches), else the option or a default."""
-    if "batch_size" in store.info:
-        return int(store.info["batch_size"])
-    free = torch.cuda.mem_get_info(model.device)[0] if model.device.type == "cuda" else None
-    batch = opts.batch_size or default_batch_size(model.device.type, free, size[0] * size[1])
-    store.update_info(batch_size=batch)
-    return batch
 
 
 WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file too large (size limit)",
@@ -112,19 +104,6 @@ def warnings_to_stderr():
                     print(f"warning: {text}", file=sys.stderr, flush=True)
 
 
-def expected_units(num_frames: int, n_batches: int, refine_steps: int) -> dict[str, int]:
-    """Units each stage records when complete (``inspect`` compares against them)."""
-    def chunks(size: int) -> int:
-        return -(-num_frames // size)
-
-    units = {layout.INGEST: chunks(INGEST_CHUNK), layout.SNIPPETS: n_batches, layout.COALIGN: 1,
-             layout.MERGE: chunks(MERGE_CHUNK), layout.NORMALIZE: chunks(MERGE_CHUNK)}
-    if refine_steps:
-        units.update({layout.REFINE_ENCODE: chunks(REFINE_CHUNK), layout.REFINE: refine_steps * chunks(REFINE_CHUNK),
-                      layout.REFINE_DECODE: chunks(DECODE_CHUNK)})
-    return units
-
-
 def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: ExecutionOptions,
                   model: Model | None = None, device_timer: DeviceTimer | None = None) -> RunResult:
     """Run every stage on ``video`` into ``out_dir``; returns paths and timings.
@@ -137,6 +116,9 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
     started = time.perf_counter()
     with warnings_to_stderr():
         info: VideoInfo = probe_video(video)
+    model = model or load_model(cfg.checkpoint, opts.device, cfg.dtype, opts.attention)
+    if cfg.reproduce:
+        model = model.as_published()
     out_dir = Path(out_dir)
     store_path = out_dir / layout.STORE_NAME
     with write_errors_as_engine_errors(store_path):
@@ -158,42 +140,54 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
         lock.release()
 
 
-def _run(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions, model: Model | None,
+RUN_REPAIRS = 3  # damaged data found in one run more often than this: the disk is failing
+
+
+def _run(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions, model: Model,
          info: VideoInfo, progress: Progress, started: float, device_timer: DeviceTimer | None) -> RunResult:
-    model = model or load_model(cfg.checkpoint, opts.device, cfg.dtype, opts.attention)
-    if cfg.reproduce:
-        model = model.as_published()
+    for _ in range(RUN_REPAIRS):
+        try:
+            return _stages(store, video, out_dir, cfg, opts, model, info, progress, started, device_timer)
+        except DamagedData as damage:
+            progress.note(f"damaged data in {store.path}: {damage}; {repair(store, damage)}")
+    raise EngineError(f"run store {store.path} keeps returning damaged data: check the disk, then rerun "
+                      "(or --overwrite)")
 
+
+def _stages(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions, model: Model,
+            info: VideoInfo, progress: Progress, started: float, device_timer: DeviceTimer | None) -> RunResult:
     geometry = frame_geometry((info.height, info.width), cfg.res, cfg.geometry, progress)
-    facts = ingest(store, model, video, cfg.start, cfg.frames, geometry, info.frames_hint, progress)
-    if not facts.get("num_frames"):
+    num_frames = ingest(store, model, clip_frames(video, cfg), clip_length(info.frames_hint, cfg), geometry,
+                        frame_unit(geometry), progress)
+    if not num_frames:
         raise EngineError(f"no frames to process in {video} (start {cfg.start} is past the end?)")
-    num_frames, size = facts["num_frames"], tuple(facts["depth_size"])
+    if not store.has(layout.TIME):
+        write_coordinates(store, cfg.start + np.arange(num_frames), opts.fps or info.fps)
 
-    groups, notes = plan_snippets(num_frames, cfg.dilations, cfg.snippet_lens, cfg.cap_dilation)
-    for note in notes:
+    free = torch.cuda.mem_get_info(model.device)[0] if model.device.type == "cuda" else None
+    plan, new = make_plan(store.info, cfg, opts, num_frames, geometry, np.dtype(model.storage_dtype).itemsize,
+                          free, model.device.type, out_dir)
+    store.update_info(**new)
+    for note in plan.notes:
         progress.note(note)
-    batch = choose_batch_size(store, model, opts, size)
-    batches = plan_batches(groups, batch)
-    if "expected_units" not in store.info:
-        store.update_info(expected_units=expected_units(num_frames, len(batches), cfg.refine_steps), notes=notes)
-    global_min = infer_snippets(store, model, groups, batches, cfg.seed, progress, device_timer)
+    global_min = infer_snippets(store, model, plan, cfg.seed, progress, device_timer)
+    if not cfg.refine_steps:
+        release(store, opts, layout.RGB_LATENTS)
 
-    scales, shifts = coalign(store, groups, global_min, cfg.coalign, opts.coalign_memory, progress, cfg.exact_dtype)
-    lo, hi = merge(store, groups, scales, shifts, global_min, progress, cfg.exact_dtype)
-    normalize(store, layout.normalize_target(cfg.refine_steps), lo, hi, progress, cfg.exact_dtype)
-
+    scales, shifts = coalign(store, plan.groups, global_min, cfg.coalign, opts.coalign_memory, progress,
+                             cfg.exact_dtype)
+    lo, hi = merge(store, plan, model, scales, shifts, global_min, progress, cfg.exact_dtype)
+    release(store, opts, *(name(k) for k in range(len(plan.groups))
+                           for name in (layout.snippet_scratch, layout.snippet_samples)))
+    normalize(store, plan, lo, hi, progress, cfg.exact_dtype)
     if cfg.refine_steps:
-        length = min(cfg.refine_snippet_len, num_frames)
-        dilations = refinement_dilations(cfg.refine_steps, cfg.refine_start_dilation, length, num_frames,
-                                         cfg.cap_dilation)
-        noise = initial_noise(model, tuple(facts["latent_size"]), cfg.seed)
-        refine(store, model, dilations, length, noise, batch, progress, cfg.exact_dtype)
+        refine(store, model, plan, initial_noise(model, geometry.latent, cfg.seed), progress, cfg.exact_dtype)
+        release(store, opts, layout.RGB_LATENTS, layout.refine_latents(0), layout.refine_latents(1))
 
     restore = (info.height, info.width) if opts.restore_res else None
     store.clear_unit(layout.COMPLETE, layout.COMPLETE_UNIT)  # rewritten below, once every output is complete again
-    outputs = export(store, out_dir, Path(video).stem, opts.save, video, cfg.start, opts.fps or info.fps,
-                     opts.colormap, restore, progress)
+    outputs = export(store, out_dir, Path(video).stem, opts.save, lambda: clip_frames(video, cfg), video,
+                     plan.frame_unit, opts.fps or info.fps, opts.colormap, restore, progress)
     store.mark_done(layout.COMPLETE, layout.COMPLETE_UNIT,
                     {"frames": num_frames, "outputs": {k: str(v) for k, v in outputs.items()},
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -202,3 +196,26 @@ def _run(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: Execu
     return RunResult(store=store.path, outputs=outputs, num_frames=num_frames,
                      seconds=time.perf_counter() - started, stages=stages)
 
+
+def clip_frames(video: str, cfg: RunConfig) -> Iterator[np.ndarray]:
+    """The clip's frames ``[start, start + frames)``, one ``uint8 [H, W, 3]`` at a time."""
+    for batch in iter_frames(video, start=cfg.start, count=cfg.frames, batch=16):
+        yield from batch
+
+
+def clip_length(announced: int, cfg: RunConfig) -> int:
+    """The clip's frame count as far as the container announces it (0 = unknown)."""
+    available = max(announced - cfg.start, 0)
+    return available if cfg.frames is None else min(cfg.frames, available) if announced else cfg.frames
+
+
+def write_coordinates(store: RunStore, frames: np.ndarray, fps: float) -> None:
+    """The ``frame`` numbers and ``time`` (seconds) of every processed frame: coordinates for xarray."""
+    store.write_whole(layout.FRAME, frames.astype(np.int64), ("frame",))
+    store.write_whole(layout.TIME, (frames - frames[0]) / fps, ("frame",), {"units": "s"})
+
+
+def release(store: RunStore, opts: ExecutionOptions, *names: str) -> None:
+    """Free intermediate arrays whose consumers are done (kept with ``--keep-intermediates``)."""
+    if not opts.keep_intermediates:
+        store.release(*names)

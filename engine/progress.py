@@ -55,7 +55,7 @@ class Progress:
         self.quiet = quiet
         self.stages: list[StageTimer] = []
 
-    def stage(self, name: str, total: int, unit: str = "frames") -> StageTimer:
+    def stage(self, name: str, total: int, unit: str = "frames", estimate: bool = False) -> StageTimer:
         timer = StageTimer(name=name, total=total, unit=unit, quiet=self.quiet)
         self.stages.append(timer)
         return timer

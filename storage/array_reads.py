@@ -8,14 +8,14 @@ import numpy as np
 
 
 class RowCache:
-    """Serve ``rows(indices)`` of ``array`` (chunked along axis 0) keeping ``capacity`` chunks.
-
-    Reads in start order form a sliding window, so each chunk is decoded about once.
+    """Serve ``rows(indices)`` of ``array`` reading ``chunk`` rows at a time (e.g. a shard), keeping
+    ``capacity`` of those blocks. Reads in start order form a sliding window, so each block is
+    decoded about once.
     """
 
-    def __init__(self, array, capacity: int):
+    def __init__(self, array, chunk: int, capacity: int):
         self.array = array
-        self.chunk = array.chunks[0]
+        self.chunk = chunk
         self.capacity = max(1, capacity)
         self._chunks: OrderedDict[int, np.ndarray] = OrderedDict()
 

@@ -2,9 +2,16 @@
 
 A run store is one Zarr v3 group (``OUTDIR/run.zarr``) holding
 - group attributes ``manifest`` (what produced the run) and ``info`` (facts stages publish);
-- the arrays below, chunked along time (axis 0);
-- completion records ``_units/<stage>/<unit>.json``, one per finished work unit.
+- the arrays below, sharded along their first axis: one shard file per work unit, so a
+  store holds about ``frames / unit`` files per array, and every inner chunk carries a
+  CRC32C checksum;
+- completion records ``_units/<stage>/<unit>/zarr.json``, one per finished work unit (Zarr
+  group nodes, the record in their attributes, so the store stays a valid Zarr hierarchy);
+- beside it, ``.run.zarr.scratch-<stage>/``: spill files of a stage in progress (the
+  co-alignment factor), removed after.
 
+Intermediate arrays are released (deleted, and listed in ``info.released``) once every
+stage that reads them is done; the final ``depth`` and the small co-alignment arrays stay.
 Stages read and write through these names; ``inspect`` and ``batch`` ask the store
 (``RunStore``) rather than building paths themselves.
 """
@@ -28,24 +35,31 @@ EXPORT = "export"
 COMPLETE = "complete"  # one record, written last: the whole run and its outputs are done
 STAGE_ORDER = (INGEST, SNIPPETS, COALIGN, MERGE, NORMALIZE, REFINE_ENCODE, REFINE, REFINE_DECODE, EXPORT, COMPLETE)
 
-# ---------------------------------------------------------------- arrays
+# ---------------------------------------------------------------- arrays and their dimensions
 
 RGB_LATENTS = "rgb_latents"  # [T, 4, h, w] VAE latents of the frames
-MERGED = "merged"  # [T, H, W] mean of the co-aligned observations, before [-1, 1]
-ALIGNED = "aligned"  # [T, H, W] co-aligned depth in [-1, 1], input of refinement
-DEPTH = "depth"  # [T, H, W] the run's result
+DEPTH = "depth"  # [T, H, W] float32: the merge's mean, normalized in place, refined in place: the result
+FRAME = "frame"  # [T] frame numbers (the input's own for image sequences): a coordinate of every frame axis
+TIME = "time"  # [T] seconds from the first processed frame
 COALIGN_GROUP = "coalign"  # holds the solution: scales, shifts and loss history
 COALIGN_LOSS = "coalign/loss_history"
 
+FRAME_DIMS = ("frame", "y", "x")
+LATENT_DIMS = ("frame", "channel", "latent_y", "latent_x")
 
-def snippet_depth(group: int) -> str:
-    """``[N_g, L_g, H, W]`` depth of every snippet of dilation group ``group``."""
+
+def snippet_scratch(group: int) -> str:
+    """``[N_g, L_g, H, W]`` depth, or ``[N_g, L_g, 4, h, w]`` latents, of every snippet of group ``group``."""
     return f"snippets/g{group}"
 
 
 def snippet_samples(group: int) -> str:
-    """``[N_g, L_g, P_h, P_w]`` the SPEC sample grid of ``snippet_depth(group)``."""
+    """``[N_g, L_g, P_h, P_w]`` the SPEC sample grid of every snippet's depth."""
     return f"samples/g{group}"
+
+
+def snippet_dims(group: int, trailing: tuple[str, ...]) -> tuple[str, ...]:
+    return (f"snippet_g{group}", f"slot_g{group}", *trailing)
 
 
 def coalign_scales(group: int) -> str:
@@ -61,24 +75,32 @@ def refine_latents(buffer: int) -> str:
     return f"refine/latents_{buffer}"
 
 
-def normalize_target(refine_steps: int) -> str:
-    """Where the normalize stage writes: refinement input when it runs, else the result."""
-    return ALIGNED if refine_steps else DEPTH
+# ---------------------------------------------------------------- work units
+
+SHARD_BYTES = 192 << 20  # at most this many uncompressed bytes in one unit's shard
+UNIT_RANGE = (8, 128)  # rows per unit: a power of two in this range
 
 
-# ---------------------------------------------------------------- units
+def unit_rows(row_bytes: int) -> int:
+    """Rows (frames, or snippet starts) per work unit: the largest power of two in
+    ``UNIT_RANGE`` whose shard holds at most ``SHARD_BYTES`` (at least the smallest)."""
+    rows = UNIT_RANGE[1]
+    while rows > UNIT_RANGE[0] and rows * row_bytes > SHARD_BYTES:
+        rows //= 2
+    return rows
+
 
 SOLVE_UNIT = "solve"  # the one co-alignment unit
 COMPLETE_UNIT = "run"
 
 
 def chunk_unit(first: int, prefix: str = "") -> str:
-    """Unit of a time chunk starting at frame ``first`` (``prefix`` tells passes apart)."""
+    """Unit of the rows starting at ``first`` (frames, or snippet starts); ``prefix`` tells passes apart."""
     return f"{prefix}c{first:07d}"
 
 
 def chunk_unit_first(unit: str) -> int:
-    """The first frame of a ``chunk_unit`` id (any prefix)."""
+    """The first row of a ``chunk_unit`` id (any prefix)."""
     return int(unit.rsplit("c", 1)[1])
 
 
@@ -90,22 +112,11 @@ def refine_unit_step(unit: str) -> int:
     return int(unit[1:3])
 
 
-def batch_unit(index: int) -> str:
-    """Unit of snippet batch ``index``."""
-    return f"b{index:06d}"
-
-
 def export_unit(fmt: str, key: str, part: str) -> str:
     """Unit of one output: ``part`` is a ``chunk_unit`` id, or ``done`` once it is complete."""
     return f"{fmt}-{key}-{part}"
 
 
 def record_path(stage: str, unit: str) -> str:
-    """Path of a completion record inside the store."""
-    return f"{RECORDS}/{stage}/{unit}.json"
-
-
-def time_unit_arrays(refine_steps: int) -> dict[str, tuple[str, ...]]:
-    """Stages whose ``chunk_unit(first)`` wrote frames ``[first, first + chunk)`` of these arrays."""
-    return {INGEST: (RGB_LATENTS,), MERGE: (MERGED,), NORMALIZE: (normalize_target(refine_steps),),
-            REFINE_ENCODE: (refine_latents(0),), REFINE_DECODE: (DEPTH,)}
+    """Path of a completion record inside the store (a Zarr group node holding it in its attributes)."""
+    return f"{RECORDS}/{stage}/{unit}/zarr.json"

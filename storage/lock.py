@@ -5,7 +5,8 @@ outside the store so ``--overwrite`` can delete the store while holding it). The
 an OS advisory lock (``fcntl.flock``), which the kernel drops when its holder dies, even
 by SIGKILL; the file also records the holder (pid, host, start time) for messages.
 A lock file left by a process that is gone (same host, pid not alive) is taken over with
-a note. A live holder makes ``acquire`` raise ``StoreLocked`` naming it.
+a note. A live holder makes ``acquire`` raise ``StoreLocked`` naming it. A clean release removes
+the file (while still holding the lock, so a waiting opener notices and opens the path anew).
 """
 
 from __future__ import annotations
@@ -68,15 +69,12 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if fcntl is None or self._lock(fd):
+                break
+            os.close(fd)  # locked a file its holder removed on release: open the path anew
         try:
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                        raise
-                    raise StoreLocked(self._busy_message(read_holder(self.path))) from None
             holder = read_holder(self.path)
             here = socket.gethostname()
             if holder and holder.get("pid") != os.getpid():
@@ -94,6 +92,20 @@ class RunLock:
         self.fd = fd
         return self
 
+    def _lock(self, fd: int) -> bool:
+        """Take the OS lock on ``fd``; False if the file was unlinked meanwhile (released)."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            raise StoreLocked(self._busy_message(read_holder(self.path))) from None
+        try:
+            return os.fstat(fd).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return False
+
     def _busy_message(self, holder: dict) -> str:
         who = f"process {holder.get('pid', '?')} on {holder.get('host', '?')}" if holder else "another process"
         since = f" (since {holder['started']})" if holder.get("started") else ""
@@ -104,7 +116,7 @@ class RunLock:
         if self.fd is None:
             return
         try:
-            os.ftruncate(self.fd, 0)  # kept (empty): unlinking would race with a waiting opener
+            self.path.unlink(missing_ok=True)  # while held: a waiting opener sees it gone and opens anew
         except OSError:
             pass
         finally:

@@ -1,9 +1,11 @@
 """The run store: one Zarr v3 group per video run, plus completion records per work unit.
 
-What it holds is named in ``layout.py``. Arrays are chunked along time and Blosc/Zstd
-compressed; a unit's record ``_units/<stage>/<unit>.json`` is written atomically *after*
-the unit's chunks, so a unit is done exactly when its record exists. Records may carry
-small results. Storage knows nothing of diffusion: stages decide shapes and units.
+What it holds is named in ``layout.py``. Arrays are sharded along their first axis (one
+shard per work unit, written whole), Blosc/Zstd compressed, and every inner chunk carries
+a CRC32C: a damaged chunk raises ``DamagedData`` when read, never silently returns wrong
+values. A unit's record ``_units/<stage>/<unit>.json`` (itself checksummed) is written
+atomically *after* the unit's shards, so a unit is done exactly when its record exists.
+Storage knows nothing of diffusion: stages decide shapes and units.
 """
 
 from __future__ import annotations
@@ -12,16 +14,17 @@ import json
 import os
 import shutil
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from . import layout
 
-COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+CODECS = [BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"), Crc32cCodec()]
 # Write every chunk, even one equal to the fill value: a recorded unit's chunks then always
 # exist on disk, so ``inspect --verify`` can tell a missing chunk from an all-zero one.
 ARRAY_CONFIG = {"write_empty_chunks": True}
@@ -31,46 +34,103 @@ class StoreMismatch(ValueError):
     """An existing store was made by a different configuration or input."""
 
 
+class DamagedStore(ValueError):
+    """The store's metadata or records cannot be read (one-line message saying what to do)."""
+
+
+class DamagedData(RuntimeError):
+    """Rows ``[first, stop)`` of array ``name`` fail their checksum (or cannot be decoded)."""
+
+    def __init__(self, name: str, first: int, stop: int, reason: str):
+        super().__init__(f"array {name} rows {first}..{stop - 1}: {reason}")
+        self.name, self.first, self.stop = name, first, stop
+
+
+class CheckedArray:
+    """A Zarr array whose reads raise ``DamagedData`` instead of returning damaged chunks."""
+
+    def __init__(self, name: str, array: zarr.Array):
+        self.name, self.zarr = name, array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.zarr.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.zarr.dtype
+
+    @property
+    def unit(self) -> int:
+        """Rows per shard (= per work unit) along axis 0."""
+        return (self.zarr.shards or self.zarr.chunks)[0]
+
+    def __getitem__(self, selection):
+        try:
+            return self.zarr[selection]
+        except (ValueError, RuntimeError, IndexError, KeyError) as exc:  # checksum, codec or index damage
+            rows = selection[0] if isinstance(selection, tuple) else selection
+            first = rows.start or 0 if isinstance(rows, slice) else int(np.min(rows))
+            stop = (rows.stop if rows.stop is not None else self.shape[0]) if isinstance(rows, slice) \
+                else int(np.max(rows)) + 1
+            raise DamagedData(self.name, first, stop, str(exc).splitlines()[0][:120]) from None
+
+    def write(self, first: int, data: np.ndarray) -> None:
+        """Rows ``[first, first + len(data))``: whole shards, as a unit writes them."""
+        self.zarr[first:first + len(data)] = data
+
+    def __setitem__(self, selection, data) -> None:
+        self.zarr[selection] = data
+
+
 class RunStore:
-    """A Zarr group on disk with a manifest and per-unit completion records."""
+    """A Zarr group on disk with a manifest, published facts (``info``) and completion records."""
 
     def __init__(self, path: str | Path, mode: str = "a"):
         self.path = Path(path)
-        self.root = zarr.open_group(str(self.path), mode=mode, zarr_format=3)
+        try:
+            self.root = zarr.open_group(str(self.path), mode=mode, zarr_format=3)
+            self.root.attrs.asdict()
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            raise DamagedStore(f"damaged store: cannot read the metadata of {self.path} ({str(exc)[:100]}); "
+                               "rerun with --overwrite to start over") from None
 
     @classmethod
-    def create_or_resume(cls, path: str | Path, manifest: dict, overwrite: bool = False) -> "RunStore":
+    def create_or_resume(cls, path: str | Path, manifest: dict, overwrite: bool = False,
+                         replace_unstarted: bool = True) -> "RunStore":
         """Open the store at ``path`` for ``manifest``: resume if it matches, start over if ``overwrite``.
 
         Crash-safe: a new store is built in a temporary folder and renamed into place with its
         manifest, and ``overwrite`` renames the old store away before deleting it, so a kill at
         any moment leaves either no store or a complete one (never records without a manifest).
-        Raises StoreMismatch naming the manifest keys that differ.
+        A store that holds no finished unit is no run to protect: with ``replace_unstarted``
+        it is replaced like ``overwrite``. Raises StoreMismatch naming the keys that differ.
         """
         path = Path(path)
         manifest = json.loads(json.dumps(manifest))  # as stored (tuples become lists), so a resume compares equal
         for leftover in path.parent.glob(f".{path.name}.*"):  # debris of a killed create/overwrite
             shutil.rmtree(leftover, ignore_errors=True)
+        if path.exists() and not overwrite:
+            if not (path / "zarr.json").exists():
+                if not (path.is_dir() and not any(path.iterdir())):
+                    raise StoreMismatch(f"{path} exists but is not a run store; use --overwrite to replace it")
+                overwrite = True
+            else:
+                store = cls(path)
+                old = store.manifest
+                if old == manifest:
+                    return store
+                if not (replace_unstarted and not store.stages()):
+                    if not old:
+                        raise StoreMismatch(f"run store {path} has no manifest (not made by rdengine?); "
+                                            "use --overwrite to start over")
+                    raise StoreMismatch(f"run store {path} was made with a different "
+                                        f"{describe_difference(old, manifest)}; use --overwrite to start over")
+                overwrite = True
         if overwrite and path.exists():
             trash = path.with_name(f".{path.name}.trash-{os.getpid()}")
             os.replace(path, trash)
             shutil.rmtree(trash, ignore_errors=True)
-        if path.exists():
-            if not (path / "zarr.json").exists():
-                if path.is_dir() and not any(path.iterdir()):
-                    path.rmdir()
-                else:
-                    raise StoreMismatch(f"{path} exists but is not a run store; use --overwrite to replace it")
-            else:
-                store = cls(path)
-                old = store.manifest
-                if not old:
-                    raise StoreMismatch(f"run store {path} has no manifest (not made by rdengine?); "
-                                        "use --overwrite to start over")
-                if old != manifest:
-                    raise StoreMismatch(f"run store {path} was made with a different "
-                                        f"{describe_difference(old, manifest)}; use --overwrite to start over")
-                return store
         tmp = path.with_name(f".{path.name}.new-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         fresh = zarr.open_group(str(tmp), mode="w", zarr_format=3)
@@ -90,67 +150,56 @@ class RunStore:
         """Merge ``values`` into the store's ``info`` attributes."""
         self.root.attrs["info"] = {**self.info, **values}
 
+    def drop_info(self, *keys: str) -> None:
+        self.root.attrs["info"] = {k: v for k, v in self.info.items() if k not in keys}
+
+    # ------------------------------------------------------------ arrays
+
     def has(self, name: str) -> bool:
         return name in self.root
 
-    def array(self, name: str) -> zarr.Array:
-        return self.root[name]
+    def array(self, name: str) -> CheckedArray:
+        return CheckedArray(name, self.root[name])
 
-    def require(self, name: str, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str = "float32") -> zarr.Array:
-        """The array ``name``, created (zero-filled) if absent; an existing one must match."""
+    def require(self, name: str, shape: tuple[int, ...], dtype: str, dims: tuple[str, ...], unit: int,
+                inner: tuple[int, ...] | None = None, attrs: dict | None = None) -> CheckedArray:
+        """The array ``name``, created (zero-filled) if absent; an existing one must match.
+
+        ``unit``: rows per shard along axis 0; ``inner``: the inner chunk (default: one row,
+        full extent on the other axes); ``dims``: dimension names (xarray opens the store).
+        """
+        shape = tuple(int(s) for s in shape)
         if name in self.root:
             arr = self.root[name]
-            if arr.shape != tuple(shape) or arr.dtype != np.dtype(dtype):
+            if arr.shape != shape or arr.dtype != np.dtype(dtype):
                 raise StoreMismatch(f"array {name} in {self.path} has shape {arr.shape} {arr.dtype}, "
-                                    f"expected {tuple(shape)} {dtype}; use --overwrite to start over")
-            return arr
-        return self.root.create_array(name, shape=tuple(shape), chunks=tuple(max(1, c) for c in chunks),
-                                      dtype=dtype, compressors=COMPRESSOR, fill_value=0, config=ARRAY_CONFIG)
+                                    f"expected {shape} {dtype}; use --overwrite to start over")
+            return CheckedArray(name, arr)
+        inner = inner or (1, *shape[1:])
+        shards = (max(unit, inner[0]), *inner[1:]) if len(shape) else None
+        arr = self.root.create_array(name, shape=shape, chunks=inner, shards=shards, dtype=dtype,
+                                     compressors=CODECS, fill_value=0, config=ARRAY_CONFIG,
+                                     dimension_names=dims, attributes=attrs or {})
+        return CheckedArray(name, arr)
+
+    def write_whole(self, name: str, values: np.ndarray, dims: tuple[str, ...], attrs: dict | None = None) -> None:
+        """A small array written at once (replaced if present): one chunk, one file."""
+        self.delete(name)
+        self.root.create_array(name, data=np.asarray(values), chunks=values.shape, compressors=CODECS,
+                               config=ARRAY_CONFIG, dimension_names=dims, attributes=attrs or {})
+
+    def set_attrs(self, name: str, **values) -> None:
+        self.root[name].attrs.update(values)
 
     def delete(self, name: str) -> None:
         if name in self.root:
             del self.root[name]
 
-    def _units_dir(self, stage: str) -> Path:
-        return self.path / layout.RECORDS / stage
-
-    def done_units(self, stage: str) -> dict[str, dict]:
-        """Completion records of ``stage``: unit id -> the small result it recorded."""
-        folder = self._units_dir(stage)
-        if not folder.is_dir():
-            return {}
-        records = {}
-        for p in sorted(folder.glob("*.json")):
-            try:
-                records[p.stem] = json.loads(p.read_text())
-            except ValueError:  # unreadable record: the unit counts as not done (inspect --verify reports it)
-                continue
-        return records
-
-    def is_done(self, stage: str, unit: str) -> bool:
-        return (self._units_dir(stage) / f"{unit}.json").exists()
-
-    def mark_done(self, stage: str, unit: str, record: dict | None = None) -> None:
-        """Record ``unit`` of ``stage`` as done; call only after its data is written."""
-        folder = self._units_dir(stage)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{unit}.tmp"
-        with tmp.open("w") as f:
-            json.dump(record or {}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / f"{unit}.json")
-
-    def clear_unit(self, stage: str, unit: str) -> None:
-        """Withdraw a completion record (before its data is rewritten)."""
-        (self._units_dir(stage) / f"{unit}.json").unlink(missing_ok=True)
-
-    def stages(self) -> list[str]:
-        """Names of the stages with completion records (``a/b`` for nested folders)."""
-        root = self.path / layout.RECORDS
-        if not root.is_dir():
-            return []
-        return sorted({str(p.parent.relative_to(root)) for p in root.rglob("*.json")})
+    def release(self, *names: str) -> None:
+        """Delete intermediate arrays whose consumers are done; ``info.released`` lists them."""
+        for name in names:
+            self.delete(name)
+        self.update_info(released=sorted(set(self.info.get("released", [])) | set(names)))
 
     def array_names(self) -> list[str]:
         """Every array in the store, as ``a/b`` paths."""
@@ -164,7 +213,7 @@ class RunStore:
                     walk(member, prefix + key + "/")
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ``_units`` is not a zarr node, by design
+            warnings.simplefilter("ignore")  # ``_units`` and ``_scratch`` are not zarr nodes, by design
             walk(self.root, "")
         return sorted(names)
 
@@ -173,14 +222,117 @@ class RunStore:
         base = self.path / sub if sub else self.path
         return sum(p.stat().st_size for p in base.rglob("*") if p.is_file()) if base.exists() else 0
 
-    def chunk_exists(self, name: str, index: tuple[int, ...]) -> bool:
-        """Whether chunk ``index`` of array ``name`` is stored."""
-        return (self.path / name / self.array(name).metadata.encode_chunk_key(index)).exists()
+    def shard_exists(self, name: str, shard: int) -> bool:
+        """Whether shard ``shard`` (along axis 0) of array ``name`` is stored."""
+        arr = self.root[name]
+        return (self.path / name / arr.metadata.encode_chunk_key((shard,) + (0,) * (arr.ndim - 1))).exists()
+
+    def file_count(self) -> int:
+        return sum(1 for p in self.path.rglob("*") if p.is_file())
+
+    def scratch_folder(self, name: str) -> Path:
+        """A folder for a stage's spill files, beside the store (``.run.zarr.scratch-<name>``): the
+        stage removes what it wrote, and a new run removes what a killed one left."""
+        return self.path.with_name(f".{self.path.name}.scratch-{name}")
+
+    # ------------------------------------------------------------ completion records
+
+    def _units_dir(self, stage: str) -> Path:
+        return self.path / layout.RECORDS / stage
+
+    def _record_file(self, stage: str, unit: str) -> Path:
+        return self.path / layout.record_path(stage, unit)
+
+    def done_units(self, stage: str) -> dict[str, dict]:
+        """Completion records of ``stage``: unit id -> the small result it recorded.
+
+        A record that cannot be read or fails its checksum counts as not done (``verify``
+        reports it), so its unit is recomputed.
+        """
+        folder = self._units_dir(stage)
+        if not folder.is_dir():
+            return {}
+        records = {}
+        for unit in sorted(p.name for p in folder.iterdir() if p.is_dir()):
+            record = read_record(self._record_file(stage, unit))
+            if record is not None:
+                records[unit] = record
+        return records
+
+    def is_done(self, stage: str, unit: str) -> bool:
+        return read_record(self._record_file(stage, unit)) is not None
+
+    def mark_done(self, stage: str, unit: str, record: dict | None = None) -> None:
+        """Record ``unit`` of ``stage`` as done; call only after its data is written.
+
+        Records are Zarr group nodes (``_units/<stage>/<unit>/zarr.json``, the record in its
+        attributes), so tools that walk the store (xarray, zarr) see a valid hierarchy.
+        """
+        target = self._record_file(stage, unit)
+        for folder in (target.parent.parent.parent, target.parent.parent):  # _units/ and _units/<stage>/
+            if not (folder / "zarr.json").exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                atomic_write(folder / "zarr.json", group_metadata({}), sync=False)
+        target.parent.mkdir(exist_ok=True)
+        atomic_write(target, group_metadata(wrap_record(record or {})), sync=True)
+
+    def clear_unit(self, stage: str, unit: str) -> None:
+        """Withdraw a completion record (before its data is rewritten)."""
+        target = self._record_file(stage, unit)
+        target.unlink(missing_ok=True)
+        shutil.rmtree(target.parent, ignore_errors=True)
+
+    def clear_stage(self, stage: str) -> None:
+        """Withdraw every record of ``stage``."""
+        shutil.rmtree(self._units_dir(stage), ignore_errors=True)
+
+    def stages(self) -> list[str]:
+        """Names of the stages with completion records."""
+        root = self.path / layout.RECORDS
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*/zarr.json")))
 
     def record_files(self) -> list[Path]:
         """Every completion record file (for integrity checks)."""
         root = self.path / layout.RECORDS
-        return sorted(root.rglob("*.json")) if root.is_dir() else []
+        return sorted(root.glob("*/*/zarr.json")) if root.is_dir() else []
+
+
+def atomic_write(path: Path, text: str, sync: bool) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w") as f:
+        f.write(text)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def group_metadata(attributes: dict) -> str:
+    return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes})
+
+
+def wrap_record(record: dict) -> dict:
+    return {"record": record, "crc32": zlib.crc32(json.dumps(record, sort_keys=True).encode())}
+
+
+def decode_record(text: str) -> dict | None:
+    """A record's content, or None if the text is not a record or fails its checksum."""
+    try:
+        wrapped = json.loads(text)["attributes"]
+        record = wrapped["record"]
+        return record if wrap_record(record)["crc32"] == wrapped["crc32"] else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def read_record(path: Path) -> dict | None:
+    """The record in ``path``, or None if it is missing, unreadable or fails its checksum."""
+    try:
+        return decode_record(path.read_text())
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -204,7 +356,8 @@ def read_summary(store_location: str) -> RunSummary | None:
     except (FileNotFoundError, OSError, ValueError):
         return None
     try:
-        complete = fs.exists(f"{root}/{layout.record_path(layout.COMPLETE, layout.COMPLETE_UNIT)}")
+        with fs.open(f"{root}/{layout.record_path(layout.COMPLETE, layout.COMPLETE_UNIT)}", "rt") as f:
+            complete = decode_record(f.read()) is not None
     except OSError:
         complete = False
     return RunSummary(manifest=attrs.get("manifest", {}), info=attrs.get("info", {}), complete=complete)

@@ -12,13 +12,13 @@ by raising the level of badly aligned frames, which costs temporal consistency (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from scipy import linalg
 
-from .graph import REG_SCALE, REG_SHIFT
+from .blocks import BlockCholesky
+from .graph import REG_SCALE, REG_SHIFT, SnippetGraph
 from .objective import evaluate
 from .observations import Observations
 
@@ -29,40 +29,56 @@ _LS_SPREAD = 0.05  # residual spread (fraction of a_f) at which the LS start mim
 
 @dataclass
 class FrameStats:
-    """Per-frame sufficient statistics of min-shifted samples (float64): ``gram``
-    ``[T, C, C]`` pixel sums of products between a frame's observations, ``sums`` ``[T, C]``
-    pixel sums; ``ids``/``mask`` ``[T, C]``: observing snippet per column and validity."""
+    """Per-frame sufficient statistics of min-shifted samples (float64) for frames ``[f0, f0 + F)``:
+    ``gram`` ``[F, C, C]`` pixel sums of products between a frame's observations, ``sums``
+    ``[F, C]`` pixel sums; ``ids``/``mask`` ``[F, C]``: observing snippet per column and validity."""
 
+    f0: int
     gram: np.ndarray
     sums: np.ndarray
     ids: np.ndarray
     mask: np.ndarray
     pixels: int
 
+    @property
+    def f1(self) -> int:
+        return self.f0 + len(self.gram)
+
     def frames(self, f0: int, f1: int) -> FrameStats:
-        """The statistics of frames ``[f0, f1)`` (views)."""
-        return FrameStats(self.gram[f0:f1], self.sums[f0:f1], self.ids[f0:f1], self.mask[f0:f1], self.pixels)
+        """The statistics of frames ``[f0, f1)`` (views; within this piece)."""
+        a, b = f0 - self.f0, f1 - self.f0
+        return FrameStats(f0, self.gram[a:b], self.sums[a:b], self.ids[a:b], self.mask[a:b], self.pixels)
+
+    @staticmethod
+    def join(pieces: list[FrameStats]) -> FrameStats:
+        """Consecutive pieces as one."""
+        return FrameStats(pieces[0].f0, *(np.concatenate([getattr(p, k) for p in pieces])
+                                          for k in ("gram", "sums", "ids", "mask")), pieces[0].pixels)
+
+    def weights(self, norm: float) -> np.ndarray:
+        """``[F, C]`` least-squares weight of each observation map (see ``least_squares_start``):
+        ``a_f`` is the frame's mean target at ``s = 1, t = 0`` (maps are >= 0)."""
+        a = self.sums.sum(1) / (np.maximum(self.mask.sum(1), 1) * self.pixels)
+        w = np.divide(1.0, 2.0 * _LS_SPREAD * a ** 2 * norm, out=np.zeros_like(a), where=a > 0)
+        return w[:, None] * self.mask
 
 
-def frame_stats(obs: Observations) -> FrameStats:
-    """One pass accumulating ``FrameStats``."""
+def frame_stats(obs: Observations) -> Iterator[FrameStats]:
+    """``FrameStats`` window by window, in frame order (one pass over the observations)."""
     g = obs.graph
-    gram = np.zeros((g.num_frames, g.num_cols, g.num_cols))
-    sums = np.zeros((g.num_frames, g.num_cols))
     buffer = torch.empty(g.num_cols * obs.window * obs.pixels, dtype=torch.float64)  # reused: no heap churn
     for win in obs:
         xf = buffer[:win.x.numel()].view(win.x.shape).copy_(win.x).transpose(0, 1)  # [F, C, P]
-        gram[win.f0:win.f1] = torch.bmm(xf, xf.transpose(1, 2)).numpy()
-        sums[win.f0:win.f1] = xf.sum(-1).numpy()
-    ids = g.ids(0, g.num_frames).T
-    return FrameStats(gram, sums, ids, ids < g.num_snippets, obs.pixels)
+        ids = g.ids(win.f0, win.f1).T
+        yield FrameStats(win.f0, torch.bmm(xf, xf.transpose(1, 2)).numpy(), xf.sum(-1).numpy(), ids,
+                         ids < g.num_snippets, obs.pixels)
 
 
 def ls_entries(st: FrameStats, weights: np.ndarray, num_snippets: int):
     """COO triplets (rows, cols, values; duplicates add up) of ``H`` with
     ``theta^T H theta = sum_f sum_o w_fo ||x'_o - m_f||^2`` over ``theta = [s, t]``.
 
-    ``weights``: ``[T, C]`` per observation map. With ``r_o = sum_b A_ob x'_b`` (``A``
+    ``weights``: ``[F, C]`` per observation map. With ``r_o = sum_b A_ob x'_b`` (``A``
     centres a frame's observations), the form is ``sum_bc (A^T W A)_bc <x'_b, x'_c>`` and
     ``<x'_b, x'_c> = s_b s_c G_bc + s_b t_c S_b + t_b s_c S_c + t_b t_c P``.
     """
@@ -79,47 +95,64 @@ def ls_entries(st: FrameStats, weights: np.ndarray, num_snippets: int):
             values)
 
 
-class BandedSystem:
-    """``M = H(weights) + diag(diagonal)`` over ``theta = [s, t]`` (``H`` from
-    ``ls_entries``), Cholesky-factorized in LAPACK band storage.
+class BlockSystem:
+    """``M = H(weights) + diag(diagonal)`` over ``theta = [s, t]`` (``H`` from ``ls_entries``),
+    Cholesky-factorized block by block (``blocks.BlockCholesky``).
 
-    Unknowns are ordered by snippet start frame with ``s`` and ``t`` interleaved: snippets
-    sharing a frame start at most ``max (L-1) d`` frames apart, so the half bandwidth is
-    about ``2 * groups * max (L-1) d`` whatever the video length. The band is assembled
-    ``block`` frames at a time and factorized in place. ``starts``: ``[K]`` start frame
-    of each snippet.
+    Unknowns are ordered by snippet start frame with ``s`` and ``t`` interleaved; block ``j``
+    holds the snippets starting in frames ``[j*span, (j+1)*span)`` with ``span`` above the
+    largest ``(L-1) d``: snippets sharing a frame start less than ``span`` apart, so ``M`` is
+    block tridiagonal. Blocks are assembled from the streamed frame statistics, factorized as
+    they complete, and held in memory up to ``budget`` bytes, else spilled to ``folder``.
+    Memory: the statistics of ``2 span`` frames and one block pair, whatever the length.
     """
 
-    def __init__(self, st: FrameStats, weights: np.ndarray, diagonal: np.ndarray, starts: np.ndarray,
-                 block: int = 2048):
-        k = len(starts)
+    def __init__(self, stats: Iterator[FrameStats], graph: SnippetGraph, norm: float, diagonal: np.ndarray,
+                 budget: int, folder=None, min_span: int = 32):
+        k = graph.num_snippets
+        starts = np.concatenate([np.arange(n) for n in graph.counts])
+        order = np.lexsort((np.repeat(np.arange(len(graph.counts)), graph.counts), starts))
         rank = np.empty(k, dtype=np.int64)
-        rank[np.argsort(starts, kind="stable")] = np.arange(k)
+        rank[order] = np.arange(k)
         self.position = np.concatenate([2 * rank, 2 * rank + 1])
-        frame_rank = np.append(rank, 0)[st.ids]
-        spread = np.where(st.mask, frame_rank, -1).max(1) - np.where(st.mask, frame_rank, k).min(1)
-        band = 2 * int(spread.max(initial=0)) + 2
-        ab = np.zeros((band, 2 * k), order="F")
-        for f0 in range(0, len(st.ids), block):
-            rows, cols, values = ls_entries(st.frames(f0, f0 + block), weights[f0:f0 + block], k)
+        unknown = np.empty_like(self.position)  # position -> index into theta
+        unknown[self.position] = np.arange(2 * k)
+        halo = max((n - 1) * d for n, d in zip(graph.lengths, graph.dilations))
+        span = max(halo + 1, min_span)
+        blocks = -(-int(starts.max() + 1) // span)
+        edges = 2 * np.searchsorted(starts[order], np.arange(blocks + 1) * span)  # block j: positions [e_j, e_j+1)
+        self.factor = BlockCholesky(budget, folder)
+        buffered: list[FrameStats] = []
+        for j in range(blocks):
+            lo, hi = j * span, min(graph.num_frames, (j + 1) * span + halo)
+            while not buffered or buffered[-1].f1 < hi:
+                buffered.append(next(stats))
+            st = FrameStats.join(buffered).frames(lo, hi)
+            rows, cols, values = ls_entries(st, st.weights(norm), k)
             r, c = self.position[rows], self.position[cols]
-            lower = r >= c
-            offset, c, values = (r - c)[lower], c[lower], values[lower]
-            if c.size:  # add the block's entries to the band columns it touches
-                lo, hi = int(c.min()), int(c.max()) + 1
-                ab[:, lo:hi] += np.bincount((c - lo) * band + offset, weights=values,
-                                            minlength=(hi - lo) * band).reshape(hi - lo, band).T
-        ab[0, self.position] += diagonal
-        self.factor = linalg.cholesky_banded(ab, lower=True, overwrite_ab=True, check_finite=False)
+            here = (c >= edges[j]) & (c < edges[j + 1])
+            own = here & (r >= edges[j]) & (r < edges[j + 1])
+            below = here & (r >= edges[j + 1]) & (r < edges[min(j + 2, blocks)])
+            n, m = edges[j + 1] - edges[j], edges[min(j + 2, blocks)] - edges[j + 1]
+            block = np.bincount((r[own] - edges[j]) * n + c[own] - edges[j], weights=values[own],
+                                minlength=n * n).reshape(n, n)
+            block[np.diag_indices(n)] += diagonal[unknown[edges[j]:edges[j + 1]]]
+            coupling = np.bincount((r[below] - edges[j + 1]) * n + c[below] - edges[j], weights=values[below],
+                                   minlength=m * n).reshape(m, n) if j + 1 < blocks else None
+            self.factor.add(block, coupling)
+            buffered = [p for p in buffered if p.f1 > (j + 1) * span]
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         """``M^-1 b`` for ``b`` ``[2K]``."""
-        banded = np.empty_like(b)
-        banded[self.position] = b
-        return linalg.cho_solve_banded((self.factor, True), banded, check_finite=False)[self.position]
+        ordered = np.empty_like(b)
+        ordered[self.position] = b
+        return self.factor.solve(ordered)[self.position]
+
+    def close(self) -> None:
+        self.factor.close()
 
 
-def least_squares_start(obs: Observations) -> tuple[np.ndarray, BandedSystem]:
+def least_squares_start(obs: Observations, budget: int, folder=None) -> tuple[np.ndarray, BlockSystem]:
     """Closed-form least-squares start and the factorized preconditioner ``M``.
 
     The L1 term ``|r| / (a_f * norm)`` behaves like ``r^2 / (2 b a_f norm)`` near a
@@ -129,16 +162,14 @@ def least_squares_start(obs: Observations) -> tuple[np.ndarray, BandedSystem]:
     quadratic terms (``REG_SCALE/N_g s^2 + REG_SHIFT/N_g t^2``); the global scale, which the
     data term leaves free, is fixed by ``mean(s) = 1``: ``theta = K M^-1 c / (c^T M^-1 c)``,
     ``c`` selecting the scales. ``M`` approximates half the objective's Hessian.
+    ``budget``/``folder``: where the factor lives (``BlockSystem``).
     """
     g = obs.graph
     k = g.num_snippets
-    st = frame_stats(obs)
     norm = float(sum(g.lengths) * g.num_frames * obs.pixels)
-    a = st.sums.sum(1) / (np.maximum(st.mask.sum(1), 1) * st.pixels)  # a_f at s = 1, t = 0 (maps are >= 0)
-    weights = np.divide(1.0, 2.0 * _LS_SPREAD * a ** 2 * norm, out=np.zeros_like(a), where=a > 0)
     per = g.per_snippet()
-    system = BandedSystem(st, weights[:, None] * st.mask, np.concatenate([REG_SCALE * per, REG_SHIFT * per]),
-                           np.concatenate([np.arange(n) for n in g.counts]))
+    system = BlockSystem(frame_stats(obs), g, norm, np.concatenate([REG_SCALE * per, REG_SHIFT * per]), budget,
+                         folder)
     gauge = np.concatenate([np.ones(k), np.zeros(k)])
     theta = system.solve(gauge)
     return theta * (k / (gauge @ theta)), system
@@ -200,21 +231,25 @@ class LBFGS:
         return theta, value, history, steps
 
 
-def solve(obs: Observations, coarse: Observations | None, w_d: float, max_iter: int,
-          rtol: float) -> tuple[np.ndarray, float, list[float], int]:
+def solve(obs: Observations, coarse: Observations | None, w_d: float, max_iter: int, rtol: float,
+          factor_budget: int, folder=None) -> tuple[np.ndarray, float, list[float], int]:
     """Fast solver: least-squares start, L-BFGS on the coarse level (if any), then on all
-    pixels, each stopped at ``rtol`` or when no step lowers the objective.
+    pixels, each stopped at ``rtol`` or when no step lowers the objective. The preconditioner's
+    factor is held in memory up to ``factor_budget`` bytes, else spilled to ``folder``.
     Returns (theta ``[2K]``, objective, history, iterations)."""
     levels = [obs] if coarse is None else [coarse, obs]
-    theta, system = least_squares_start(levels[0])
-    optimizer = LBFGS(lambda v: 0.5 * system.solve(v))
-    history: list[float] = []
-    iterations = 0
-    for level in levels:
-        def fun(th: np.ndarray, level: Observations = level):
-            return evaluate(level, th, w_d, "coupled")
-        theta, value, level_history, steps = optimizer.run(fun, theta, max_iter - iterations, rtol)
-        history += level_history
-        iterations += steps
+    theta, system = least_squares_start(levels[0], factor_budget, folder)
+    try:
+        optimizer = LBFGS(lambda v: 0.5 * system.solve(v))
+        history: list[float] = []
+        iterations = 0
+        for level in levels:
+            def fun(th: np.ndarray, level: Observations = level):
+                return evaluate(level, th, w_d, "coupled")
+            theta, value, level_history, steps = optimizer.run(fun, theta, max_iter - iterations, rtol)
+            history += level_history
+            iterations += steps
+    finally:
+        system.close()
     return theta, value, history, iterations
 

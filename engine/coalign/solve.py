@@ -45,13 +45,16 @@ class AlignResult:
 
 def solve(samples: Sequence, dilations: Sequence[int], lengths: Sequence[int], num_frames: int, global_min: float,
           solver: str = "fast", memory_budget: int = 1 << 30, w_d: float = 1.0, max_iter: int | None = None,
-          rtol: float = 1e-4, threads: int = 1, shift_dtype: torch.dtype | None = None) -> AlignResult:
+          rtol: float = 1e-4, threads: int = 1, shift_dtype: torch.dtype | None = None,
+          spill_folder=None) -> AlignResult:
     """Co-align snippets from their sampled maps.
 
     ``samples``: one ``[N_g, L_g, P_h, P_w]`` array-like per group (numpy, zarr: anything
     sliceable along axis 0), ``sample_pixels``-strided, raw (not min-shifted);
     ``global_min``: minimum over all full-resolution snippet maps (subtracted here);
-    ``memory_budget``: bytes; samples that do not fit are re-read in chunks every pass.
+    ``memory_budget``: bytes; samples that do not fit are re-read in chunks every pass, and
+    the fast solver's factor (a quarter of the budget) spills to ``spill_folder`` (default: a
+    temporary folder).
     ``max_iter``: step cap (default: 2000 Adam steps for ``reference``, the published
     rule; 200 for ``fast``); ``rtol``: relative objective gain at which ``fast`` stops.
     ``threads``: torch and BLAS threads during the solve (restored after): the solvers
@@ -73,8 +76,9 @@ def solve(samples: Sequence, dilations: Sequence[int], lengths: Sequence[int], n
                 step = obs.pixels // fast.COARSE_PIXELS
                 coarse = Observations(samples, graph, global_min, memory_budget, pixel_step=step,
                                       shift_dtype=shift_dtype) if step > 1 else None
-                theta, value, history, iterations = fast.solve(obs, coarse, w_d,
-                                                               fast.MAX_ITER if max_iter is None else max_iter, rtol)
+                theta, value, history, iterations = fast.solve(
+                    obs, coarse, w_d, fast.MAX_ITER if max_iter is None else max_iter, rtol, memory_budget // 4,
+                    spill_folder)
     finally:
         torch.set_num_threads(previous)
     k = graph.num_snippets

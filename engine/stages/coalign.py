@@ -7,6 +7,8 @@ one unit: a killed solve leaves no record, and its partial arrays are deleted an
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 
 from ...storage import layout
@@ -26,17 +28,18 @@ def coalign(store: RunStore, groups: list[SnippetGroup], global_min: float, solv
     if not store.is_done(STAGE, layout.SOLVE_UNIT):
         store.delete(layout.COALIGN_GROUP)  # debris of a killed solve: rewritten whole, then recorded
         samples = [store.array(layout.snippet_samples(k)) for k in range(len(groups))]
+        spill = store.scratch_folder(STAGE)
         result = solve(samples, [g.dilation for g in groups], [g.length for g in groups],
                        groups[0].num_frames, global_min, solver=solver, memory_budget=memory_budget,
-                       shift_dtype=TORCH_DTYPES[exact_dtype] if exact_dtype else None)
+                       shift_dtype=TORCH_DTYPES[exact_dtype] if exact_dtype else None, spill_folder=spill)
+        shutil.rmtree(spill, ignore_errors=True)
         for k in range(len(groups)):
-            for name, values in ((layout.coalign_scales(k), result.scales[k]),
-                                 (layout.coalign_shifts(k), result.shifts[k])):
-                store.require(name, values.shape, values.shape, "float64")[:] = values
-        history = np.asarray(result.loss_history, dtype=np.float64).reshape(-1)
-        store.require(layout.COALIGN_LOSS, history.shape, history.shape, "float64")[:] = history
-        store.mark_done(STAGE, layout.SOLVE_UNIT, {"objective": float(result.objective), "iterations": int(result.iterations),
-                                         "solver": result.solver})
+            store.write_whole(layout.coalign_scales(k), result.scales[k], (f"snippet_g{k}",))
+            store.write_whole(layout.coalign_shifts(k), result.shifts[k], (f"snippet_g{k}",))
+        store.write_whole(layout.COALIGN_LOSS, np.asarray(result.loss_history, dtype=np.float64).reshape(-1),
+                          ("iteration",))
+        store.mark_done(STAGE, layout.SOLVE_UNIT, {"objective": float(result.objective),
+                                                   "iterations": int(result.iterations), "solver": result.solver})
         timer.advance(timer.total)
     else:
         timer.advance(timer.total, reused=True)

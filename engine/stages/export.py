@@ -7,9 +7,9 @@ output; ``key`` digests the output's parameters.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -20,13 +20,12 @@ from ...storage.exporters import OUTPUTS, output_path
 from ...storage.exporters.colour_video import ColourVideoExporter, resize_rgb
 from ...storage.exporters.npy import NpyExporter
 from ...storage.exporters.png16 import Png16Exporter
-from ...storage.inputs.video import iter_frames
 from ...storage.run_store import RunStore
+from ..errors import EngineError
 from ..latents import resize
 from ..progress import Progress
 from .chunks import time_chunks
 
-EXPORT_CHUNK = 8
 STAGE = layout.EXPORT
 
 
@@ -53,15 +52,35 @@ def params_key(*values) -> str:
     return hashlib.sha256(json.dumps([str(v) for v in values]).encode()).hexdigest()[:10]
 
 
-def export(store: RunStore, out_dir: Path, name: str, formats: tuple[str, ...], video: str, start: int,
-           fps: float, colormap: str, restore_size: tuple[int, int] | None, progress: Progress) -> dict[str, Path]:
+def rgb_chunks(frames: Iterator[np.ndarray], t: int, unit: int, source: str) -> Iterator[np.ndarray]:
+    """``uint8 [n, H, W, 3]`` per export unit from single frames; an input that now decodes to
+    fewer or more than the run's ``t`` frames is an error, never a short or shifted output."""
+    for first, stop in time_chunks(t, unit):
+        chunk = [frame for _, frame in zip(range(stop - first), frames)]
+        if len(chunk) < stop - first:
+            raise EngineError(f"{source} now decodes to {first + len(chunk)} frames, but the run has {t}: "
+                              "the input changed or is damaged; rerun with --overwrite")
+        yield np.stack(chunk)
+    if next(frames, None) is not None:
+        raise EngineError(f"{source} now decodes to more than the run's {t} frames: the input changed; "
+                          "rerun with --overwrite")
+
+
+def export(store: RunStore, out_dir: Path, name: str, formats: tuple[str, ...], rgb: Callable[[], Iterator],
+           source: str, unit: int, fps: float, colormap: str, restore_size: tuple[int, int] | None,
+           progress: Progress) -> dict[str, Path]:
     """Write each requested format; returns format -> path. ``zarr`` is the run store itself.
 
-    Resumable: npy and png16 skip time chunks already recorded, colour videos are redone
-    unless complete; every output appears under its final name only when complete.
+    ``rgb()`` opens the input's frames anew (single ``uint8 [H, W, 3]`` frames of the clip),
+    for outputs that show them; ``unit``: frames per export unit.
+    Resumable: npy and png16 skip units already recorded, colour videos are redone unless
+    complete; every output appears under its final name only when complete.
     """
     depth = store.array(layout.DEPTH)
     t = depth.shape[0]
+    if t != store.info["num_frames"]:
+        raise EngineError(f"run store {store.path} holds {t} frames of depth for a {store.info['num_frames']}-frame "
+                          "run: it is damaged; rerun with --overwrite")
     size = tuple(restore_size or depth.shape[1:])
     lo, hi = value_range(depth)
     units = StoreUnits(store)
@@ -71,17 +90,18 @@ def export(store: RunStore, out_dir: Path, name: str, formats: tuple[str, ...], 
         if fmt in formats:
             outputs[fmt] = output_path(out_dir, name, fmt)
     if "npy" in formats:
-        writers.append(NpyExporter(outputs["npy"], (t, *size), units, params_key(name, t, size), EXPORT_CHUNK))
+        writers.append(NpyExporter(outputs["npy"], (t, *size), units, params_key(name, t, size), unit))
     if "png16" in formats:
         writers.append(Png16Exporter(outputs["png16"], name, lo, hi, units, params_key(name, t, size, lo, hi), t))
     for fmt in ("mp4", "sbs"):
         if fmt in formats:
             writers.append(ColourVideoExporter(outputs[fmt], fps, size, lo, hi, colormap, fmt == "sbs", units,
-                                               params_key(name, t, size, lo, hi, fps, colormap, start)))
-    sbs = [w for w in writers if isinstance(w, ColourVideoExporter) and w.sbs and not w.complete]
-    rgb_batches = iter_frames(video, start=start, count=t, batch=EXPORT_CHUNK) if sbs else itertools.repeat(None)
+                                               params_key(name, t, size, lo, hi, fps, colormap, source)))
+    needs_rgb = any(isinstance(w, ColourVideoExporter) and w.sbs and not w.complete for w in writers)
+    frames = rgb_chunks(rgb(), t, unit, source) if needs_rgb else None
     timer = progress.stage(STAGE, t)
-    for (first, stop), rgb in zip(time_chunks(t, EXPORT_CHUNK), rgb_batches):
+    for first, stop in time_chunks(t, unit):
+        colour = None if frames is None else resize_rgb(next(frames), size)
         todo = [writer for writer in writers if writer.needs(first)]
         if not todo:
             timer.advance(stop - first, reused=True)
@@ -89,10 +109,11 @@ def export(store: RunStore, out_dir: Path, name: str, formats: tuple[str, ...], 
         chunk = np.asarray(depth[first:stop])
         if restore_size:
             chunk = resize(torch.from_numpy(chunk)[:, None], restore_size)[:, 0].numpy()
-        rgb = None if rgb is None else resize_rgb(rgb, size)
         for writer in todo:
-            writer.write(first, chunk, rgb)
+            writer.write(first, chunk, colour)
         timer.advance(stop - first)
+    if frames is not None:
+        next(frames, None)  # the input must end where the run does
     for writer in writers:
         writer.close()
     return outputs

@@ -1,25 +1,28 @@
-"""Ingest stage: stream frames from PyAV in bounded batches, VAE-encode, commit RGB latents.
+"""Ingest stage: stream frames one at a time, resize, VAE-encode, commit RGB latents.
 
-Writes ``rgb_latents [T, 4, h, w]`` (float32, chunks of ``INGEST_CHUNK`` frames); a unit
-is one chunk. Store info gets ``num_frames``, ``size`` (processing H, W) and
-``latent_size`` (h, w) once the whole video is ingested (one atomic attribute write, after
-every chunk is recorded). A processing side below ``MIN_SIDE`` px is raised to it.
+Writes ``rgb_latents [T, 4, h, w]`` in units of ``unit`` frames (one shard each); frames are
+prepared one by one (so memory follows the processing size, not the source's) and encoded
+``ENCODE_BATCH`` at a time. Once the whole input is in, store info gets ``num_frames`` and the
+frame ``Geometry`` (one attribute write, after every unit is recorded), and the ``frame`` and
+``time`` coordinates are written.
 """
 
 from __future__ import annotations
 
+from typing import Iterable, Iterator
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ...storage import layout
 from ...storage.run_store import RunStore
-from ...storage.inputs.video import iter_frames
-from ..latents import Geometry, encode, frames_to_images, processing_size
+from ..latents import Geometry, encode, processing_size, resize
 from ..model import Model
 from ..overlap import run_overlapped
 from ..progress import Progress
 
-INGEST_CHUNK = 16
+ENCODE_BATCH = 16
 MIN_SIDE = 8  # one latent pixel: thinner processing sizes (extreme aspect ratios) are padded up to it
 STAGE = layout.INGEST
 
@@ -40,55 +43,102 @@ def stored_geometry(info: dict) -> Geometry:
     return Geometry(tuple(info["frame_size"]), info["geometry"])
 
 
-def ingest(store: RunStore, model: Model, video: str, start: int, count: int | None, geometry: Geometry,
-           frames_hint: int, progress: Progress) -> dict:
-    """Encode frames ``[start, start+count)`` of ``video``; returns the store's info."""
+def unit_float(frame: np.ndarray) -> np.ndarray:
+    """``[H, W, 3]`` uint8, uint16 or float (already in [0, 1]) -> float32 in [0, 1]."""
+    if frame.dtype == np.uint8:
+        return frame.astype(np.float32) / 255.0
+    if frame.dtype == np.uint16:
+        return frame.astype(np.float32) / 65535.0
+    return frame.astype(np.float32, copy=False)
+
+
+def prepare_frame(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """One frame -> float32 ``[3, *size]`` in [-1, 1]. A frame of another aspect than ``size``
+    (a resolution change mid-stream) is fitted inside it with its aspect kept, bars in black."""
+    x = torch.from_numpy(unit_float(frame)).permute(2, 0, 1)[None]
+    h, w = frame.shape[:2]
+    fitted = (min(size[0], max(1, round(h * size[1] / w))), min(size[1], max(1, round(w * size[0] / h))))
+    if abs(h / w - size[0] / size[1]) * min(size) < 1:  # the same aspect, to a pixel
+        fitted = size
+    x = resize(x, fitted)
+    if fitted != tuple(size):
+        top, left = (size[0] - fitted[0]) // 2, (size[1] - fitted[1]) // 2
+        x = F.pad(x, (left, size[1] - fitted[1] - left, top, size[0] - fitted[0] - top))
+    return x[0] * 2.0 - 1.0
+
+
+def unit_batches(frames: Iterable[np.ndarray], unit: int) -> Iterator[tuple[int, list[np.ndarray], bool]]:
+    """``(first index, frames, ends_unit)``: at most ``ENCODE_BATCH`` frames, never across a unit
+    boundary; ``ends_unit`` is true for a unit's last batch (the input's last one included)."""
+    batch: list[np.ndarray] = []
+    first = 0
+    iterator = iter(frames)
+    upcoming = next(iterator, None)
+    while upcoming is not None:
+        batch.append(upcoming)
+        upcoming = next(iterator, None)
+        index = first + len(batch)
+        if upcoming is None or index % unit == 0 or len(batch) == ENCODE_BATCH:
+            yield first, batch, upcoming is None or index % unit == 0
+            first, batch = index, []
+
+
+def ingest(store: RunStore, model: Model, frames: Iterable[np.ndarray], expected: int, geometry: Geometry,
+           unit: int, progress: Progress) -> int:
+    """Encode every frame of ``frames`` (the clip, in order) into ``rgb_latents``; returns the frame count.
+
+    ``expected``: the frame count the input announces (0 = unknown), for progress only.
+    Units already recorded are decoded past but not encoded again.
+    """
     if "num_frames" in store.info:
-        timer = progress.stage(STAGE, store.info["num_frames"])
-        timer.advance(store.info["num_frames"], reused=True)
-        return store.info
-    expected = max(frames_hint - start, 0) if count is None else count
-    timer = progress.stage(STAGE, expected or 1)
-    state: dict = {"array": None, "frames": 0}
+        progress.stage(STAGE, store.info["num_frames"]).advance(store.info["num_frames"], reused=True)
+        return store.info["num_frames"]
+    timer = progress.stage(STAGE, expected, estimate=True)
+    latent_shape = (4, *geometry.latent)
+    pending: dict[int, np.ndarray] = {}  # unit first frame -> latents buffer being filled
+    state = {"frames": 0, "array": None}
 
-    def load(item: tuple[int, np.ndarray]) -> tuple[int, np.ndarray]:
-        return item
-
-    def compute(item, data) -> np.ndarray | None:
-        unit, frames = data
-        if store.is_done(STAGE, layout.chunk_unit(unit * INGEST_CHUNK)):
+    def load(item):
+        first, batch, _ = item
+        if store.is_done(STAGE, layout.chunk_unit(first - first % unit)):
             return None
-        images = geometry.to_vae(frames_to_images(frames, geometry.frame)).to(model.device, model.dtype)
-        return encode(model.vae, images).float().cpu().numpy()
+        return torch.stack([prepare_frame(frame, geometry.frame) for frame in batch])
 
-    def write(item, latents: np.ndarray | None) -> None:
-        unit, frames = item
-        first = unit * INGEST_CHUNK
-        state["frames"] = first + len(frames)
+    def compute(item, images):
+        if images is None:
+            return None
+        return encode(model.vae, geometry.to_vae(images.to(model.device, model.dtype))).cpu()
+
+    def write(item, latents) -> None:
+        first, batch, ends_unit = item
+        state["frames"] = first + len(batch)
+        start = first - first % unit
         if latents is None:
-            timer.advance(len(frames), reused=True)
+            timer.advance(len(batch), reused=True)
             return
-        arr = state["array"]
-        if arr is None:
-            arr = store.array(layout.RGB_LATENTS) if store.has(layout.RGB_LATENTS) else \
-                store.require(layout.RGB_LATENTS, (first + len(frames), *latents.shape[1:]),
-                              (INGEST_CHUNK, *latents.shape[1:]))
-        if arr.shape[0] < first + len(frames):
-            arr.resize((first + len(frames), *arr.shape[1:]))
-        arr[first:first + len(frames)] = latents
-        state["array"] = arr
-        store.mark_done(STAGE, layout.chunk_unit(first))
-        timer.advance(len(frames))
+        buffer = pending.setdefault(start, np.zeros((unit, *latent_shape), dtype=model.storage_dtype))
+        buffer[first - start:first - start + len(batch)] = latents.to(model.storage_torch_dtype).numpy()
+        if ends_unit:
+            stop = first + len(batch)
+            arr = state["array"] or (store.array(layout.RGB_LATENTS) if store.has(layout.RGB_LATENTS) else
+                                     store.require(layout.RGB_LATENTS, (stop, *latent_shape), model.storage_dtype,
+                                                   layout.LATENT_DIMS, unit))
+            if arr.shape[0] < stop:
+                arr.zarr.resize((stop, *latent_shape))
+            arr.write(start, pending.pop(start)[:stop - start])
+            state["array"] = arr
+            store.mark_done(STAGE, layout.chunk_unit(start), {"frames": stop - start})
+        timer.advance(len(batch))
 
-    batches = enumerate(iter_frames(video, start=start, count=count, batch=INGEST_CHUNK))
     with torch.inference_mode():
-        run_overlapped(batches, load, compute, write)
+        run_overlapped(unit_batches(frames, unit), load, compute, write)
     num_frames = state["frames"]
     if num_frames == 0:
-        return {}
+        return 0
     arr = store.array(layout.RGB_LATENTS)
     if arr.shape[0] != num_frames:
-        arr.resize((num_frames, *arr.shape[1:]))
+        arr.zarr.resize((num_frames, *latent_shape))
     store.update_info(num_frames=num_frames, geometry=geometry.mode, frame_size=list(geometry.frame),
                       depth_size=list(geometry.depth), latent_size=list(geometry.latent))
-    return store.info
+    return num_frames
+

@@ -1,9 +1,12 @@
-"""Merge stage: chunkwise mean of the co-aligned observations of each frame, then [-1, 1].
+"""Merge stage: the mean of the co-aligned observations of each frame, then [-1, 1] in place.
 
-``merged [T, H, W]`` holds ``mean_k(s_k * (x_k - global_min) + t_k)`` over the
-observations of each frame; a second chunkwise pass writes ``dst`` (``depth`` or
-``aligned``) as ``(merged - min) / (max - min) * 2 - 1`` with min/max over all frames.
-Units are time chunks of ``MERGE_CHUNK`` frames.
+``merge`` writes ``depth [T, H, W]`` as ``mean_k(s_k * (x_k - global_min) + t_k)`` over the
+observations of each frame, one unit (shard) of frames at a time; its records hold each
+unit's min, max and checksum. ``normalize`` then rewrites each unit in place as
+``(x - min) / (max - min) * 2 - 1`` with min/max over all frames: a unit whose bytes no
+longer match the merge's checksum was normalized already (shard writes are atomic), so a
+kill between the write and the record costs nothing. Snippet maps come from the scratch:
+read (``depth`` scratch) or decoded again on the device (``latent`` scratch).
 
 Arithmetic: float64 by default. With an ``exact_dtype`` (``--reproduce``) every step runs
 in that torch dtype in the published order: min shift, affine with the scale and shift
@@ -13,18 +16,41 @@ normalization as ``x -= min; x /= max; x * 2 - 1``.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import torch
 
 from ...storage import layout
-from ...storage.run_store import RunStore
-from ..model import TORCH_DTYPES
+from ...storage.run_store import CheckedArray, RunStore
+from ..latents import Geometry, decode_depth
+from ..model import TORCH_DTYPES, Model
+from ..plan import RunPlan
 from ..progress import Progress
 from ..snippets import SnippetGroup
 from .chunks import pending_chunks
 
-MERGE_CHUNK = 8
+SUB_CHUNK = 16  # frames merged at once inside a unit (bounds the float64 temporaries)
+DECODE_BATCH = 8
 
+
+class DecodedSnippets:
+    """Latent scratch ``[N, L, 4, h, w]`` read as depth ``[N, L, H, W]``: ``x[lo:hi, slot]`` decodes on the device."""
+
+    def __init__(self, latents: CheckedArray, model: Model, geometry: Geometry):
+        self.latents, self.model, self.geometry = latents, model, geometry
+        self.shape = (*latents.shape[:2], *geometry.depth)
+
+    def __getitem__(self, selection: tuple[slice, int]) -> np.ndarray:
+        z = torch.from_numpy(np.asarray(self.latents[selection])).to(self.model.device, self.model.dtype)
+        with torch.inference_mode():
+            maps = [decode_depth(self.model.vae, z[i:i + DECODE_BATCH], self.geometry)
+                    for i in range(0, len(z), DECODE_BATCH)]
+        return torch.cat(maps).to(self.model.storage_torch_dtype).cpu().numpy()
+
+
+def checksum(frames: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(frames, dtype=np.float32).tobytes())
 
 
 def merge_frames(snippets: list, groups: list[SnippetGroup], scales: list[np.ndarray],
@@ -74,31 +100,49 @@ def normalized(x: np.ndarray, lo: float, hi: float, exact_dtype: str | None = No
     return (shifted / (high - low) * 2.0 - 1.0).float().numpy()
 
 
-def merge(store: RunStore, groups: list[SnippetGroup], scales: list[np.ndarray], shifts: list[np.ndarray],
+def snippet_sources(store: RunStore, plan: RunPlan, model: Model) -> list:
+    """Per group, the snippet depth maps as ``[N, L, H, W]`` array-likes."""
+    arrays = [store.array(layout.snippet_scratch(k)) for k in range(len(plan.groups))]
+    if plan.scratch == "depth":
+        return arrays
+    return [DecodedSnippets(a, model, plan.geometry) for a in arrays]
+
+
+def merge(store: RunStore, plan: RunPlan, model: Model, scales: list[np.ndarray], shifts: list[np.ndarray],
           global_min: float, progress: Progress, exact_dtype: str | None = None) -> tuple[float, float]:
-    """Write ``merged`` chunk by chunk; returns (min, max) over the whole video."""
-    num_frames = store.info["num_frames"]
-    h, w = store.info["depth_size"]
-    out = store.require(layout.MERGED, (num_frames, h, w), (MERGE_CHUNK, h, w))
-    snippets = [store.array(layout.snippet_depth(k)) for k in range(len(groups))]
-    timer = progress.stage(layout.MERGE, num_frames)
-    for first, stop, unit in pending_chunks(store, layout.MERGE, timer, num_frames, MERGE_CHUNK):
-        frames = merge_frames(snippets, groups, scales, shifts, global_min, first, stop,
-                              exact_dtype).astype(np.float32)
-        out[first:stop] = frames
-        store.mark_done(layout.MERGE, unit, {"min": float(frames.min()), "max": float(frames.max())})
-        timer.advance(stop - first)
+    """Write the merged depth unit by unit; returns (min, max) over the whole video."""
+    t, unit = plan.num_frames, plan.frame_unit
+    timer = progress.stage(layout.MERGE, t)
+    pending = list(pending_chunks(store, layout.MERGE, timer, t, unit))
+    if pending:
+        out = store.require(layout.DEPTH, (t, *plan.geometry.depth), "float32", layout.FRAME_DIMS, unit,
+                            attrs={"coordinates": layout.TIME})
+        snippets = snippet_sources(store, plan, model)
+        for first, stop, unit_id in pending:
+            frames = np.empty((stop - first, *plan.geometry.depth), dtype=np.float32)
+            for a in range(first, stop, SUB_CHUNK):
+                b = min(a + SUB_CHUNK, stop)
+                frames[a - first:b - first] = merge_frames(snippets, plan.groups, scales, shifts, global_min, a, b,
+                                                           exact_dtype)
+                timer.advance(b - a)
+            out.write(first, frames)
+            store.mark_done(layout.MERGE, unit_id, {"min": float(frames.min()), "max": float(frames.max()),
+                                                    "crc": checksum(frames)})
     records = store.done_units(layout.MERGE).values()
     return min(r["min"] for r in records), max(r["max"] for r in records)
 
 
-def normalize(store: RunStore, dst: str, lo: float, hi: float, progress: Progress,
+def normalize(store: RunStore, plan: RunPlan, lo: float, hi: float, progress: Progress,
               exact_dtype: str | None = None) -> None:
-    """Write ``dst = (merged - lo) / (hi - lo) * 2 - 1`` chunk by chunk (constant video -> 0)."""
-    src = store.array(layout.MERGED)
-    out = store.require(dst, src.shape, src.chunks)
-    timer = progress.stage(layout.NORMALIZE, src.shape[0])
-    for first, stop, unit in pending_chunks(store, layout.NORMALIZE, timer, src.shape[0], src.chunks[0]):
-        out[first:stop] = normalized(src[first:stop], lo, hi, exact_dtype)
-        store.mark_done(layout.NORMALIZE, unit)
+    """Rewrite ``depth`` as ``(x - lo) / (hi - lo) * 2 - 1``, unit by unit, in place."""
+    t = plan.num_frames
+    timer = progress.stage(layout.NORMALIZE, t)
+    merged = store.done_units(layout.MERGE)
+    for first, stop, unit_id in pending_chunks(store, layout.NORMALIZE, timer, t, plan.frame_unit):
+        depth = store.array(layout.DEPTH)
+        frames = np.asarray(depth[first:stop])
+        if checksum(frames) == merged[unit_id]["crc"]:  # still the merge's bytes
+            frames = normalized(frames, lo, hi, exact_dtype)
+            depth.write(first, frames)
+        store.mark_done(layout.NORMALIZE, unit_id, {"crc": checksum(frames)})
         timer.advance(stop - first)

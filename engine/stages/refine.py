@@ -1,10 +1,12 @@
 """Refinement stage: R coarse-to-fine denoising sweeps over the co-aligned video latents.
 
-Latents live in two store buffers, ``refine/latents_0`` and ``refine/latents_1``
-``[T, 4, h, w]`` float32: step ``i`` reads buffer ``i % 2`` and writes ``(i+1) % 2``.
-Each step walks time in chunks; a chunk ``[a, b)`` runs every snippet touching it (a
-halo of ``(L-1)d`` frames on each side) from the old latents, and each frame's new
-latent is the mean over its snippets (uncovered frames keep the old latent).
+``refine-encode`` encodes the normalized ``depth`` (3 channels) and noises it to the first
+kept timestep into ``refine/latents_0``; step ``i`` reads buffer ``i % 2`` and writes
+``(i+1) % 2`` (``[T, 4, h, w]``, compute precision), one unit of frames at a time: a unit
+``[a, b)`` runs every snippet touching it (a halo of ``(L-1)d`` frames each side) from the
+old latents, and each frame's new latent is the mean over its snippets (uncovered frames
+keep the old latent). ``refine-decode`` decodes the last buffer into ``depth``, in place
+of the co-aligned depth (which the encode has consumed). No renormalization.
 """
 
 from __future__ import annotations
@@ -17,38 +19,20 @@ import torch
 from ...storage import layout
 from ...storage.run_store import RunStore
 from ..denoise import denoise_step, make_scheduler
-from ..latents import Geometry, decode_depth, encode
-from .chunks import pending_chunks
+from ..latents import decode_depth, encode
 from ..model import TORCH_DTYPES, Model
+from ..plan import RunPlan
 from ..progress import Progress
-from .ingest import stored_geometry
 from ..snippets import SnippetGroup
+from .chunks import pending_chunks
 
-REFINE_CHUNK = 64
-DECODE_CHUNK = 8
+VAE_BATCH = 8  # frames per VAE call
 
 
 def timesteps_kept(model: Model, steps: int) -> tuple:
     """Scheduler over ``2R`` steps and its second half of timesteps (the R refinement steps)."""
     scheduler = make_scheduler(model, 2 * steps)
     return scheduler, scheduler.timesteps[steps:]
-
-
-def encode_aligned(store: RunStore, model: Model, noise: torch.Tensor, timestep: torch.Tensor,
-                   scheduler, geometry: Geometry, progress: Progress) -> None:
-    """Encode ``aligned`` depth (3 channels) and noise it to the first kept timestep -> buffer 0."""
-    src = store.array(layout.ALIGNED)
-    t = src.shape[0]
-    h, w = store.info["latent_size"]
-    out = store.require(layout.refine_latents(0), (t, 4, h, w), (REFINE_CHUNK, 4, h, w))
-    timer = progress.stage(layout.REFINE_ENCODE, t)
-    for first, stop, unit in pending_chunks(store, layout.REFINE_ENCODE, timer, t, REFINE_CHUNK):
-        depth = torch.from_numpy(np.asarray(src[first:stop])).to(model.device, model.dtype)
-        latents = encode(model.vae, geometry.to_vae(depth[:, None].expand(-1, 3, -1, -1)))
-        noisy = scheduler.add_noise(latents, noise.expand_as(latents), timestep)
-        out[first:stop] = noisy.float().cpu().numpy()
-        store.mark_done(layout.REFINE_ENCODE, unit)
-        timer.advance(stop - first)
 
 
 def refine_chunk(model: Model, scheduler, group: SnippetGroup, rgb, old, timestep: torch.Tensor,
@@ -81,40 +65,43 @@ def refine_chunk(model: Model, scheduler, group: SnippetGroup, rgb, old, timeste
     return torch.where(count[:, None, None, None] > 0, mean.float(), keep.float()).numpy()
 
 
-def refine(store: RunStore, model: Model, dilations: list[int], length: int, noise: torch.Tensor,
-           batch_size: int, progress: Progress, exact_dtype: str | None = None) -> None:
-    """Run all refinement steps, then decode the final latents into ``depth [T, H, W]``."""
-    steps = len(dilations)
+def refine(store: RunStore, model: Model, plan: RunPlan, noise: torch.Tensor, progress: Progress,
+           exact_dtype: str | None = None) -> None:
+    """Run every refinement step, then decode the final latents into ``depth``."""
+    steps, t, unit, geometry = len(plan.refine_dilations), plan.num_frames, plan.frame_unit, plan.geometry
     scheduler, kept = timesteps_kept(model, steps)
-    geometry = stored_geometry(store.info)
-    encode_aligned(store, model, noise, kept[0], scheduler, geometry, progress)
-    num_frames = store.info["num_frames"]
-    rgb = store.array(layout.RGB_LATENTS)
-    first_buffer = store.array(layout.refine_latents(0))
-    buffers = [first_buffer, store.require(layout.refine_latents(1), first_buffer.shape, first_buffer.chunks)]
+    shape = (t, 4, *geometry.latent)
+
+    def buffer(index: int):
+        return store.require(layout.refine_latents(index), shape, model.storage_dtype, layout.LATENT_DIMS, unit)
+
     with torch.inference_mode():
-        for i, (dilation, timestep) in enumerate(zip(dilations, kept)):
-            group = SnippetGroup(dilation=dilation, length=length, num_frames=num_frames)
-            old, new = buffers[i % 2], buffers[(i + 1) % 2]
-            stage = f"refine-{i + 1}/{steps} d={dilation}"
-            timer = progress.stage(stage, num_frames)
+        timer = progress.stage(layout.REFINE_ENCODE, t)
+        for first, stop, unit_id in pending_chunks(store, layout.REFINE_ENCODE, timer, t, unit):
+            depth = torch.from_numpy(np.asarray(store.array(layout.DEPTH)[first:stop]))
+            noisy = []
+            for a in range(0, stop - first, VAE_BATCH):
+                maps = depth[a:a + VAE_BATCH].to(model.device, model.dtype)[:, None].expand(-1, 3, -1, -1)
+                latents = encode(model.vae, geometry.to_vae(maps))
+                noisy.append(scheduler.add_noise(latents, noise.expand_as(latents), kept[0]))
+            buffer(0).write(first, torch.cat(noisy).to(model.storage_torch_dtype).cpu().numpy())
+            store.mark_done(layout.REFINE_ENCODE, unit_id)
+            timer.advance(stop - first)
+        for i, (dilation, timestep) in enumerate(zip(plan.refine_dilations, kept)):
+            group = SnippetGroup(dilation=dilation, length=plan.refine_length, num_frames=t)
+            timer = progress.stage(f"refine-{i + 1}/{steps} d={dilation}", t)
             step_unit = functools.partial(layout.refine_unit, i)
-            for first, stop, unit in pending_chunks(store, layout.REFINE, timer, num_frames, REFINE_CHUNK, step_unit):
-                new[first:stop] = refine_chunk(model, scheduler, group, rgb, old, timestep, first, stop, batch_size,
-                                               exact_dtype)
-                store.mark_done(layout.REFINE, unit)
+            for first, stop, unit_id in pending_chunks(store, layout.REFINE, timer, t, unit, step_unit):
+                new = refine_chunk(model, scheduler, group, store.array(layout.RGB_LATENTS), buffer(i % 2),
+                                   timestep, first, stop, plan.batch_size, exact_dtype)
+                buffer((i + 1) % 2).write(first, new.astype(model.storage_dtype))
+                store.mark_done(layout.REFINE, unit_id)
                 timer.advance(stop - first)
-        decode_final(store, model, buffers[steps % 2], geometry, progress)
-
-
-def decode_final(store: RunStore, model: Model, latents, geometry: Geometry, progress: Progress) -> None:
-    """Decode refined latents chunkwise into ``depth [T, H, W]`` (no renormalization)."""
-    h, w = geometry.depth
-    t = latents.shape[0]
-    out = store.require(layout.DEPTH, (t, h, w), (DECODE_CHUNK, h, w))
-    timer = progress.stage(layout.REFINE_DECODE, t)
-    for first, stop, unit in pending_chunks(store, layout.REFINE_DECODE, timer, t, out.chunks[0]):
-        z = torch.from_numpy(np.asarray(latents[first:stop])).to(model.device, model.dtype)
-        out[first:stop] = decode_depth(model.vae, z, geometry).float().cpu().numpy()
-        store.mark_done(layout.REFINE_DECODE, unit)
-        timer.advance(stop - first)
+        timer = progress.stage(layout.REFINE_DECODE, t)
+        for first, stop, unit_id in pending_chunks(store, layout.REFINE_DECODE, timer, t, unit):
+            z = torch.from_numpy(np.asarray(buffer(steps % 2)[first:stop])).to(model.device, model.dtype)
+            depth = torch.cat([decode_depth(model.vae, z[a:a + VAE_BATCH], geometry)
+                               for a in range(0, len(z), VAE_BATCH)])
+            store.array(layout.DEPTH).write(first, depth.float().cpu().numpy())
+            store.mark_done(layout.REFINE_DECODE, unit_id)
+            timer.advance(stop - first)

@@ -1,9 +1,11 @@
-"""Snippet stage: the device worker runs every scheduled batch and commits snippet depth.
+"""Snippet stage: the device worker runs every planned unit and commits snippet scratch and samples.
 
-Per group ``k`` it writes ``snippets/g{k} [N_k, L_k, H, W]`` (one chunk per frame of a
-snippet; float16 when computing in fp16, else float32) and ``samples/g{k}
-[N_k, L_k, P_h, P_w]`` float32, the strided copy co-alignment reads. Each batch is a
-unit whose record holds the minimum depth of its snippets (for the global minimum).
+Per group ``k`` it writes ``snippets/g{k}`` (the plan's scratch: full-resolution depth
+``[N_k, L_k, H, W]`` or latents ``[N_k, L_k, 4, h, w]``, in the compute precision) and
+``samples/g{k} [N_k, L_k, P_h, P_w]``, the strided copy co-alignment reads; one shard of
+each per unit. A unit's record holds the minimum depth of its snippets (for the global
+minimum). Non-finite depth in a batch is computed again in float32; if it stays
+non-finite the run stops naming the unit.
 """
 
 from __future__ import annotations
@@ -15,16 +17,16 @@ import torch
 
 from ...storage import layout
 from ...storage.array_reads import RowCache
-from ...storage.run_store import RunStore
+from ...storage.run_store import CheckedArray, RunStore
+from ..batching import SnippetUnit
 from ..coalign import sample_pixels
 from ..denoise import denoise_step, initial_noise, make_scheduler
-from ..latents import decode_depth
+from ..errors import EngineError
+from ..latents import Geometry, decode_depth
 from ..model import Model
 from ..overlap import run_overlapped
-from .ingest import stored_geometry
+from ..plan import RunPlan
 from ..progress import Progress
-from ..batching import SnippetBatch
-from ..snippets import SnippetGroup
 
 STAGE = layout.SNIPPETS
 DECODE_BATCH = 8
@@ -60,96 +62,145 @@ class DeviceTimer:
         return sum(b - a for a, b in self.spans[part])
 
 
-def snippet_dtype(model: Model) -> str:
-    """Storage dtype of snippet depth: the decoder's own precision, losslessly."""
-    return "float16" if model.dtype == torch.float16 else "float32"
-
-
-def snippet_arrays(store: RunStore, groups: list[SnippetGroup], size: tuple[int, int], dtype: str):
-    """Create (or reopen) the full-resolution and sampled snippet arrays of every group."""
-    h, w = size
-    ph, pw = sample_pixels(np.zeros((1, h, w))).shape[-2:]
-    full = [store.require(layout.snippet_depth(k), (g.count, g.length, h, w), (1, 1, h, w), dtype)
-            for k, g in enumerate(groups)]
-    samples = [store.require(layout.snippet_samples(k), (g.count, g.length, ph, pw), (1, g.length, ph, pw))
-               for k, g in enumerate(groups)]
-    return full, samples
+def scratch_arrays(store: RunStore, plan: RunPlan, dtype: str) -> tuple[list[CheckedArray], list[CheckedArray]]:
+    """Create (or reopen) the scratch and sample arrays of every group."""
+    unit = plan.units[0].stop - plan.units[0].first
+    depth = plan.geometry.depth
+    ph, pw = sample_pixels(np.zeros(depth)).shape
+    scratch, samples = [], []
+    for k, g in enumerate(plan.groups):
+        trailing = depth if plan.scratch == "depth" else (4, *plan.geometry.latent)
+        names = ("y", "x") if plan.scratch == "depth" else ("channel", "latent_y", "latent_x")
+        scratch.append(store.require(layout.snippet_scratch(k), (g.count, g.length, *trailing), dtype,
+                                     layout.snippet_dims(k, names), unit, inner=(1, 1, *trailing),
+                                     attrs={"scratch": plan.scratch}))
+        samples.append(store.require(layout.snippet_samples(k), (g.count, g.length, ph, pw), dtype,
+                                     layout.snippet_dims(k, ("sample_y", "sample_x")), unit,
+                                     inner=(unit, g.length, ph, pw)))
+    return scratch, samples
 
 
 def global_minimum(store: RunStore) -> float:
-    """Minimum over all snippet depths, from the batch records."""
+    """Minimum over all snippet depths, from the unit records."""
     return float(min(r["min"] for r in store.done_units(STAGE).values()))
 
 
-def infer_snippets(store: RunStore, model: Model, groups: list[SnippetGroup], batches: list[SnippetBatch],
-                   seed: int, progress: Progress, device_timer: DeviceTimer | None = None) -> float:
-    """Run the scheduled ``batches`` not yet done; returns the global minimum depth.
+class SnippetWorker:
+    """UNet step + VAE decode of one batch, on the model's device; float32 again where fp16/bf16
+    gives non-finite depth."""
+
+    def __init__(self, model: Model, geometry: Geometry, seed: int, device_timer: DeviceTimer | None):
+        self.model, self.geometry, self.seed, self.timer = model, geometry, seed, device_timer
+        self.scheduler = make_scheduler(model, 1)
+        self.timestep = self.scheduler.timesteps[0]
+        self.step_at = int(self.timestep)  # the scheduler indexes host tables: a host int avoids a device sync
+        self.noise = initial_noise(model, geometry.latent, seed)
+
+    def run(self, model: Model, noise: torch.Tensor, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``rgb`` ``[b, L, 4, h, w]`` -> (latents ``[b, L, 4, h, w]``, depth ``[b, L, H, W]``), compute dtype."""
+        t0 = self.timer.stamp() if self.timer else None
+        rgb = rgb.to(model.device, non_blocking=True)
+        start = noise.expand(*rgb.shape[:2], -1, -1, -1)
+        latents = denoise_step(model, self.scheduler, rgb, start, self.timestep, step_at=self.step_at)
+        t1 = self.timer.stamp() if self.timer else None
+        flat = latents.reshape(-1, *latents.shape[2:])
+        depth = torch.cat([decode_depth(model.vae, flat[i:i + DECODE_BATCH], self.geometry)
+                           for i in range(0, flat.shape[0], DECODE_BATCH)])
+        if self.timer:
+            self.timer.add("unet", t0, t1)
+            self.timer.add("decode", t1, self.timer.stamp())
+            self.timer.batches.append((rgb.shape[0], rgb.shape[1], *rgb.shape[-2:]))
+        return latents, depth.reshape(*latents.shape[:2], *depth.shape[1:])
+
+    def __call__(self, rgb: torch.Tensor, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+        latents, depth = self.run(self.model, self.noise, rgb)
+        if torch.isfinite(depth).all():
+            return latents, depth
+        if self.model.dtype != torch.float32:  # fp16 overflow: the same batch in float32, stored as such
+            wide = self.model.in_float32()
+            latents, depth = self.run(wide, self.noise.float(), rgb)
+            if torch.isfinite(depth).all():
+                return latents.to(self.model.dtype), depth.to(self.model.dtype)
+        raise EngineError(f"non-finite depth in {where} of {self.model.checkpoint} even in float32: the "
+                          "checkpoint's weights are probably damaged (re-download them)")
+
+
+def infer_snippets(store: RunStore, model: Model, plan: RunPlan, seed: int, progress: Progress,
+                   device_timer: DeviceTimer | None = None) -> float:
+    """Run every planned unit not yet done; returns the global minimum depth.
 
     ``device_timer``: times the UNet step and the VAE decode of every batch (benchmarks).
     """
-    info = store.info
-    geometry = stored_geometry(info)
-    size, latent_size = geometry.depth, geometry.latent
-    full, samples = snippet_arrays(store, groups, size, snippet_dtype(model))
-    store_dtype = getattr(torch, snippet_dtype(model))
-    timer = progress.stage(STAGE, sum(g.count for g in groups), unit="snippets")
+    timer = progress.stage(STAGE, plan.snippets, unit="snippets")
     todo = []
-    for batch in batches:
-        if store.is_done(STAGE, batch.unit):
-            timer.advance(len(batch.members), reused=True)
+    for unit in plan.units:
+        if store.is_done(STAGE, unit.id):
+            timer.advance(unit.size, reused=True)
         else:
-            todo.append(batch)
-    if todo:
-        window = max((g.length - 1) * g.dilation for g in groups) + max(len(b.members) for b in batches)
-        rgb_latents = store.array(layout.RGB_LATENTS)
-        cache = RowCache(rgb_latents, capacity=window // rgb_latents.chunks[0] + 3)
-        noise = initial_noise(model, latent_size, seed)
-        scheduler = make_scheduler(model, 1)
-        timestep = scheduler.timesteps[0]
-        step_at = int(timestep)  # the scheduler indexes host tables: a host int avoids a device sync
-        cuda = model.device.type == "cuda"
-        if cuda:
-            model.vae.to(memory_format=torch.channels_last)
+            todo.append(unit)
+    if not todo:
+        return global_minimum(store)
+    scratch, samples = scratch_arrays(store, plan, model.storage_dtype)
+    groups = plan.groups
+    rgb_latents = store.array(layout.RGB_LATENTS)
+    window = max((g.length - 1) * g.dilation for g in groups) + (todo[0].stop - todo[0].first)
+    cache = RowCache(rgb_latents, rgb_latents.unit, capacity=window // rgb_latents.unit + 2)
+    worker = SnippetWorker(model, plan.geometry, seed, device_timer)
+    cuda = model.device.type == "cuda"
+    if cuda:
+        model.vae.to(memory_format=torch.channels_last)
+    items = [(unit, batch, b == len(unit.batches) - 1) for unit in todo for b, batch in enumerate(unit.batches)]
+    buffers: dict[int, dict] = {}
 
-        def load(batch: SnippetBatch) -> torch.Tensor:
-            frames = np.stack([groups[k].frames(i) for k, i in batch.members])
-            rgb = torch.from_numpy(cache.rows(frames))
-            return rgb.pin_memory() if cuda else rgb  # pinned: the copy to the device is truly async
+    def load(item) -> torch.Tensor:
+        _, batch, _ = item
+        rgb = torch.from_numpy(cache.rows(np.stack([groups[k].frames(i) for k, i in batch.members])))
+        return rgb.pin_memory() if cuda else rgb  # pinned: the copy to the device is truly async
 
-        def compute(batch: SnippetBatch, rgb: torch.Tensor):
-            t0 = device_timer.stamp() if device_timer else None
-            rgb = rgb.to(model.device, non_blocking=True)
-            start = noise.expand(*rgb.shape[:2], -1, -1, -1)
-            latents = denoise_step(model, scheduler, rgb, start, timestep, step_at=step_at)
-            t1 = device_timer.stamp() if device_timer else None
-            flat = latents.reshape(-1, *latents.shape[2:])
-            depth = torch.cat([decode_depth(model.vae, flat[i:i + DECODE_BATCH], geometry)
-                               for i in range(0, flat.shape[0], DECODE_BATCH)])
-            depth = depth.reshape(*latents.shape[:2], *size).to(store_dtype)  # lossless: see snippet_dtype
-            if device_timer:
-                device_timer.add("unet", t0, t1)
-                device_timer.add("decode", t1, device_timer.stamp())
-                device_timer.batches.append((rgb.shape[0], rgb.shape[1], *rgb.shape[-2:]))
-            if not cuda:
-                return depth.numpy(), None
-            # Copy back into pinned memory without blocking this thread; the writer waits on the event.
-            host = torch.empty(depth.shape, dtype=depth.dtype, pin_memory=True)
-            host.copy_(depth, non_blocking=True)
-            done = torch.cuda.Event()
-            done.record()
-            return host, done
+    def compute(item, rgb: torch.Tensor):
+        unit, batch, _ = item
+        latents, depth = worker(rgb, f"snippet unit {unit.id} (frames {unit.first}..)")
+        kept = depth if plan.scratch == "depth" else latents
+        kept = kept.to(model.storage_torch_dtype)
+        depth = depth.to(model.storage_torch_dtype)
+        if not cuda:
+            return kept.numpy(), depth.numpy(), None
+        # Copy back into pinned memory without blocking this thread; the writer waits on the event.
+        hosts = [torch.empty(x.shape, dtype=x.dtype, pin_memory=True) for x in (kept, depth)]
+        for host, x in zip(hosts, (kept, depth)):
+            host.copy_(x, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return hosts[0], hosts[1], done
 
-        def write(batch: SnippetBatch, result) -> None:
-            depth, done = result
-            if done is not None:
-                done.synchronize()
-                depth = depth.numpy()
-            for (k, i), d in zip(batch.members, depth):
-                full[k][i] = d.astype(full[k].dtype)
-                samples[k][i] = sample_pixels(d)
-            store.mark_done(STAGE, batch.unit, {"min": float(depth.min())})
-            timer.advance(len(batch.members))
+    def write(item, result) -> None:
+        unit, batch, last = item
+        kept, depth, done = result
+        if done is not None:
+            done.synchronize()
+            kept, depth = kept.numpy(), depth.numpy()
+        state = buffers.setdefault(unit.first, new_unit_buffers(unit, kept, depth))
+        for (k, i), x, d in zip(batch.members, kept, depth):
+            state["scratch"][k][i - unit.first] = x
+            state["samples"][k][i - unit.first] = sample_pixels(d)
+        state["min"] = min(state["min"], float(depth.min()))
+        if last:
+            for k, g in enumerate(groups):
+                n = min(unit.stop, g.count) - unit.first
+                if n > 0:
+                    scratch[k].write(unit.first, state["scratch"][k][:n])
+                    samples[k].write(unit.first, state["samples"][k][:n])
+            store.mark_done(STAGE, unit.id, {"min": state["min"]})
+            del buffers[unit.first]
+        timer.advance(len(batch.members))
 
-        with torch.inference_mode():
-            run_overlapped(todo, load, compute, write)
+    def new_unit_buffers(unit: SnippetUnit, kept: np.ndarray, depth: np.ndarray) -> dict:
+        rows = unit.stop - unit.first
+        return {"min": np.inf,
+                "scratch": [np.zeros((rows, g.length, *kept.shape[2:]), kept.dtype) for g in groups],
+                "samples": [np.zeros((rows, g.length, *sample_pixels(depth[0, 0]).shape), depth.dtype)
+                            for g in groups]}
+
+    with torch.inference_mode():
+        run_overlapped(items, load, compute, write)
     return global_minimum(store)

@@ -1,0 +1,106 @@
+"""The run plan: what the config and the ingested video decide for every later stage.
+
+Snippet groups, work units, UNet batch size and the kind of snippet scratch are fixed
+once per run store (``info.plan``), so a resumed run cuts its work exactly as before.
+
+Snippet scratch (``--scratch``): the snippet stage decodes every snippet frame to depth (for
+the global minimum and the co-alignment samples); the merge needs those maps again.
+- ``depth`` keeps them at full resolution in the compute precision: no extra device work,
+  ``frames x observations x H x W x 2-4`` bytes of disk until the merge is done;
+- ``latent`` keeps the snippet latents (64x fewer values) and decodes them again at merge
+  time: one more VAE decode per snippet frame, a small fraction of the disk;
+- ``auto`` (default) takes ``depth`` while it needs at most ``--scratch-limit`` and half the
+  free disk, ``latent`` beyond (long videos).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..storage import layout
+from .batching import SnippetUnit, default_batch_size, plan_units
+from .config import ExecutionOptions, RunConfig
+from .latents import Geometry
+from .snippets import SnippetGroup, plan_snippets, refinement_dilations
+
+SCRATCH_MODES = ("auto", "depth", "latent")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Every decision later stages share. ``frame_unit``: frames per unit of the per-frame
+    stages; ``units``: the snippet stage's units; ``scratch``: ``depth`` or ``latent``."""
+
+    num_frames: int
+    geometry: Geometry
+    groups: list[SnippetGroup]
+    notes: list[str]
+    batch_size: int
+    scratch: str
+    frame_unit: int
+    units: list[SnippetUnit]
+    refine_dilations: list[int]
+    refine_length: int
+
+    @property
+    def snippets(self) -> int:
+        return sum(g.count for g in self.groups)
+
+
+def frame_unit(geometry: Geometry) -> int:
+    """Frames per unit of the per-frame arrays (sized by the largest, float32 depth)."""
+    return layout.unit_rows(4 * int(np.prod(geometry.depth)))
+
+
+def map_bytes(geometry: Geometry, scratch: str, itemsize: int) -> int:
+    """Bytes of one snippet frame's scratch map."""
+    return itemsize * int(np.prod(geometry.depth) if scratch == "depth" else 4 * np.prod(geometry.latent))
+
+
+def choose_scratch(mode: str, limit: int, groups: list[SnippetGroup], geometry: Geometry, itemsize: int,
+                   folder: Path) -> str:
+    """``depth`` or ``latent`` for ``mode`` (see the module docstring)."""
+    if mode != "auto":
+        return mode
+    need = sum(g.count * g.length for g in groups) * map_bytes(geometry, "depth", itemsize)
+    free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
+    return "depth" if need <= min(limit, free // 2) else "latent"
+
+
+def make_plan(info: dict, cfg: RunConfig, opts: ExecutionOptions, num_frames: int, geometry: Geometry,
+              itemsize: int, free_device_bytes: int | None, device_type: str, folder: Path) -> tuple[RunPlan, dict]:
+    """The plan for a run with ``info`` (the store's): its recorded choices if any, else new
+    ones. Returns the plan and the ``info`` entries to record (empty when nothing is new)."""
+    groups, notes = plan_snippets(num_frames, cfg.dilations, cfg.snippet_lens, cfg.cap_dilation)
+    recorded = info.get("plan")
+    if recorded:
+        batch, scratch, snippet_unit = recorded["batch_size"], recorded["scratch"], recorded["snippet_unit"]
+    else:
+        batch = opts.batch_size or default_batch_size(device_type, free_device_bytes, int(np.prod(geometry.frame)))
+        scratch = choose_scratch(opts.scratch, opts.scratch_limit, groups, geometry, itemsize, folder)
+        per_start = sum(g.length for g in groups) * map_bytes(geometry, scratch, itemsize)
+        snippet_unit = layout.unit_rows(per_start)
+    length = min(cfg.refine_snippet_len, num_frames)
+    refine = refinement_dilations(cfg.refine_steps, cfg.refine_start_dilation, length, num_frames,
+                                  cfg.cap_dilation) if cfg.refine_steps else []
+    plan = RunPlan(num_frames=num_frames, geometry=geometry, groups=groups, notes=notes, batch_size=batch,
+                   scratch=scratch, frame_unit=frame_unit(geometry), units=plan_units(groups, snippet_unit, batch),
+                   refine_dilations=refine, refine_length=length)
+    new = {} if recorded else {"plan": {"batch_size": batch, "scratch": scratch, "snippet_unit": snippet_unit},
+                               "notes": notes, "expected_units": expected_units(plan)}
+    return plan, new
+
+
+def expected_units(plan: RunPlan) -> dict[str, int]:
+    """Units each stage records when complete (``inspect`` compares against them)."""
+    chunks = -(-plan.num_frames // plan.frame_unit)
+    units = {layout.INGEST: chunks, layout.SNIPPETS: len(plan.units), layout.COALIGN: 1,
+             layout.MERGE: chunks, layout.NORMALIZE: chunks}
+    if plan.refine_dilations:
+        units.update({layout.REFINE_ENCODE: chunks, layout.REFINE: len(plan.refine_dilations) * chunks,
+                      layout.REFINE_DECODE: chunks})
+    return units
