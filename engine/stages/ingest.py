@@ -48,7 +48,8 @@ def ingest(store: RunStore, model: Model, video: str, start: int, count: int | N
         timer.advance(store.info["num_frames"], reused=True)
         return store.info
     expected = max(frames_hint - start, 0) if count is None else count
-    timer = progress.stage(STAGE, expected or 1)
+    # a container's frame count is a hint (0: none, VFR and cut streams differ): an estimate until the stream ends
+    timer = progress.stage(STAGE, expected or None, estimate=True)
     state: dict = {"array": None, "frames": 0}
 
     def load(item: tuple[int, np.ndarray]) -> tuple[int, np.ndarray]:
@@ -84,6 +85,7 @@ def ingest(store: RunStore, model: Model, video: str, start: int, count: int | N
     with torch.inference_mode():
         run_overlapped(batches, load, compute, write)
     num_frames = state["frames"]
+    timer.set_total(num_frames)
     if num_frames == 0:
         return {}
     arr = store.array(layout.RGB_LATENTS)
