@@ -136,11 +136,13 @@ def configs_from(kw: dict):
 
 
 def print_summary(result) -> None:
-    click.echo(f"{result.num_frames} frames in {result.seconds:.1f} s "
-               f"({result.num_frames / max(result.seconds, 1e-9):.2f} frames/s overall)")
-    for stage in result.stages:
-        reused = f", {stage['reused']} reused" if stage["reused"] else ""
-        click.echo(f"  {stage['stage']:<24} {stage['seconds']:8.2f} s  {stage['rate']:8.2f} {stage['unit']}/s{reused}")
+    from .engine.progress import summary_lines
+
+    # INTEGRATE: the pipeline provides the cumulative seconds and run count of the store (None: left out);
+    # with --log-format json, Progress.summary(...) emits the same as one {"event": "summary"} object.
+    for line in summary_lines(result.stages, result.seconds, getattr(result, "cumulative_seconds", None),
+                              result.num_frames, runs=getattr(result, "runs", None)):
+        click.echo(line)
     for fmt, path in result.outputs.items():
         click.echo(f"  {fmt:<6} {path}")
 

@@ -88,6 +88,8 @@ def write_errors_as_engine_errors(store_path: Path):
 @contextmanager
 def warnings_to_stderr():
     """Input warnings (e.g. a truncated stream) as one ``warning:`` line each, even with --quiet."""
+    # INTEGRATE: route these through progress.warning(text) (once each, in every mode) so that
+    # --log-format json emits {"event": "warning"} objects and a live bar is not overwritten.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -129,11 +131,12 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
         except StoreLocked as exc:
             raise EngineError(str(exc)) from None
     try:
-        progress = Progress(opts.quiet)
+        # INTEGRATE: --log-format (bar|plain|json) -> Progress(mode); auto = bars on a terminal, else plain lines
+        progress = Progress("quiet" if opts.quiet else "auto")
         if lock.took_over:
             progress.note(f"took over the lock of process {lock.took_over.get('pid')} "
                           f"(no longer running) on {store_path}")
-        with write_errors_as_engine_errors(store_path), warnings_to_stderr():
+        with progress, write_errors_as_engine_errors(store_path), warnings_to_stderr():
             store = open_store(out_dir, cfg, video, opts.overwrite)
             return _run(store, video, out_dir, cfg, opts, model, info, progress, started, device_timer)
     finally:
@@ -191,6 +194,8 @@ def _stages(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: Ex
     store.mark_done(layout.COMPLETE, layout.COMPLETE_UNIT,
                     {"frames": num_frames, "outputs": {k: str(v) for k, v in outputs.items()},
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    # INTEGRATE: keep every field of s.record() (total, computed, status); store this run's seconds in the
+    # run store and put the cumulative seconds and run count on RunResult for summary_lines.
     stages = [{"stage": s.name, "seconds": s.seconds, "items": s.done, "reused": s.reused, "unit": s.unit,
                "rate": s.rate} for s in progress.stages]
     return RunResult(store=store.path, outputs=outputs, num_frames=num_frames,

@@ -93,7 +93,8 @@ def ingest(store: RunStore, model: Model, frames: Iterable[np.ndarray], expected
     if "num_frames" in store.info:
         progress.stage(STAGE, store.info["num_frames"]).advance(store.info["num_frames"], reused=True)
         return store.info["num_frames"]
-    timer = progress.stage(STAGE, expected, estimate=True)
+    # a container's frame count is a hint (0: none, VFR and cut streams differ): an estimate until the stream ends
+    timer = progress.stage(STAGE, expected or None, estimate=True)
     latent_shape = (4, *geometry.latent)
     pending: dict[int, np.ndarray] = {}  # unit first frame -> latents buffer being filled
     state = {"frames": 0, "array": None}
@@ -133,6 +134,7 @@ def ingest(store: RunStore, model: Model, frames: Iterable[np.ndarray], expected
     with torch.inference_mode():
         run_overlapped(unit_batches(frames, unit), load, compute, write)
     num_frames = state["frames"]
+    timer.set_total(num_frames)
     if num_frames == 0:
         return 0
     arr = store.array(layout.RGB_LATENTS)
