@@ -40,6 +40,7 @@ class ColourVideoExporter(Exporter):
         self.fmt = "sbs" if side_by_side else "mp4"
         super().__init__(path, units, key)
         self.lo, self.hi, self.sbs = lo, hi, side_by_side
+        self.needs_rgb = side_by_side
         self.table = colour_table(colormap)
         self.tmp = path.with_name(path.stem + ".partial.mp4")
         h, w = size
