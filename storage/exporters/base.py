@@ -82,6 +82,13 @@ class WholeFileExporter(Exporter):
                              f"this format is written as one stream and redone whole on a rerun")
         self.next_frame += count
 
+    def _publish(self, tmp: Path) -> None:
+        """Make the finished ``tmp`` durable, put it under the final name, then record the output done."""
+        with tmp.open("rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self._mark("done")
+
 
 class FrameFilesExporter(Exporter):
     """Base of per-frame formats: one file per selected frame in a folder, resumable by chunk.

@@ -9,15 +9,13 @@ written as ``NAME_depth16.partial.mkv`` and renamed when complete.
 from __future__ import annotations
 
 import json
-import os
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 from . import scale_path
 from .base import Units, WholeFileExporter
+from .colour_video import VideoWriter
 from .meaning import DepthMeaning
 from .scale16 import Scale16
 
@@ -34,34 +32,24 @@ class Gray16Exporter(WholeFileExporter):
         super().__init__(path, units, key)
         self.meaning, self.scale, self.size = meaning, Scale16.of(meaning), tuple(size)
         self.tmp = path.with_name(f"{path.stem}.partial{path.suffix}")
-        self.container = self.stream = None
+        self.writer = None
         if self.complete:
             return
         self.scale.write(scale_path(path), meaning)
-        self.container = av.open(str(self.tmp), mode="w", format="matroska")
         mapping = self.scale.to_dict(meaning)
-        self.container.metadata["title"] = f"rdengine {meaning.quantity}, 16-bit codes"
-        self.container.metadata["comment"] = json.dumps({k: mapping[k] for k in ("quantity", "min", "max", "rule")})
-        self.stream = self.container.add_stream(CODEC, rate=Fraction(fps).limit_denominator(1001))
-        self.stream.height, self.stream.width = self.size
-        self.stream.pix_fmt = PIX_FMT
+        metadata = {"title": f"rdengine {meaning.quantity}, 16-bit codes",
+                    "comment": json.dumps({k: mapping[k] for k in ("quantity", "min", "max", "rule")})}
+        h, w = self.size
+        self.writer = VideoWriter(self.tmp, fps, w, h, codec=CODEC, pix_fmt=PIX_FMT, frame_format=PIX_FMT,
+                                  options={}, container_format="matroska", metadata=metadata, even=False)
 
     def write(self, first: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
         if tuple(depth.shape[1:]) != self.size:
             raise ValueError(f"gray16: frames of {tuple(depth.shape[1:])}, expected {self.size}")
         self._check_order(first, len(depth))
-        for codes in self.scale.codes(depth, self.meaning):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(codes), format=PIX_FMT)
-            for packet in self.stream.encode(frame):
-                self.container.mux(packet)
+        self.writer.write(self.scale.codes(depth, self.meaning))
 
     def close(self) -> None:
-        if self.complete:
-            return
-        for packet in self.stream.encode():
-            self.container.mux(packet)
-        self.container.close()
-        with self.tmp.open("rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self.tmp, self.path)
-        self._mark("done")
+        if not self.complete:
+            self.writer.close()
+            self._publish(self.tmp)

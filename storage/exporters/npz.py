@@ -15,8 +15,8 @@ written as ``NAME_depth.npz.partial`` and renamed when complete.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Sequence
@@ -29,8 +29,6 @@ from .meaning import DepthMeaning, to_output_values
 
 def _npy_bytes(value: np.ndarray) -> bytes:
     """A small array as the bytes of an ``.npy`` file."""
-    import io
-
     buf = io.BytesIO()
     np.lib.format.write_array(buf, np.asarray(value), allow_pickle=False)
     return buf.getvalue()
@@ -100,10 +98,7 @@ class NpzExporter(WholeFileExporter):
         for key, value in small.items():
             self.zip.writestr(f"{key}.npy", _npy_bytes(value))
         self.zip.close()
-        with self.tmp.open("rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self.tmp, self.path)
-        self._mark("done")
+        self._publish(self.tmp)
 
     def abort(self) -> None:
         """Drop the partial file (e.g. after an error); the next run starts it over."""
