@@ -16,9 +16,15 @@ import torch
 
 from ...storage import layout
 from ...storage.array_reads import value_range
-from ...storage.exporters import OUTPUTS, output_path
+from ...storage.exporters import OUTPUTS, output_path, scale_path
+from ...storage.exporters.base import atomic_write_text
 from ...storage.exporters.colour_video import ColourVideoExporter, resize_rgb
+from ...storage.exporters.exr import ExrExporter
+from ...storage.exporters.gray16 import Gray16Exporter
+from ...storage.exporters.meaning import describe, describe_numbers, sidecar_json
 from ...storage.exporters.npy import NpyExporter
+from ...storage.exporters.npz import NpzExporter
+from ...storage.exporters.ply import DEFAULT_EVERY, DEFAULT_FOV, DEFAULT_STRIDE, PlyExporter
 from ...storage.exporters.png16 import Png16Exporter
 from ...storage.run_store import RunStore
 from ..errors import EngineError
@@ -68,14 +74,27 @@ def rgb_chunks(frames: Iterator[np.ndarray], t: int, unit: int, source: str) -> 
 
 def export(store: RunStore, out_dir: Path, name: str, formats: tuple[str, ...], rgb: Callable[[], Iterator],
            source: str, unit: int, fps: float, colormap: str, restore_size: tuple[int, int] | None,
-           progress: Progress) -> dict[str, Path]:
-    """Write each requested format; returns format -> path. ``zarr`` is the run store itself.
+           progress: Progress, output: str = "inverse", frame_numbers=None, exr_dtype: str = "float",
+           exr_compression: str = "zip", ply_every: int = DEFAULT_EVERY, ply_stride: int = DEFAULT_STRIDE,
+           focal: float | None = None, fov: float = DEFAULT_FOV) -> dict[str, Path]:
+    """Write each requested format, then the ``sidecar`` saying what the values are; returns name -> path.
 
-    ``rgb()`` opens the input's frames anew (single ``uint8 [H, W, 3]`` frames of the clip),
-    for outputs that show them; ``unit``: frames per export unit.
-    Resumable: npy and png16 skip units already recorded, colour videos are redone unless
-    complete; every output appears under its final name only when complete.
+    ``rgb()`` opens the input's frames anew (single ``uint8 [H, W, 3]`` frames of the clip) for
+    outputs that show them; ``unit``: frames per export unit.
+
+    ``zarr`` is the run store itself (always relative inverse depth). ``output``:
+    ``"inverse"`` (the run's relative inverse depth) or ``"depth"`` (relative depth, see
+    ``meaning``), the same in every value output. ``frame_numbers``: numbers of the frames
+    (a sequence of ``T`` ints, e.g. ``range(1001, 1001 + T)``), ``None`` for 0..T-1.
+
+    Resumable: npy, png16, exr and ply skip units already recorded; npz, gray16 and
+    colour videos are redone unless complete; every output appears under its final name
+    only when complete.
     """
+    # INTEGRATE: CLI --output inverse|depth -> output; image-sequence inputs -> frame_numbers;
+    # --exr-dtype half|float -> exr_dtype; --exr-compression zip|piz|none -> exr_compression;
+    # --ply-every N -> ply_every; --ply-stride N -> ply_stride; --focal PX -> focal; --fov DEG -> fov;
+    # the new format names (npz, exr, ply, gray16) must join engine.config.EXPORTS for --save.
     depth = store.array(layout.DEPTH)
     t = depth.shape[0]
     if t != store.info["num_frames"]:
@@ -83,6 +102,8 @@ def export(store: RunStore, out_dir: Path, name: str, formats: tuple[str, ...], 
                           "run: it is damaged; rerun with --overwrite")
     size = tuple(restore_size or depth.shape[1:])
     lo, hi = value_range(depth)
+    meaning = describe(lo, hi, output)
+    numbers = describe_numbers(frame_numbers, t)
     units = StoreUnits(store)
     outputs: dict[str, Path] = {"zarr": store.path}
     writers = []
@@ -90,14 +111,31 @@ def export(store: RunStore, out_dir: Path, name: str, formats: tuple[str, ...], 
         if fmt in formats:
             outputs[fmt] = output_path(out_dir, name, fmt)
     if "npy" in formats:
-        writers.append(NpyExporter(outputs["npy"], (t, *size), units, params_key(name, t, size), unit))
+        writers.append(NpyExporter(outputs["npy"], (t, *size), units, params_key(name, t, size, meaning),
+                                   unit, meaning))
+    if "npz" in formats:
+        writers.append(NpzExporter(outputs["npz"], (t, *size), meaning, units,
+                                   params_key(name, t, size, meaning, fps, numbers), fps, frame_numbers))
     if "png16" in formats:
-        writers.append(Png16Exporter(outputs["png16"], name, lo, hi, units, params_key(name, t, size, lo, hi), t))
+        writers.append(Png16Exporter(outputs["png16"], name, meaning, units,
+                                     params_key(name, t, size, meaning, numbers), t, frame_numbers))
+    if "exr" in formats:
+        writers.append(ExrExporter(outputs["exr"], name, meaning, units,
+                                   params_key(name, t, size, meaning, numbers, exr_dtype, exr_compression, fps),
+                                   t, frame_numbers, exr_dtype, exr_compression, fps))
+    if "ply" in formats:
+        writers.append(PlyExporter(outputs["ply"], name, meaning, size, units,
+                                   params_key(name, t, size, meaning, numbers, ply_every, ply_stride, focal, fov,
+                                              source),
+                                   t, frame_numbers, ply_every, ply_stride, focal, fov))
+    if "gray16" in formats:
+        writers.append(Gray16Exporter(outputs["gray16"], fps, size, meaning, units,
+                                      params_key(name, t, size, meaning, fps)))
     for fmt in ("mp4", "sbs"):
         if fmt in formats:
             writers.append(ColourVideoExporter(outputs[fmt], fps, size, lo, hi, colormap, fmt == "sbs", units,
                                                params_key(name, t, size, lo, hi, fps, colormap, source)))
-    needs_rgb = any(isinstance(w, ColourVideoExporter) and w.sbs and not w.complete for w in writers)
+    needs_rgb = any(w.needs_rgb and not w.complete for w in writers)
     frames = rgb_chunks(rgb(), t, unit, source) if needs_rgb else None
     timer = progress.stage(STAGE, t)
     for first, stop in time_chunks(t, unit):
@@ -116,4 +154,25 @@ def export(store: RunStore, out_dir: Path, name: str, formats: tuple[str, ...], 
         next(frames, None)  # the input must end where the run does
     for writer in writers:
         writer.close()
+    outputs["sidecar"] = output_path(out_dir, name, "sidecar")
+    files = {fmt: _relative(path, out_dir) for fmt, path in outputs.items() if fmt != "sidecar"}
+    files.update({f"{fmt}_scale": _relative(scale_path(outputs[fmt]), out_dir)
+                  for fmt in ("png16", "gray16") if fmt in outputs})
+    extra = {"frames": t, "frame_numbers": numbers, "fps": fps, "size": {"height": size[0], "width": size[1]},
+             "outputs": files,
+             "run_store": "zarr array 'depth' [T, H, W]: the run's relative inverse depth (inverse_range), "
+                          "whatever 'quantity' the other outputs hold"}
+    if "ply" in formats:
+        ply = next(w for w in writers if isinstance(w, PlyExporter))
+        extra["ply"] = {"every": ply.every, "stride": ply.stride, "focal_px": ply.focal,
+                        "principal_point": [size[1] / 2, size[0] / 2], "axes": "OpenCV: x right, y down, z forward",
+                        "z": "relative depth (see the ply files' comments)"}
+    atomic_write_text(outputs["sidecar"], sidecar_json(meaning, extra))
     return outputs
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return str(path)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import numpy as np
 
 from .. import layout
+from . import frame_file_number, frame_path
 
 
 class Units(Protocol):
@@ -41,6 +42,7 @@ class Exporter:
     """Base: ``needs(first)`` says whether chunk ``first`` must be written on this run."""
 
     fmt = "?"
+    needs_rgb = False  # whether ``write`` needs the RGB frames (the export stage decodes them only then)
 
     def __init__(self, path: Path, units: Units | None, key: str):
         self.path, self.units, self.key = path, units, key
@@ -65,4 +67,110 @@ class Exporter:
 
     def close(self) -> None:
         pass
+
+
+class WholeFileExporter(Exporter):
+    """Base of formats written as one stream (redone whole unless complete): chunks must come in order."""
+
+    def __init__(self, path: Path, units: Units | None, key: str):
+        super().__init__(path, units, key)
+        self.next_frame = 0
+
+    def _check_order(self, first: int, count: int) -> None:
+        if first != self.next_frame:
+            raise ValueError(f"{self.fmt}: chunk at frame {first} out of order (expected frame {self.next_frame}); "
+                             f"this format is written as one stream and redone whole on a rerun")
+        self.next_frame += count
+
+    def _publish(self, tmp: Path) -> None:
+        """Make the finished ``tmp`` durable, put it under the final name, then record the output done."""
+        with tmp.open("rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self._mark("done")
+
+
+class FrameFilesExporter(Exporter):
+    """Base of per-frame formats: one file per selected frame in a folder, resumable by chunk.
+
+    Files are ``frame_path(folder, name, number, ext)``, ``number`` being the frame's
+    number (``numbers[index]``: e.g. an image sequence's own 1001, 1002, ...; ``None``
+    numbers frames 0, 1, ... by position). Each file is written under a temporary name and
+    renamed; a chunk is recorded after all its files. Files of this name that this run
+    would not write (left by an earlier, longer or differently numbered run) are removed.
+    Subclasses define ``ext`` and ``write_frame(tmp_path, index, number, depth, rgb)``.
+    """
+
+    ext = "?"
+
+    def __init__(self, folder: Path, name: str, units: Units | None, key: str, frames: int | None = None,
+                 numbers: Sequence[int] | None = None):
+        super().__init__(folder, units, key)
+        self.folder, self.name, self.numbers = folder, name, numbers
+        if numbers is not None and frames is not None and len(numbers) != frames:
+            raise ValueError(f"{len(numbers)} frame numbers for {frames} frames")
+        if self.complete:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        for tmp in folder.iterdir():  # a killed write's leftovers (not glob: names may hold [, * or ?)
+            if tmp.name.startswith(f".{name}_") and tmp.name.endswith(f".tmp{self.ext}"):
+                tmp.unlink()
+        if frames is None and numbers is not None:
+            frames = len(numbers)
+        if frames is not None:
+            self._remove_foreign(frames)
+
+    def selected(self, index: int) -> bool:
+        """Whether frame ``index`` (position in the video) gets a file."""
+        return True
+
+    def number(self, index: int) -> int:
+        return index if self.numbers is None else int(self.numbers[index])
+
+    def frame_path(self, index: int) -> Path:
+        """The file of the frame at position ``index``."""
+        return frame_path(self.folder, self.name, self.number(index), self.ext)
+
+    def _remove_foreign(self, frames: int) -> None:
+        if self.numbers is None or isinstance(self.numbers, range):
+            positions = range(frames) if self.numbers is None else self.numbers
+            index_of = positions.index
+        else:
+            lookup = {int(n): i for i, n in enumerate(self.numbers)}
+            index_of = lookup.__getitem__
+        for old in list(self.folder.iterdir()):
+            number = frame_file_number(old, self.name, self.ext)
+            if number is None:
+                continue
+            try:
+                keep = self.selected(index_of(number))
+            except (ValueError, KeyError):
+                keep = False
+            if not keep:
+                old.unlink()
+
+    def needs(self, first: int) -> bool:
+        if self.complete:
+            return False
+        return not (self.chunk_done(first) and (not self.selected(first) or self.frame_path(first).exists()))
+
+    def write(self, first: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
+        if self.needs_rgb and rgb is None:
+            raise ValueError(f"{self.fmt} needs the RGB frames")
+        for i in range(len(depth)):
+            index = first + i
+            if not self.selected(index):
+                continue
+            path = self.frame_path(index)
+            tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+            self.write_frame(tmp, index, self.number(index), depth[i], None if rgb is None else rgb[i])
+            os.replace(tmp, path)
+        self._mark(layout.chunk_unit(first))
+
+    def write_frame(self, tmp: Path, index: int, number: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if not self.complete:
+            self._mark("done")
 

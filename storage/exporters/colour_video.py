@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from .base import Exporter, Units
+from .base import Units, WholeFileExporter
 
 
 def colour_table(name: str) -> np.ndarray:
@@ -30,7 +29,7 @@ def colourize(depth: np.ndarray, lo: float, hi: float, table: np.ndarray) -> np.
     return table[np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)]
 
 
-class ColourVideoExporter(Exporter):
+class ColourVideoExporter(WholeFileExporter):
     """Colourized depth as H.264 mp4; with ``side_by_side`` the RGB frame goes on the left (redone whole)."""
 
     fmt = "mp4"
@@ -40,12 +39,14 @@ class ColourVideoExporter(Exporter):
         self.fmt = "sbs" if side_by_side else "mp4"
         super().__init__(path, units, key)
         self.lo, self.hi, self.sbs = lo, hi, side_by_side
+        self.needs_rgb = side_by_side
         self.table = colour_table(colormap)
         self.tmp = path.with_name(path.stem + ".partial.mp4")
         h, w = size
         self.writer = None if self.complete else VideoWriter(self.tmp, fps, w * (2 if side_by_side else 1), h)
 
     def write(self, first: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
+        self._check_order(first, len(depth))
         frames = colourize(depth, self.lo, self.hi, self.table)
         if self.sbs:
             frames = np.concatenate([rgb, frames], axis=2)
@@ -55,10 +56,7 @@ class ColourVideoExporter(Exporter):
         if self.complete:
             return
         self.writer.close()
-        with self.tmp.open("rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self.tmp, self.path)
-        self._mark("done")
+        self._publish(self.tmp)
 
 
 def resize_rgb(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -70,22 +68,35 @@ def resize_rgb(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class VideoWriter:
-    """Encode ``uint8 [B, H, W, 3]`` RGB batches to an H.264 mp4 (even sizes are padded)."""
+    """Encode ``uint8 [B, H, W, 3]`` RGB batches to an H.264 mp4 (even sizes are padded).
 
-    def __init__(self, path: str | Path, fps: float, width: int, height: int, crf: int = 18):
-        self.path = Path(path)
-        self.container = av.open(str(self.path), mode="w")
-        self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        self.stream.width, self.stream.height = width + width % 2, height + height % 2
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.options = {"crf": str(crf), "preset": "medium"}
+    Other codecs: ``codec``, ``pix_fmt`` (the stream's), ``frame_format`` (the arrays'
+    PyAV format, e.g. ``gray16le`` for ``uint16 [B, H, W]``), ``options`` (replace the
+    H.264 ones), ``container_format`` and ``metadata`` (container tags); ``even=False``
+    keeps odd sizes for codecs without chroma subsampling.
+    """
+
+    def __init__(self, path: str | Path, fps: float, width: int, height: int, crf: int = 18,
+                 codec: str = "libx264", pix_fmt: str = "yuv420p", frame_format: str = "rgb24",
+                 options: dict | None = None, container_format: str | None = None, metadata: dict | None = None,
+                 even: bool = True):
+        self.path, self.frame_format = Path(path), frame_format
+        self.container = av.open(str(self.path), mode="w", format=container_format)
+        for key, value in (metadata or {}).items():
+            self.container.metadata[key] = value
+        self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        self.stream.width, self.stream.height = (width + width % 2, height + height % 2) if even else (width, height)
+        self.stream.pix_fmt = pix_fmt
+        self.stream.options = {"crf": str(crf), "preset": "medium"} if options is None else options
 
     def write(self, frames: np.ndarray) -> None:
         h, w = self.stream.height, self.stream.width
         for rgb in frames:
             if rgb.shape[:2] != (h, w):
-                rgb = np.pad(rgb, ((0, h - rgb.shape[0]), (0, w - rgb.shape[1]), (0, 0)), mode="edge")
-            for packet in self.stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+                pad = ((0, h - rgb.shape[0]), (0, w - rgb.shape[1])) + ((0, 0),) * (rgb.ndim - 2)
+                rgb = np.pad(rgb, pad, mode="edge")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=self.frame_format)
+            for packet in self.stream.encode(frame):
                 self.container.mux(packet)
 
     def close(self) -> None:

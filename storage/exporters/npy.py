@@ -9,20 +9,23 @@ import numpy as np
 
 from .. import layout
 from .base import Exporter, Units
+from .meaning import DepthMeaning, to_output_values
 
 
 class NpyExporter(Exporter):
     """``float32 [T, H, W]`` .npy written chunk by chunk with positioned writes (resumable by chunk).
 
     Plain ``pwrite`` rather than a memory map: mapped pages would count toward the process's
-    resident memory and grow it with the video length.
+    resident memory and grow it with the video length. ``meaning`` (optional) says which
+    values to write (``to_output_values``); without it the run's values are written as they are.
     """
 
     fmt = "npy"
 
     def __init__(self, path: Path, shape: tuple[int, int, int], units: Units | None = None, key: str = "",
-                 chunk: int = 8):
+                 chunk: int = 8, meaning: DepthMeaning | None = None):
         super().__init__(path, units, key)
+        self.meaning = meaning
         self.tmp = path.with_name(path.name + ".partial")
         self.frame_bytes = int(np.prod(shape[1:])) * 4
         self.fd: int | None = None
@@ -70,7 +73,8 @@ class NpyExporter(Exporter):
         return not self.complete and not self.chunk_done(first)
 
     def write(self, first: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
-        data = np.ascontiguousarray(depth, dtype="<f4").tobytes()
+        values = depth if self.meaning is None else to_output_values(depth, self.meaning)
+        data = np.ascontiguousarray(values, dtype="<f4").tobytes()
         written = os.pwrite(self.fd, data, self.offset + first * self.frame_bytes)
         if written != len(data):
             raise OSError(f"short write to {self.tmp}")

@@ -1,0 +1,155 @@
+"""What the exported values mean: one definition, written into every output.
+
+The run's result is **relative inverse depth** (disparity-like): affine-invariant (each
+video has an unknown scale and shift), near = large, normalized to [-1, 1] over the whole
+video (after refinement only approximately, so ``range`` records the actual min and max).
+It is not metric.
+
+On request (``--output depth``) exporters write **relative depth** instead::
+
+    depth = 1 / (inverse - lo + shift)          shift = SHIFT_FRACTION * (hi - lo)
+
+with ``lo, hi`` the min and max of the inverse depth over the video. The farthest pixel
+(``inverse == lo``) gets ``1 / shift``, the nearest ``1 / (hi - lo + shift)``: with the
+default fraction 0.05 the farthest point lies 21x as far as the nearest (it caps the sky,
+whose inverse depth is ~0). It is not metric, and it is true depth up to scale only if the
+unknown shift of the inverse happens to equal ``shift - lo`` (true inverse depth is
+``a * inverse + b``; the reciprocal does not commute with the unknown ``b``).
+Back to inverse depth: ``inverse = 1 / depth + lo - shift``.
+
+``DepthMeaning`` describes the values an output holds; ``to_output_values`` turns the
+run's inverse depth into them, and every exporter calls it so all outputs agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+INVERSE = "relative inverse depth"
+DEPTH = "relative depth"
+OUTPUT_KINDS = {"inverse": INVERSE, "depth": DEPTH}  # --output choice -> quantity
+SHIFT_FRACTION = 0.05  # shift of the inverse before the reciprocal, as a fraction of its range
+NORMALIZED_TO = (-1.0, 1.0)  # what the run normalizes its result to
+
+_NOTES = {
+    INVERSE: ("Relative inverse depth (disparity-like) from RollingDepth: affine-invariant, i.e. true inverse "
+              "depth = a * value + b with unknown a > 0 and b per video; near = large; not metric."),
+    DEPTH: ("Relative depth (not metric): depth = 1 / (inverse - inverse_range[0] + shift) of the relative "
+            "inverse depth, which is itself known only up to an unknown scale and shift per video; near = small."),
+}
+
+
+@dataclass(frozen=True)
+class DepthMeaning:
+    """What an output's values are.
+
+    ``range``: actual (min, max) of the written values over the whole video.
+    ``inverse_range``: (min, max) of the run's relative inverse depth (equal to ``range``
+    for inverse depth). ``normalized_to``: the interval the run normalized inverse depth
+    to (``None`` if it did not). ``shift``: for relative depth, the amount added to
+    ``inverse - inverse_range[0]`` before the reciprocal (``None`` for inverse depth).
+    """
+
+    quantity: str
+    range: tuple[float, float]
+    inverse_range: tuple[float, float]
+    normalized_to: tuple[float, float] | None = NORMALIZED_TO
+    shift: float | None = None
+    near: str = "large"
+    affine_invariant: bool = True
+    metric: bool = False
+    notes: str = ""
+
+    @property
+    def is_depth(self) -> bool:
+        return self.quantity == DEPTH
+
+    def to_inverse_rule(self) -> str:
+        """How to get the run's relative inverse depth back from a written value."""
+        if not self.is_depth:
+            return "inverse = value"
+        return f"inverse = 1 / value + {self.inverse_range[0]!r} - {self.shift!r}"
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for k in ("range", "inverse_range", "normalized_to"):
+            d[k] = None if d[k] is None else [float(v) for v in d[k]]
+        d["to_inverse_depth"] = self.to_inverse_rule()
+        return d
+
+    def as_depth(self, shift_fraction: float = SHIFT_FRACTION) -> "DepthMeaning":
+        """The relative-depth meaning over the same inverse depth (itself if already depth)."""
+        if self.is_depth:
+            return self
+        return describe(*self.inverse_range, output="depth", normalized_to=self.normalized_to,
+                        shift_fraction=shift_fraction)
+
+
+def describe(lo: float, hi: float, output: str = "inverse", normalized_to: tuple[float, float] | None = NORMALIZED_TO,
+             shift_fraction: float = SHIFT_FRACTION) -> DepthMeaning:
+    """The meaning of ``output`` ("inverse" or "depth") for a run whose inverse depth spans ``[lo, hi]``.
+
+    A constant video (``hi == lo``) gets ``shift = 1``, so its relative depth is 1.
+    """
+    if output not in OUTPUT_KINDS:
+        raise ValueError(f"unknown output '{output}' (choose from {', '.join(OUTPUT_KINDS)})")
+    lo, hi = float(lo), float(hi)
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi >= lo):
+        raise ValueError(f"bad inverse depth range ({lo}, {hi})")
+    norm = None if normalized_to is None else (float(normalized_to[0]), float(normalized_to[1]))
+    quantity = OUTPUT_KINDS[output]
+    if quantity == INVERSE:
+        return DepthMeaning(INVERSE, (lo, hi), (lo, hi), norm, None, "large", notes=_NOTES[INVERSE])
+    if shift_fraction <= 0:
+        raise ValueError("shift_fraction must be > 0")
+    shift = shift_fraction * (hi - lo) if hi > lo else 1.0
+    partial = DepthMeaning(DEPTH, (0.0, 0.0), (lo, hi), norm, shift, "small", notes=_NOTES[DEPTH])
+    ends = to_output_values(np.array([hi, lo], dtype=np.float32), partial)  # decreasing: nearest first
+    return dataclasses.replace(partial, range=(float(ends[0]), float(ends[1])))
+
+
+def to_output_values(depth_chunk: np.ndarray, meaning: DepthMeaning) -> np.ndarray:
+    """The run's relative inverse depth (any shape) -> the values ``meaning`` describes, float32.
+
+    Inverse depth passes through (no copy if already float32). Relative depth is computed
+    in float64; inverse values below ``inverse_range[0]`` (only if the range was not the
+    video's true minimum) are clamped to it, so the result is always finite and positive.
+    """
+    inv = np.asarray(depth_chunk, dtype=np.float32)
+    if not meaning.is_depth:
+        return inv
+    x = np.maximum(inv.astype(np.float64) - meaning.inverse_range[0], 0.0) + meaning.shift
+    return (1.0 / x).astype(np.float32)
+
+
+def describe_numbers(numbers: Sequence[int] | None, frames: int) -> dict:
+    """How frames are numbered, for sidecars: a ``range`` as first/step/count, else the list."""
+    if numbers is None:
+        numbers = range(frames)
+    if isinstance(numbers, range):
+        return {"first": numbers.start, "step": numbers.step, "count": len(numbers)}
+    return {"numbers": [int(n) for n in numbers], "count": len(numbers)}
+
+
+def sidecar_json(meaning: DepthMeaning, extra: dict) -> str:
+    """The ``depth.json`` sidecar: what the values are, how to convert them back, plus ``extra``.
+
+    ``extra`` carries facts of the run, e.g. ``frames`` (count), ``frame_numbers``
+    (``describe_numbers``), ``fps``, ``size`` ([H, W]) and ``outputs``; its keys win.
+    """
+    doc = {
+        "format": "rdengine depth sidecar",
+        "version": 1,
+        **meaning.to_dict(),
+        "units": "none",
+        "frame_numbering": ("per-frame files are named by frame number: the input's own numbers for image "
+                            "sequences, else 0-based positions in the processed clip; array outputs are "
+                            "indexed 0..frames-1 along axis 0 with the numbers in frame_numbers"),
+        **extra,
+    }
+    return json.dumps(doc, indent=2, sort_keys=False) + "\n"
