@@ -82,6 +82,9 @@ def process_options(fn):
                           "--scratch-limit and half the free disk"),
         click.option("--scratch-limit", type=click.FloatRange(min=0), default=2.0, show_default=True,
                      help="GiB of full-resolution snippet scratch that --scratch auto allows"),
+        click.option("--unit-frames", type=click.IntRange(min=1),
+                     help="frames per work unit (default: 8..128 by frame size): smaller units lose less to a "
+                          "kill and spread better over a cluster, at more files and records"),
         click.option("--keep-intermediates", is_flag=True,
                      help="keep every intermediate array in the run store (default: released once used)"),
         click.option("--checkpoint", default=DEFAULT_CHECKPOINT, show_default=True,
@@ -131,7 +134,7 @@ def configs_from(kw: dict):
                             restore_res=kw["restore_res"], fps=kw["fps"], quiet=kw["quiet"],
                             overwrite=kw["overwrite"], coalign_memory=kw["coalign_memory"] << 20,
                             scratch=kw["scratch"], scratch_limit=int(kw["scratch_limit"] * 2**30),
-                            keep_intermediates=kw["keep_intermediates"])
+                            keep_intermediates=kw["keep_intermediates"], unit_frames=kw["unit_frames"])
     return cfg, opts
 
 

@@ -87,6 +87,7 @@ class ExecutionOptions:
     scratch: str = "auto"
     scratch_limit: int = 2 << 30
     keep_intermediates: bool = False
+    unit_frames: int | None = None
 
 
 def resolve_config(preset: str = "fast", *, res: int | None = None, dilations: tuple[int, ...] | None = None,

@@ -160,8 +160,10 @@ def _run(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: Execu
 def _stages(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions, model: Model,
             info: VideoInfo, progress: Progress, started: float, device_timer: DeviceTimer | None) -> RunResult:
     geometry = frame_geometry((info.height, info.width), cfg.res, cfg.geometry, progress)
+    if "frame_unit" not in store.info:  # ingest's units: fixed before the first is written
+        store.update_info(frame_unit=frame_unit(geometry, opts.unit_frames))
     num_frames = ingest(store, model, clip_frames(video, cfg), clip_length(info.frames_hint, cfg), geometry,
-                        frame_unit(geometry), progress)
+                        store.info["frame_unit"], progress)
     if not num_frames:
         raise EngineError(f"no frames to process in {video} (start {cfg.start} is past the end?)")
     if not store.has(layout.TIME):

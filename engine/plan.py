@@ -51,9 +51,10 @@ class RunPlan:
         return sum(g.count for g in self.groups)
 
 
-def frame_unit(geometry: Geometry) -> int:
-    """Frames per unit of the per-frame arrays (sized by the largest, float32 depth)."""
-    return layout.unit_rows(4 * int(np.prod(geometry.depth)))
+def frame_unit(geometry: Geometry, requested: int | None = None) -> int:
+    """Frames per unit of the per-frame arrays: ``requested`` (``--unit-frames``), else sized by
+    the largest array, float32 depth."""
+    return requested or layout.unit_rows(4 * int(np.prod(geometry.depth)))
 
 
 def map_bytes(geometry: Geometry, scratch: str, itemsize: int) -> int:
@@ -74,7 +75,8 @@ def choose_scratch(mode: str, limit: int, groups: list[SnippetGroup], geometry: 
 def make_plan(info: dict, cfg: RunConfig, opts: ExecutionOptions, num_frames: int, geometry: Geometry,
               itemsize: int, free_device_bytes: int | None, device_type: str, folder: Path) -> tuple[RunPlan, dict]:
     """The plan for a run with ``info`` (the store's): its recorded choices if any, else new
-    ones. Returns the plan and the ``info`` entries to record (empty when nothing is new)."""
+    ones. Returns the plan and the ``info`` entries to record (empty when nothing is new).
+    ``info.frame_unit`` (recorded before ingest) sizes the per-frame units."""
     groups, notes = plan_snippets(num_frames, cfg.dilations, cfg.snippet_lens, cfg.cap_dilation)
     recorded = info.get("plan")
     if recorded:
@@ -83,12 +85,12 @@ def make_plan(info: dict, cfg: RunConfig, opts: ExecutionOptions, num_frames: in
         batch = opts.batch_size or default_batch_size(device_type, free_device_bytes, int(np.prod(geometry.frame)))
         scratch = choose_scratch(opts.scratch, opts.scratch_limit, groups, geometry, itemsize, folder)
         per_start = sum(g.length for g in groups) * map_bytes(geometry, scratch, itemsize)
-        snippet_unit = layout.unit_rows(per_start)
+        snippet_unit = opts.unit_frames or layout.unit_rows(per_start)
     length = min(cfg.refine_snippet_len, num_frames)
     refine = refinement_dilations(cfg.refine_steps, cfg.refine_start_dilation, length, num_frames,
                                   cfg.cap_dilation) if cfg.refine_steps else []
     plan = RunPlan(num_frames=num_frames, geometry=geometry, groups=groups, notes=notes, batch_size=batch,
-                   scratch=scratch, frame_unit=frame_unit(geometry), units=plan_units(groups, snippet_unit, batch),
+                   scratch=scratch, frame_unit=info["frame_unit"], units=plan_units(groups, snippet_unit, batch),
                    refine_dilations=refine, refine_length=length)
     new = {} if recorded else {"plan": {"batch_size": batch, "scratch": scratch, "snippet_unit": snippet_unit},
                                "notes": notes, "expected_units": expected_units(plan)}

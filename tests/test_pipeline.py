@@ -19,17 +19,19 @@ from rdengine.storage.inputs.video import iter_frames
 RES = 64  # 24 frames of 64x48
 
 
-def run(clip, ckpt, out, preset="fast", batch_size=4, save=("npy",), **overrides):
+def run(clip, ckpt, out, preset="fast", batch_size=4, save=("npy",), keep=False, scratch="auto", **overrides):
     cfg = resolve_config(preset, res=overrides.pop("res", RES), checkpoint=str(ckpt), **overrides)
-    opts = ExecutionOptions(device="cpu", batch_size=batch_size, save=save, quiet=True)
+    opts = ExecutionOptions(device="cpu", batch_size=batch_size, save=save, quiet=True, keep_intermediates=keep,
+                            scratch=scratch)
     return process_video(str(clip), out, cfg, opts)
 
 
 @pytest.fixture(scope="module")
 def fp32_run(clip, tiny_checkpoint, tmp_path_factory):
-    """One fp32 run with dilations 1 and 10 (10 is capped to 7 for 24 frames)."""
+    """One fp32 run with dilations 1 and 10 (10 is capped to 7 for 24 frames), intermediates kept."""
     out = tmp_path_factory.mktemp("fp32_run")
-    result = run(clip, tiny_checkpoint, out, dtype="fp32", dilations=(1, 10), save=("npy", "mp4", "sbs", "png16"))
+    result = run(clip, tiny_checkpoint, out, dtype="fp32", dilations=(1, 10), save=("npy", "mp4", "sbs", "png16"),
+                 keep=True)
     return result, zarr.open_group(str(result.store), mode="r")
 
 
@@ -42,7 +44,7 @@ PRESET_PLANS = {"fast": ("float16", [1, 7], []), "fast1024": ("float16", [1, 7],
 
 @pytest.mark.parametrize("preset", list(PRESET_PLANS))
 def test_every_preset_runs_end_to_end(preset, clip, tiny_checkpoint, tmp_path):
-    result = run(clip, tiny_checkpoint, tmp_path, preset=preset, save=("npy", "mp4"))
+    result = run(clip, tiny_checkpoint, tmp_path, preset=preset, save=("npy", "mp4"), keep=True)
     depth = np.load(result.outputs["npy"])
     store = zarr.open_group(str(result.store), mode="r")
     np.testing.assert_array_equal(depth, store["depth"][:])
@@ -52,25 +54,37 @@ def test_every_preset_runs_end_to_end(preset, clip, tiny_checkpoint, tmp_path):
     assert f"snippets/g{len(dilations)}" not in store
     assert [g.shape[:2] for g in groups] == [(24 - 2 * d, 3) for d in dilations]
     assert all(g.dtype == np.dtype(dtype) for g in groups)  # the preset's precision, computed as such
+    assert [store[f"coalign/scales_g{k}"].shape for k in range(len(dilations))] == [(24 - 2 * d,) for d in dilations]
     stages = [s["stage"] for s in result.stages]
     assert [s.split()[0] for s in stages if s.startswith("refine-") and "/" in s] == \
         [f"refine-{i + 1}/{len(refinement)}" for i in range(len(refinement))]
     assert [int(s.split("d=")[1]) for s in stages if "d=" in s] == refinement
-    if refinement:  # refinement changes the co-aligned depth, and is not renormalized
-        assert not np.allclose(store["aligned"][:], depth, atol=1e-3)
-        assert np.abs(store["aligned"][:]).max() == 1
+    if refinement:  # the refined depth is decoded from the last buffer and not renormalized
+        assert ("refine/latents_0" in store) and not (depth.min() == -1 and depth.max() == 1)
     else:
         assert depth.min() == -1 and depth.max() == 1
     with av.open(str(result.outputs["mp4"])) as c:
         assert sum(1 for _ in c.decode(video=0)) == 24
 
 
-def test_depth_is_normalized_to_minus_one_one(fp32_run):
+def test_depth_is_the_normalized_mean_of_aligned_observations(fp32_run):
+    """SPEC merge + normalization, recomputed from the kept snippet depth and co-alignment."""
     _, store = fp32_run
-    merged, depth = store["merged"][:].astype(np.float64), store["depth"][:]
+    groups, _ = plan_snippets(24, (1, 10), (3, 3), cap=True)
+    gmin = min(float(store[f"snippets/g{k}"][:].min()) for k in range(len(groups)))
+    merged = np.zeros((24, 48, 64))
+    for f in range(24):
+        obs = []
+        for k, g in enumerate(groups):
+            s, t = store[f"coalign/scales_g{k}"][:], store[f"coalign/shifts_g{k}"][:]
+            for i in range(g.count):
+                for j, frame in enumerate(g.frames(i)):
+                    if frame == f:
+                        obs.append(s[i] * (store[f"snippets/g{k}"][i, j] - gmin) + t[i])
+        merged[f] = np.mean(obs, axis=0)
     expected = (merged - merged.min()) / (merged.max() - merged.min()) * 2 - 1
-    np.testing.assert_allclose(depth, expected, atol=1e-6)
-    assert depth.min() == -1 and depth.max() == 1
+    np.testing.assert_allclose(store["depth"][:], expected, atol=1e-6)
+    assert store["depth"][:].min() == -1 and store["depth"][:].max() == 1
 
 
 def test_snippet_depth_equals_direct_spec_computation(fp32_run, clip, tiny_checkpoint):
@@ -96,21 +110,6 @@ def test_snippet_depth_equals_direct_spec_computation(fp32_run, clip, tiny_check
     np.testing.assert_allclose(store["snippets/g1"][5], decoded.numpy(), atol=2e-5)
 
 
-def test_merge_is_the_mean_of_aligned_observations(fp32_run):
-    _, store = fp32_run
-    groups, _ = plan_snippets(24, (1, 10), (3, 3), cap=True)
-    gmin = min(float(store[f"snippets/g{k}"][:].min()) for k in range(len(groups)))
-    for f in (0, 7, 13, 23):
-        obs = []
-        for k, g in enumerate(groups):
-            s, t = store[f"coalign/scales_g{k}"][:], store[f"coalign/shifts_g{k}"][:]
-            for i in range(g.count):
-                for j, frame in enumerate(g.frames(i)):
-                    if frame == f:
-                        obs.append(s[i] * (store[f"snippets/g{k}"][i, j] - gmin) + t[i])
-        np.testing.assert_allclose(store["merged"][f], np.mean(obs, axis=0), rtol=1e-5, atol=1e-6)
-
-
 def test_outputs_are_written(fp32_run):
     result, store = fp32_run
     pngs = sorted(result.outputs["png16"].glob("*.png"))
@@ -134,9 +133,9 @@ def test_same_seed_same_bytes_and_other_seed_differs(clip, tiny_checkpoint, tmp_
 def test_batch_size_one_equals_batch_size_eight(clip, tiny_checkpoint, tmp_path, fp32_run):
     _, store = fp32_run
     one = zarr.open_group(str(run(clip, tiny_checkpoint, tmp_path / "b1", dtype="fp32", dilations=(1, 10),
-                                  batch_size=1).store), mode="r")
+                                  batch_size=1, keep=True).store), mode="r")
     eight = zarr.open_group(str(run(clip, tiny_checkpoint, tmp_path / "b8", dtype="fp32", dilations=(1, 10),
-                                    batch_size=8).store), mode="r")
+                                    batch_size=8, keep=True).store), mode="r")
     for name in ("snippets/g0", "snippets/g1"):  # what batching touches: float rounding only
         np.testing.assert_allclose(one[name][:], eight[name][:], atol=1e-4)
         np.testing.assert_allclose(one[name][:], store[name][:], atol=1e-4)
@@ -167,3 +166,23 @@ def test_coalign_streaming_past_the_memory_budget_gives_the_same_depth(clip, tin
     opts = ExecutionOptions(device="cpu", batch_size=4, save=("npy",), quiet=True, coalign_memory=2048)
     streamed = process_video(str(clip), tmp_path, cfg, opts)
     assert np.load(streamed.outputs["npy"]).tobytes() == np.load(result.outputs["npy"]).tobytes()
+
+
+def test_latent_scratch_gives_the_depth_of_full_resolution_scratch(clip, tiny_checkpoint, tmp_path, fp32_run):
+    """Latents decoded again at merge time are the maps the snippet stage decoded (up to float
+    rounding: the decoder sees other batches)."""
+    result, _ = fp32_run
+    latent = run(clip, tiny_checkpoint, tmp_path, dtype="fp32", dilations=(1, 10), scratch="latent", keep=True)
+    store = zarr.open_group(str(latent.store), mode="r")
+    assert store["snippets/g1"].shape == (10, 3, 4, 6, 8)  # latents, not depth maps
+    np.testing.assert_allclose(np.load(latent.outputs["npy"]), np.load(result.outputs["npy"]), atol=2e-5)
+
+
+def test_intermediates_are_released_once_used(clip, tiny_checkpoint, tmp_path):
+    result = run(clip, tiny_checkpoint, tmp_path, preset="full", dtype="fp32", dilations=(1, 4), refine_steps=2)
+    store = zarr.open_group(str(result.store), mode="r")
+    arrays = sorted(k for k, v in store.members(max_depth=None) if isinstance(v, zarr.Array))
+    assert arrays == ["coalign/loss_history", "coalign/scales_g0", "coalign/scales_g1", "coalign/shifts_g0",
+                      "coalign/shifts_g1", "depth", "frame", "time"]
+    assert set(store.attrs["info"]["released"]) == {"rgb_latents", "snippets/g0", "snippets/g1", "samples/g0",
+                                                    "samples/g1", "refine/latents_0", "refine/latents_1"}
