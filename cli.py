@@ -14,9 +14,9 @@ from .engine.config import DEFAULT_CHECKPOINT, DTYPES, EXPORTS, PRESETS, ConfigE
     resolve_config
 from .engine.errors import EngineError
 from .engine.eval.readers import EvalInputError
-from .storage.inputs.video import VideoError
+from .storage.inputs import InputError
 
-USER_ERRORS = (EngineError, ConfigError, VideoError, EvalInputError)
+USER_ERRORS = (EngineError, ConfigError, InputError, EvalInputError)
 LIST_OPTIONS = ("--dilations", "--snippet-len")
 
 
@@ -317,7 +317,7 @@ def bench_pipeline(video, preset, frames, res, clip_size, batch_size, repeat, mo
     if repeat < 1 or (batch_size is not None and batch_size < 1):
         raise ConfigError("--repeat and --batch-size must be >= 1")
     if video and not Path(video).exists():
-        raise VideoError(f"video not found: {video}")
+        raise InputError(f"video not found: {video}")
     report = pipeline_bench.run(video, preset=preset, frames=frames, res=res, batch_size=batch_size, repeat=repeat,
                                 model=model, device=device, dtype=dtype, attention=attention, clip_size=size,
                                 threads=threads)

@@ -18,7 +18,7 @@ import torch
 
 from .. import __version__
 from ..storage import layout
-from ..storage.inputs.video import VideoInfo, VideoWarning, fingerprint, probe_video
+from ..storage.inputs import InputWarning, SourceInfo, open_input
 from ..storage.lock import RunLock, StoreLocked
 from ..storage.run_store import RunStore, StoreMismatch
 from .batching import default_batch_size, plan_batches
@@ -50,7 +50,7 @@ class RunResult:
 def build_manifest(cfg: RunConfig, video: str) -> dict:
     """What determines the run's bytes: engine version, config and its hash, input, checkpoint."""
     return {"engine": __version__, "config": cfg.to_dict(), "config_hash": cfg.digest(),
-            "input": {"name": Path(video).name, "fingerprint": fingerprint(video)},
+            "input": {"name": Path(video).name, "fingerprint": open_input(video).identity()},
             "checkpoint": cfg.checkpoint}
 
 
@@ -103,7 +103,7 @@ def warnings_to_stderr():
         finally:
             seen = set()
             for w in caught:
-                if not issubclass(w.category, VideoWarning):
+                if not issubclass(w.category, InputWarning):
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
                     continue
                 text = str(w.message)
@@ -136,7 +136,9 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
     """
     started = time.perf_counter()
     with warnings_to_stderr():
-        info: VideoInfo = probe_video(video)
+        # INTEGRATE: pass --fps / a stream choice to open_input, and open the source once for probe, manifest,
+        # ingest and export (now each opens it again)
+        info: SourceInfo = open_input(video).info
     out_dir = Path(out_dir)
     store_path = out_dir / layout.STORE_NAME
     with write_errors_as_engine_errors(store_path):
@@ -159,13 +161,13 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
 
 
 def _run(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions, model: Model | None,
-         info: VideoInfo, progress: Progress, started: float, device_timer: DeviceTimer | None) -> RunResult:
+         info: SourceInfo, progress: Progress, started: float, device_timer: DeviceTimer | None) -> RunResult:
     model = model or load_model(cfg.checkpoint, opts.device, cfg.dtype, opts.attention)
     if cfg.reproduce:
         model = model.as_published()
 
     geometry = frame_geometry((info.height, info.width), cfg.res, cfg.geometry, progress)
-    facts = ingest(store, model, video, cfg.start, cfg.frames, geometry, info.frames_hint, progress)
+    facts = ingest(store, model, video, cfg.start, cfg.frames, geometry, info.frames_estimate, progress)
     if not facts.get("num_frames"):
         raise EngineError(f"no frames to process in {video} (start {cfg.start} is past the end?)")
     num_frames, size = facts["num_frames"], tuple(facts["depth_size"])
@@ -192,6 +194,7 @@ def _run(store: RunStore, video: str, out_dir: Path, cfg: RunConfig, opts: Execu
 
     restore = (info.height, info.width) if opts.restore_res else None
     store.clear_unit(layout.COMPLETE, layout.COMPLETE_UNIT)  # rewritten below, once every output is complete again
+    # INTEGRATE: for an image sequence (folder, pattern, glob) Path(video).stem is no good output name
     outputs = export(store, out_dir, Path(video).stem, opts.save, video, cfg.start, opts.fps or info.fps,
                      opts.colormap, restore, progress)
     store.mark_done(layout.COMPLETE, layout.COMPLETE_UNIT,

@@ -14,7 +14,7 @@ from rdengine.engine.model import load_model
 from rdengine.engine.pipeline import process_video
 from rdengine.engine.stages.refine import refine_chunk, timesteps_kept
 from rdengine.engine.snippets import SnippetGroup, plan_snippets
-from rdengine.storage.inputs.video import iter_frames
+from rdengine.storage.inputs import open_input
 
 RES = 64  # 24 frames of 64x48
 
@@ -77,7 +77,7 @@ def test_snippet_depth_equals_direct_spec_computation(fp32_run, clip, tiny_check
     """Snippet 5 of the dilation-7 group, recomputed by hand: shared noise, 1 DDIM step, decode."""
     result, store = fp32_run
     model = load_model(str(tiny_checkpoint), "cpu", "fp32", "sdpa")
-    frames = np.concatenate(list(iter_frames(clip)))[[5, 12, 19]]
+    frames = np.stack(list(open_input(str(clip)).frames()))[[5, 12, 19]]
     images = frames_to_images(frames, (48, 64))
     with torch.no_grad():
         moments = model.vae.quant_conv(model.vae.encoder(images))

@@ -60,12 +60,14 @@ def is_finished(out_dir: str, cfg: RunConfig | None = None, opts: ExecutionOptio
     if manifest.get("input", {}).get("name") != file_name:
         return False
     if not is_url(source):
-        from ...storage.inputs.video import fingerprint
+        from ...storage.inputs import InputError, open_input
 
         try:  # a changed input is not finished: processing it reports the mismatch
-            if manifest.get("input", {}).get("fingerprint") != fingerprint(local_path(source)):
+            # INTEGRATE: identity() demuxes the whole file (the old fingerprint read 2 MiB); cache it if reruns of
+            # large archives get slow
+            if manifest.get("input", {}).get("fingerprint") != open_input(local_path(source)).identity():
                 return False
-        except OSError:
+        except (OSError, InputError):
             return False
     formats = [f for f in (opts.save if opts is not None else ()) if f != "zarr"]
     fs, root = filesystem(out_dir)

@@ -20,11 +20,12 @@ from ...storage.exporters import OUTPUTS, output_path
 from ...storage.exporters.colour_video import ColourVideoExporter, resize_rgb
 from ...storage.exporters.npy import NpyExporter
 from ...storage.exporters.png16 import Png16Exporter
-from ...storage.inputs.video import iter_frames
+from ...storage.inputs import open_input
 from ...storage.run_store import RunStore
 from ..latents import resize
 from ..progress import Progress
 from .chunks import time_chunks
+from .ingest import uint8_batches
 
 EXPORT_CHUNK = 8
 STAGE = layout.EXPORT
@@ -79,7 +80,7 @@ def export(store: RunStore, out_dir: Path, name: str, formats: tuple[str, ...], 
             writers.append(ColourVideoExporter(outputs[fmt], fps, size, lo, hi, colormap, fmt == "sbs", units,
                                                params_key(name, t, size, lo, hi, fps, colormap, start)))
     sbs = [w for w in writers if isinstance(w, ColourVideoExporter) and w.sbs and not w.complete]
-    rgb_batches = iter_frames(video, start=start, count=t, batch=EXPORT_CHUNK) if sbs else itertools.repeat(None)
+    rgb_batches = uint8_batches(open_input(video).frames(start, t), EXPORT_CHUNK) if sbs else itertools.repeat(None)
     timer = progress.stage(STAGE, t)
     for (first, stop), rgb in zip(time_chunks(t, EXPORT_CHUNK), rgb_batches):
         todo = [writer for writer in writers if writer.needs(first)]

@@ -1,4 +1,4 @@
-"""Ingest stage: stream frames from PyAV in bounded batches, VAE-encode, commit RGB latents.
+"""Ingest stage: stream frames from the input in bounded batches, VAE-encode, commit RGB latents.
 
 Writes ``rgb_latents [T, 4, h, w]`` (float32, chunks of ``INGEST_CHUNK`` frames); a unit
 is one chunk. Store info gets ``num_frames``, ``size`` (processing H, W) and
@@ -8,12 +8,15 @@ every chunk is recorded). A processing side below ``MIN_SIDE`` px is raised to i
 
 from __future__ import annotations
 
+import warnings
+from typing import Iterator
+
 import numpy as np
 import torch
 
 from ...storage import layout
 from ...storage.run_store import RunStore
-from ...storage.inputs.video import iter_frames
+from ...storage.inputs import InputWarning, open_input, to_unit_float
 from ..latents import Geometry, encode, frames_to_images, processing_size
 from ..model import Model
 from ..overlap import run_overlapped
@@ -33,6 +36,20 @@ def frame_geometry(source_size: tuple[int, int], res: int, mode: str, progress: 
         progress.note(f"processing size {thin[0]}x{thin[1]} is below {MIN_SIDE} px; using {size[0]}x{size[1]} "
                       f"(extreme aspect ratio: raise --res for more detail)")
     return Geometry(size, mode)
+
+
+def uint8_batches(frames: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """``uint8 [B, H, W, 3]`` batches of up to ``size`` frames from a ``FrameSource.frames`` stream."""
+    # INTEGRATE: 16-bit and float frames are cut to 8 bits here, and frames of another size (a resolution
+    # change mid-stream) cannot share a batch: fit them to the processing size before batching
+    batch: list[np.ndarray] = []
+    for frame in frames:
+        batch.append(frame if frame.dtype == np.uint8 else np.round(to_unit_float(frame) * 255).astype(np.uint8))
+        if len(batch) == size:
+            yield np.stack(batch)
+            batch = []
+    if batch:
+        yield np.stack(batch)
 
 
 def stored_geometry(info: dict) -> Geometry:
@@ -80,9 +97,12 @@ def ingest(store: RunStore, model: Model, video: str, start: int, count: int | N
         store.mark_done(STAGE, layout.chunk_unit(first))
         timer.advance(len(frames))
 
-    batches = enumerate(iter_frames(video, start=start, count=count, batch=INGEST_CHUNK))
+    source = open_input(video)
+    batches = enumerate(uint8_batches(source.frames(start, count), INGEST_CHUNK))
     with torch.inference_mode():
         run_overlapped(batches, load, compute, write)
+    for problem in source.report.problems():
+        warnings.warn(f"{video}: {problem}", InputWarning)
     num_frames = state["frames"]
     if num_frames == 0:
         return {}
