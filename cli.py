@@ -15,9 +15,9 @@ from .engine.config import DEFAULT_CHECKPOINT, DTYPES, EXPORTS, PRESETS, ConfigE
 from .engine.errors import EngineError
 from .engine.plan import SCRATCH_MODES
 from .engine.eval.readers import EvalInputError
-from .storage.inputs.video import VideoError
+from .storage.inputs import InputError
 
-USER_ERRORS = (EngineError, ConfigError, VideoError, EvalInputError)
+USER_ERRORS = (EngineError, ConfigError, InputError, EvalInputError)
 LIST_OPTIONS = ("--dilations", "--snippet-len")
 
 
@@ -101,7 +101,12 @@ def process_options(fn):
         click.option("--restore-res", is_flag=True, help="resize depth back to the input resolution"),
         click.option("--fps", type=float, help="frame rate of the output videos (default: the input's)"),
         click.option("--overwrite", is_flag=True, help="discard an existing run store and start over"),
-        click.option("--quiet", "-q", is_flag=True, help="no progress output"),
+        click.option("--quiet", "-q", is_flag=True, help="no progress output (warnings and errors still print)"),
+        click.option("--log-format", type=click.Choice(["auto", "bar", "plain", "json"]), default="auto",
+                     show_default=True, help="progress: live bars on a terminal and plain lines otherwise (auto), "
+                                             "or always bars, plain lines or JSON lines"),
+        click.option("--stream", type=click.IntRange(min=0),
+                     help="the video stream to read (index as ffprobe numbers them; default: the main video)"),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -125,13 +130,15 @@ def configs_from(kw: dict):
     cfg = resolve_config(kw["preset"], res=kw["res"], dilations=kw["dilations"], snippet_lens=kw["snippet_len"],
                          cap_dilation=kw["cap_dilation"], dtype=dtype, refine_steps=kw["refine_steps"],
                          refine_start_dilation=kw["refine_start_dilation"], seed=kw["seed"],
-                         coalign=kw["coalign"], reproduce=kw["reproduce"], start=kw["start"], frames=kw["frames"],
+                         coalign=kw["coalign"], reproduce=kw["reproduce"], stream=kw["stream"], start=kw["start"],
+                         frames=kw["frames"],
                          checkpoint=kw["checkpoint"])
     if kw["batch_size"] is not None and kw["batch_size"] < 1:
         raise ConfigError("--batch-size must be >= 1")
     opts = ExecutionOptions(device=kw["device"], batch_size=kw["batch_size"], attention=kw["attention"],
                             save=tuple(kw["save"]) or ("npy", "mp4"), colormap=kw["colormap"],
-                            restore_res=kw["restore_res"], fps=kw["fps"], quiet=kw["quiet"],
+                            restore_res=kw["restore_res"], fps=kw["fps"],
+                            progress="quiet" if kw["quiet"] else kw["log_format"],
                             overwrite=kw["overwrite"], coalign_memory=kw["coalign_memory"] << 20,
                             scratch=kw["scratch"], scratch_limit=int(kw["scratch_limit"] * 2**30),
                             keep_intermediates=kw["keep_intermediates"], unit_frames=kw["unit_frames"])
@@ -141,10 +148,8 @@ def configs_from(kw: dict):
 def print_summary(result) -> None:
     from .engine.progress import summary_lines
 
-    # INTEGRATE: the pipeline provides the cumulative seconds and run count of the store (None: left out);
-    # with --log-format json, Progress.summary(...) emits the same as one {"event": "summary"} object.
-    for line in summary_lines(result.stages, result.seconds, getattr(result, "cumulative_seconds", None),
-                              result.num_frames, runs=getattr(result, "runs", None)):
+    for line in summary_lines(result.stages, result.seconds, result.cumulative_seconds, result.num_frames,
+                              runs=result.runs):
         click.echo(line)
     for fmt, path in result.outputs.items():
         click.echo(f"  {fmt:<6} {path}")
@@ -200,7 +205,8 @@ def demo(out_dir: Path, frames: int, quiet: bool) -> None:
         write_random_checkpoint(checkpoint)
     clip = write_clip(out_dir / "synthetic.mp4", frames=frames, width=128, height=96)
     cfg = resolve_config("fast", res=128, dtype="fp32", checkpoint=str(checkpoint))
-    opts = ExecutionOptions(device="cpu", save=("npy", "mp4", "sbs"), quiet=quiet, overwrite=True)
+    opts = ExecutionOptions(device="cpu", save=("npy", "mp4", "sbs"), progress="quiet" if quiet else "auto",
+                            overwrite=True)
     print_summary(process_video(str(clip), out_dir, cfg, opts))
     click.secho(banner, fg="yellow", err=True)
 
@@ -334,7 +340,7 @@ def bench_pipeline(video, preset, frames, res, clip_size, batch_size, repeat, mo
     if repeat < 1 or (batch_size is not None and batch_size < 1):
         raise ConfigError("--repeat and --batch-size must be >= 1")
     if video and not Path(video).exists():
-        raise VideoError(f"video not found: {video}")
+        raise InputError(f"video not found: {video}")
     report = pipeline_bench.run(video, preset=preset, frames=frames, res=res, batch_size=batch_size, repeat=repeat,
                                 model=model, device=device, dtype=dtype, attention=attention, clip_size=size,
                                 threads=threads)

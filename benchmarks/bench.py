@@ -82,7 +82,7 @@ def full_random_model(device: torch.device, dtype: torch.dtype, attention: str =
     # The empty-prompt embedding's shape (1, 2, 1024); its values do not change the cost.
     embedding = torch.randn(1, 2, SIZES["full"]["text"]["hidden_size"]).to(device, dtype)
     return Model(unet=unet, vae=vae, scheduler=DDIMScheduler(**SCHEDULER_CONFIG), prompt_embedding=embedding,
-                 native_embedding=embedding,
+                 native_embedding=embedding, identity={"random": "full", "seed": 0},
                  device=device, dtype=dtype, checkpoint="full-random")
 
 
@@ -183,7 +183,7 @@ def run(video: str | None = None, *, preset: str = "fast", frames: int | None = 
         load_seconds = time.perf_counter() - loaded
         cfg = resolve_config(preset, res=res, dtype=dtype, frames=frames, checkpoint=net.checkpoint)
         opts = ExecutionOptions(device=str(dev), batch_size=batch_size, attention=attention, save=("npy",),
-                                quiet=quiet, overwrite=True)
+                                progress="quiet" if quiet else "auto", overwrite=True)
         runs = []
         for i in range(repeat):
             if dev.type == "cuda":
@@ -208,14 +208,14 @@ def run(video: str | None = None, *, preset: str = "fast", frames: int | None = 
 
 def build_report(runs: list[dict], flops_per_snippet: dict[int, int], config: dict) -> dict:
     """Mean/min over repeats of every stage and figure."""
-    names = [s["stage"] for s in runs[0]["stages"]]
+    names = [s["name"] for s in runs[0]["stages"]]
     totals = [r["seconds"] for r in runs]
     mean_total = statistics.fmean(totals)
     stages = []
     for j, name in enumerate(names):
         secs = [r["stages"][j]["seconds"] for r in runs]
         first = runs[0]["stages"][j]
-        items = first["items"] - first["reused"]
+        items = first["computed"]
         stages.append({"stage": name, "seconds": _summary(secs), "items": items, "unit": first["unit"],
                        "rate": items / max(statistics.fmean(secs), 1e-9),
                        "rate_best": items / max(min(secs), 1e-9),

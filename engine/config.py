@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 DEFAULT_CHECKPOINT = "prs-eth/rollingdepth-v1-0"
 DTYPES = ("fp16", "bf16", "fp32")
-EXPORTS = ("npy", "zarr", "png16", "mp4", "sbs")
+EXPORTS = ("npy", "npz", "exr", "png16", "gray16", "ply", "mp4", "sbs", "zarr")
 DEFAULT_EXPORTS = ("npy", "mp4")
 
 PRESETS: dict[str, dict] = {
@@ -46,6 +46,7 @@ class RunConfig:
     seed: int = 2024
     coalign: str = "fast"
     reproduce: bool = False
+    stream: int | None = None
     start: int = 0
     frames: int | None = None
     checkpoint: str = DEFAULT_CHECKPOINT
@@ -81,7 +82,7 @@ class ExecutionOptions:
     colormap: str = "Spectral"
     restore_res: bool = False
     fps: float | None = None
-    quiet: bool = False
+    progress: str = "auto"  # engine.progress modes: auto, bar, plain, json, quiet
     overwrite: bool = False
     coalign_memory: int = 1 << 30
     scratch: str = "auto"

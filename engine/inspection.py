@@ -58,7 +58,8 @@ def describe(store: RunStore) -> list[str]:
     cfg = m.get("config", {})
     lines = [f"run store   {store.path}",
              f"engine      {m.get('engine')}   checkpoint {m.get('checkpoint')}",
-             f"input       {m.get('input', {}).get('name')}   fingerprint {m.get('input', {}).get('fingerprint')}",
+             f"input       {m.get('input', {}).get('name')} ({m.get('input', {}).get('kind')})   "
+             f"identity {str(m.get('input', {}).get('identity'))[:16]}",
              "config      " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "checkpoint"),
              f"config hash {m.get('config_hash')}"]
     if "num_frames" in info:

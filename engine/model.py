@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,7 @@ class Model:
     dtype: torch.dtype
     checkpoint: str
     native_embedding: torch.Tensor | None = None
+    identity: dict = dataclasses.field(default_factory=dict)
     _float32: "Model | None" = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
@@ -101,6 +104,54 @@ def locate_checkpoint(checkpoint: str) -> Path:
                           f"(hub unreachable or id not found: {reason}); {CHECKPOINT_HINT}") from None
 
 
+def file_digest(path: Path, cache: dict) -> str:
+    """sha256 of a file's bytes; ``cache`` maps ``path|size|mtime_ns`` to known digests."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    if key not in cache:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while block := f.read(1 << 24):
+                digest.update(block)
+        cache[key] = digest.hexdigest()
+    return cache[key]
+
+
+def checkpoint_identity(checkpoint: str, folder: Path) -> dict:
+    """What the weights are, whatever path names them: the hub id and resolved revision of a
+    download, or a sha256 over every file of a local checkpoint (digests cached by path,
+    size and modification time in ``~/.cache/rdengine``, so a replaced file is hashed again)."""
+    if not Path(checkpoint).expanduser().is_dir() and folder.parent.name == "snapshots":
+        return {"hub": checkpoint, "revision": folder.name}
+    cache_file = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rdengine" / "file-digests.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    files = sorted(p for part in REQUIRED_PARTS for p in (folder / part).rglob("*") if p.is_file())
+    total = hashlib.sha256()
+    for path in files:
+        total.update(f"{path.relative_to(folder).as_posix()}:{file_digest(path, cache)}\n".encode())
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass  # no cache: hashed again next time
+    return {"weights": total.hexdigest()}
+
+
+def check_finite(folder: Path, **parts: torch.nn.Module) -> None:
+    """Every weight must be finite: NaN or inf in a checkpoint would turn the whole video to zeros."""
+    for name, module in parts.items():
+        bad = [p for p, w in module.named_parameters() if not torch.isfinite(w).all()]
+        if bad:
+            raise EngineError(f"checkpoint {folder}: non-finite weights in {name} ({bad[0]}"
+                              f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}): the file is damaged; "
+                              "download or copy it again")
+
+
 def empty_prompt_embeddings(folder: Path, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """``(1, 2, C)`` CLIP embeddings of ``""`` tokenized without padding, both in ``dtype`` on
     ``device``: computed in float32, and computed in ``dtype``."""
@@ -145,6 +196,7 @@ def load_model(checkpoint: str, device: str = "auto", dtype: str = "fp32", atten
         embedding, native = empty_prompt_embeddings(folder, dev, torch_dtype)
     except (OSError, ValueError, KeyError) as exc:
         raise EngineError(f"checkpoint {folder} could not be loaded: {str(exc).splitlines()[0][:200]}") from None
+    check_finite(folder, unet=unet, vae=vae)
     if unet.config.in_channels != 8 or unet.config.out_channels != 4:
         raise EngineError(f"checkpoint {folder}: UNet has {unet.config.in_channels} input channels, "
                           "a RollingDepth UNet has 8 (RGB latent + depth latent)")
@@ -154,4 +206,4 @@ def load_model(checkpoint: str, device: str = "auto", dtype: str = "fp32", atten
     if dev.type == "cuda":
         unet.to(memory_format=torch.channels_last)
     return Model(unet=unet, vae=vae, scheduler=scheduler, prompt_embedding=embedding, device=dev, dtype=torch_dtype,
-                 checkpoint=checkpoint, native_embedding=native)
+                 checkpoint=checkpoint, native_embedding=native, identity=checkpoint_identity(checkpoint, folder))

@@ -17,7 +17,8 @@ from rdengine.engine.config import ExecutionOptions, resolve_config
 from rdengine.engine.model import load_model
 from rdengine.engine.pipeline import process_video
 from rdengine.engine.testing.synthetic_clip import synthetic_frames
-from rdengine.storage.inputs.video import probe_video
+from rdengine.storage.inputs import open_input
+from rdengine.storage.run_store import read_summary
 from tests.conftest import run_rdengine
 
 
@@ -63,12 +64,13 @@ def process(video: Path, out: Path, model, ckpt, res: int = 32, **overrides):
     result = process_video(str(video), out, cfg, opts, model=model)
     depth = np.load(result.outputs["npy"])
     assert np.isfinite(depth).all()
-    assert (out / "run.zarr" / "_units" / "complete" / "run.json").exists()
+    assert read_summary(str(out / "run.zarr")).complete
     return result, depth
 
 
 def assert_nothing_complete(out: Path) -> None:
-    assert not (out / "run.zarr" / "_units" / "complete").exists()
+    summary = read_summary(str(out / "run.zarr"))
+    assert summary is None or not summary.complete
     assert not list(out.glob("*.npy")) if out.exists() else True
 
 
@@ -147,11 +149,9 @@ def test_rotated_video_is_processed_upright(tmp_path, model, tiny_checkpoint):
     with av.open(str(video)) as container:
         first = next(container.decode(video=0))
         assert first.rotation == 90
-    info = probe_video(video)
-    assert (info.height, info.width, info.rotation) == (64, 48, 90)
-    from rdengine.storage.inputs.video import iter_frames
-
-    upright = next(iter_frames(video))[0]
+    source = open_input(str(video))
+    assert (source.info.height, source.info.width) == (64, 48)
+    upright = next(source.frames())
     assert np.abs(upright.astype(int) - np.rot90(frames[0]).astype(int)).mean() < 8
     result, depth = process(video, tmp_path / "out", model, tiny_checkpoint, res=64)
     assert depth.shape == (5, 64, 48)
@@ -168,7 +168,8 @@ def test_pixel_formats(codec, pix_fmt, suffix, src, tmp_path, model, tiny_checkp
     if src == "rgba":
         frames = np.concatenate([frames, np.full((*frames.shape[:3], 1), 128, np.uint8)], axis=-1)
     video = encode(tmp_path / f"v{suffix}", frames, codec=codec, pix_fmt=pix_fmt, src=src)
-    assert probe_video(video).pix_fmt == pix_fmt
+    with av.open(str(video)) as container:
+        assert container.streams.video[0].codec_context.pix_fmt == pix_fmt
     result, depth = process(video, tmp_path / "out", model, tiny_checkpoint)
     assert depth.shape == (4, 48, 64)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 
@@ -36,6 +37,6 @@ def test_eval_refuses_an_unfinished_run_store(tmp_path, clip, tiny_checkpoint):
     assert proc.returncode == 0, proc.stderr
     np.save(tmp_path / "gt.npy", np.ones((24, 48, 64), np.float32))
     assert run_rdengine("eval", out, tmp_path / "gt.npy").returncode == 0
-    (out / "run.zarr" / "_units" / "complete" / "run.json").unlink()  # as if killed before the end
+    shutil.rmtree(out / "run.zarr" / "_units" / "complete")  # as if killed before the end
     proc = run_rdengine("eval", out, tmp_path / "gt.npy")
     assert proc.returncode != 0 and "not complete" in proc.stderr and "Traceback" not in proc.stderr

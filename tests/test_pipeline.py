@@ -14,7 +14,7 @@ from rdengine.engine.model import load_model
 from rdengine.engine.pipeline import process_video
 from rdengine.engine.stages.refine import refine_chunk, timesteps_kept
 from rdengine.engine.snippets import SnippetGroup, plan_snippets
-from rdengine.storage.inputs.video import iter_frames
+from rdengine.storage.inputs import open_input
 
 RES = 64  # 24 frames of 64x48
 
@@ -55,7 +55,7 @@ def test_every_preset_runs_end_to_end(preset, clip, tiny_checkpoint, tmp_path):
     assert [g.shape[:2] for g in groups] == [(24 - 2 * d, 3) for d in dilations]
     assert all(g.dtype == np.dtype(dtype) for g in groups)  # the preset's precision, computed as such
     assert [store[f"coalign/scales_g{k}"].shape for k in range(len(dilations))] == [(24 - 2 * d,) for d in dilations]
-    stages = [s["stage"] for s in result.stages]
+    stages = [s["name"] for s in result.stages]
     assert [s.split()[0] for s in stages if s.startswith("refine-") and "/" in s] == \
         [f"refine-{i + 1}/{len(refinement)}" for i in range(len(refinement))]
     assert [int(s.split("d=")[1]) for s in stages if "d=" in s] == refinement
@@ -91,7 +91,7 @@ def test_snippet_depth_equals_direct_spec_computation(fp32_run, clip, tiny_check
     """Snippet 5 of the dilation-7 group, recomputed by hand: shared noise, 1 DDIM step, decode."""
     result, store = fp32_run
     model = load_model(str(tiny_checkpoint), "cpu", "fp32", "sdpa")
-    frames = np.concatenate(list(iter_frames(clip)))[[5, 12, 19]]
+    frames = np.stack(list(open_input(str(clip)).frames()))[[5, 12, 19]]
     images = frames_to_images(frames, (48, 64))
     with torch.no_grad():
         moments = model.vae.quant_conv(model.vae.encoder(images))

@@ -23,37 +23,54 @@ import zarr
 from tests.conftest import run_rdengine
 
 FULL = ("--preset", "full", "--res", "64", "--dtype", "fp32", "--device", "cpu", "--dilations", "1", "4",
-        "--refine-steps", "3", "--batch-size", "4", "--save", "npy", "--save", "png16", "-q")
+        "--refine-steps", "3", "--batch-size", "4", "--unit-frames", "8", "--save", "npy", "--save", "png16", "-q")
 
-# (stage, records, how): "poll" = the test SIGKILLs as soon as the stage holds that many records
-# (landing inside the next unit's computation or chunk writes); "after"/"before" = the process
-# kills itself right after the record, or after the unit's data but before its record (KILLER
-# wraps RunStore.mark_done in the child). It fires at the first record at or past its count, so
-# a poll kill that overshoots on a fast machine never makes a later moment miss; polls sit where
-# much work remains after them.
-KILLS = [("ingest", 1, "poll", 0.0), ("snippets", 2, "before", None), ("snippets", 4, "poll", 0.0),
-         ("snippets", 8, "before", None), ("coalign", 1, "before", None), ("merge", 2, "after", None),
-         ("normalize", 2, "before", None), ("refine", 1, "poll", 0.0), ("refine-decode", 2, "before", None),
-         ("export", 4, "before", None)]
+# 24 frames in units of 8: 3 units per per-frame stage, 3 snippet units (22 starts), 9 refinement units.
+# (stage, count, how): "poll" = the test SIGKILLs as soon as the stage holds that many records
+# (landing inside the next unit's computation or writes); "before"/"after" = the process kills
+# itself after the unit's data but before its record, or right after the record; "write" = in
+# the middle of the process's count-th shard write to an array whose name starts with the first
+# field (half of the unit's rows written); "solve" = at the count-th objective evaluation of the
+# co-alignment. KILLER wraps RunStore.mark_done, CheckedArray.write and the solver's objective.
+KILLS = [("ingest", 1, "poll", 0.0), ("rgb_latents", 2, "write", None), ("snippets", 1, "before", None),
+         ("snippets", 2, "write", None), ("coalign", 5, "solve", None), ("coalign", 1, "before", None),
+         ("merge", 2, "after", None), ("normalize", 2, "before", None), ("depth", 2, "write", None),
+         ("refine", 2, "poll", 0.0), ("refine-decode", 2, "before", None), ("export", 3, "before", None)]
 
-
-# Runs the CLI with RunStore.mark_done wrapped: SIGKILL when STAGE holds COUNT records, just
-# before (data written, record not yet) or just after the record.
 KILLER = """
 import os, signal, sys
-from rdengine.storage.run_store import RunStore
+import numpy as np
+from rdengine.engine.coalign import fast
+from rdengine.storage.run_store import CheckedArray, RunStore
 stage, count, moment = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-record = RunStore.mark_done
+record, write, evaluate = RunStore.mark_done, CheckedArray.write, fast.evaluate
+state = {"writes": 0, "evaluations": 0}
+
+def kill():
+    os.kill(os.getpid(), signal.SIGKILL)
 
 def mark_done(self, unit_stage, unit, data=None):
     held = len(self.done_units(unit_stage)) + 1
     if unit_stage == stage and moment == "before" and held >= count:
-        os.kill(os.getpid(), signal.SIGKILL)
+        kill()
     record(self, unit_stage, unit, data)
     if unit_stage == stage and moment == "after" and held >= count:
-        os.kill(os.getpid(), signal.SIGKILL)
+        kill()
 
-RunStore.mark_done = mark_done
+def half_write(self, first, data):
+    state["writes"] += self.name.startswith(stage)
+    if moment == "write" and self.name.startswith(stage) and state["writes"] >= count and len(data) > 1:
+        self.zarr[first:first + len(data) // 2] = np.asarray(data)[:len(data) // 2]
+        kill()
+    write(self, first, data)
+
+def counted(*args, **kwargs):
+    state["evaluations"] += 1
+    if moment == "solve" and state["evaluations"] >= count:
+        kill()
+    return evaluate(*args, **kwargs)
+
+RunStore.mark_done, CheckedArray.write, fast.evaluate = mark_done, half_write, counted
 from rdengine.cli import main
 main(sys.argv[4:])
 """
@@ -66,7 +83,7 @@ def command(clip, out, ckpt, *extra):
 
 def records(out: Path, stage: str) -> int:
     folder = out / "run.zarr" / "_units" / stage
-    return len(list(folder.glob("*.json"))) if folder.is_dir() else 0
+    return len(list(folder.glob("*/zarr.json"))) if folder.is_dir() else 0
 
 
 def kill_at(cmd, out: Path, stage: str, count: int, how: str, delay: float | None) -> int:
@@ -111,7 +128,7 @@ def test_sigkill_at_ten_moments_then_resume_is_byte_identical(baseline, clip, ti
     out = tmp_path / "killed"
     cmd = command(clip, out, tiny_checkpoint)
     statuses = [kill_at(cmd, out, *kill) for kill in KILLS]
-    assert statuses.count(-signal.SIGKILL) >= 9, statuses  # a fast poll kill may miss a finished run
+    assert statuses.count(-signal.SIGKILL) >= len(KILLS) - 2, statuses  # a fast poll kill may miss a finished run
     assert not (out / "run.zarr" / "_units" / "complete").is_dir() or statuses[-1] == 0
     proc = subprocess.run(cmd[:-1], capture_output=True, text=True, timeout=600)  # not quiet: shows reuse
     assert proc.returncode == 0, proc.stderr
@@ -126,20 +143,20 @@ def test_inspect_verify_detects_damage(baseline, tmp_path):
     store = tmp_path / "copy"
     shutil.copytree(baseline, store)
     ok = run_rdengine("inspect", store / "run.zarr", "--verify")
-    assert ok.returncode == 0 and "snippets" in ok.stdout and "10 / 10" in ok.stdout, ok.stdout + ok.stderr
-    chunk = store / "run.zarr" / "merged" / "c" / "1" / "0" / "0"
-    chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+    assert ok.returncode == 0 and "snippets" in ok.stdout and "3 / 3" in ok.stdout, ok.stdout + ok.stderr
+    shard = store / "run.zarr" / "depth" / "c" / "1" / "0" / "0"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
     bad = run_rdengine("inspect", store, "--verify")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
-    assert "merged" in bad.stderr and "error:" in bad.stderr and "damaged" in bad.stderr
+    assert "depth" in bad.stderr and "error:" in bad.stderr and "damaged" in bad.stderr
     shutil.rmtree(store)
     shutil.copytree(baseline, store)
-    (store / "run.zarr" / "_units" / "snippets" / "b000003.json").unlink()
+    shutil.rmtree(store / "run.zarr" / "_units" / "snippets" / "c0000008")
     bad = run_rdengine("inspect", store, "--verify")
-    assert bad.returncode != 0 and "snippets" in bad.stderr, bad.stderr
+    assert bad.returncode != 0 and "stage snippets: 2 of 3" in bad.stderr, bad.stderr
     shutil.rmtree(store / "run.zarr" / "depth" / "c")
     bad = run_rdengine("inspect", store, "--verify")
-    assert bad.returncode != 0 and "depth" in bad.stderr, bad.stderr
+    assert bad.returncode != 0 and "array depth rows from 0 are missing" in bad.stderr, bad.stderr
     missing = run_rdengine("inspect", tmp_path / "nowhere")
     assert missing.returncode != 0 and missing.stderr.startswith("error:")
 
@@ -153,10 +170,10 @@ def test_rerun_with_other_config_or_input_is_refused_and_overwrite_starts_over(b
     assert "config.seed (2024 -> 7)" in proc.stderr and "--overwrite" in proc.stderr, proc.stderr
     changed = tmp_path / clip.name
     data = bytearray(clip.read_bytes())
-    data[-1] ^= 1
+    data[len(data) // 2] ^= 1  # inside a packet: the same size, head and tail, other content
     changed.write_bytes(bytes(data))
     proc = run_rdengine(*command(changed, out, tiny_checkpoint)[3:])
-    assert proc.returncode == 2 and "input.fingerprint" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "input.identity" in proc.stderr, proc.stderr
     before = json.loads((out / "run.zarr" / "zarr.json").read_text())["attributes"]["manifest"]
     proc = run_rdengine(*command(clip, out, tiny_checkpoint, "--seed", "7", "--frames", "3", "--overwrite")[3:])
     assert proc.returncode == 0, proc.stderr
@@ -212,7 +229,7 @@ def test_write_error_is_one_line_and_the_run_resumes_byte_identical(baseline, cl
     assert len(lines) == 1 and str(out / "run.zarr") in lines[0] and "resum" in lines[0], proc.stderr
     assert not (out / "run.zarr" / "_units" / "complete").exists()
     assert not (out / f"{clip.stem}_depth.npy").exists()
-    assert (out / "run.zarr" / "_units" / "snippets").is_dir()  # it failed mid-run, with units done
+    assert (out / "run.zarr" / "_units" / "ingest").is_dir()  # it failed mid-run, with units done
     proc = subprocess.run(cmd[:-1], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "reused" in proc.stderr, proc.stderr
     assert_same_outputs(out, baseline, clip.stem)

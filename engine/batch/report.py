@@ -11,7 +11,7 @@ from .archive import is_url
 from .locations import filesystem, join
 
 REPORT_NAME = "batch_report.json"
-USER_MESSAGE_ERRORS = ("EngineError", "VideoError", "ConfigError", "StoreMismatch", "EvalInputError")
+USER_MESSAGE_ERRORS = ("EngineError", "InputError", "ConfigError", "StoreMismatch", "EvalInputError")
 
 
 def one_line(exc: BaseException) -> str:

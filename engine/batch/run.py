@@ -44,7 +44,8 @@ def is_finished(out_dir: str, cfg: RunConfig | None = None, opts: ExecutionOptio
     """True when ``out_dir`` holds a completed run (for ``cfg``, with the outputs ``opts`` asks for).
 
     A run is finished when its store is complete (final record), its manifest matches ``cfg``
-    (config hash) and ``source`` (file name; fingerprint for local files), and every requested
+    (config hash) and ``source`` (file name; for local files the content identity, checked
+    by size and modification time first and hashed only when those changed), and every requested
     export exists (renamed into place only when complete; 16-bit PNGs counted). Export-only
     options (colormap, fps) are not compared: a finished video is not re-exported.
     """
@@ -60,12 +61,14 @@ def is_finished(out_dir: str, cfg: RunConfig | None = None, opts: ExecutionOptio
     if manifest.get("input", {}).get("name") != file_name:
         return False
     if not is_url(source):
-        from ...storage.inputs.video import fingerprint
+        from ...storage.inputs import InputError, open_input
 
         try:  # a changed input is not finished: processing it reports the mismatch
-            if manifest.get("input", {}).get("fingerprint") != fingerprint(local_path(source)):
+            opened = open_input(local_path(source))
+            if summary.info.get("input_stat") != opened.stat() and \
+                    manifest.get("input", {}).get("identity") != opened.identity():
                 return False
-        except OSError:
+        except (OSError, InputError):
             return False
     formats = [f for f in (opts.save if opts is not None else ()) if f != "zarr"]
     fs, root = filesystem(out_dir)
@@ -151,7 +154,7 @@ def run_video(video: ArchiveVideo, out: str, cfg: RunConfig, opts: ExecutionOpti
         local_video = fetch_input(video.source, str(cache))
         target = Path(out) if not is_url(out) else cache / "staging" / f"{video.name}-{short_hash(out)}"
         device = worker_device(opts.device, pin_gpu)
-        opts = dataclasses.replace(opts, device=device, quiet=True)
+        opts = dataclasses.replace(opts, device=device, progress="quiet")
         model = worker_model(cfg.checkpoint, device, cfg.dtype, opts.attention)
         result = process_video(local_video, target, cfg, opts, model=model)
         if is_url(out):
@@ -204,7 +207,7 @@ def run_batch(inputs: list[str] | tuple[str, ...], out_root: str, cfg: RunConfig
                                     frames=stored_frames(out), seconds=0.0, fps=None, error=None, worker=None)
         else:
             pending.append((video, out))
-    log(f"[batch] {len(videos)} videos: {len(rows)} finished already, {len(pending)} to process", opts.quiet)
+    log(f"[batch] {len(videos)} videos: {len(rows)} finished already, {len(pending)} to process", opts.progress == "quiet")
 
     cluster = None
     done_frames, done_videos = 0, len(rows)
@@ -215,13 +218,13 @@ def run_batch(inputs: list[str] | tuple[str, ...], out_root: str, cfg: RunConfig
                 resources, threads, pin_gpu = cluster_resources(client), None, False
                 if resources is None:
                     log("[batch] note: the cluster's workers advertise no GPU/slot resources; a worker may run "
-                        "several videos at once (start workers with --resources GPU=1)", opts.quiet)
+                        "several videos at once (start workers with --resources GPU=1)", opts.progress == "quiet")
                 where = f"scheduler {scheduler}"
             else:
                 cluster, resources, threads, pin_gpu = local_cluster(workers, opts.device)
                 client = Client(cluster)
                 where = f"local cluster, {len(cluster.workers)} workers ({next(iter(resources))}=1 each)"
-            log(f"[batch] running on {where}", opts.quiet)
+            log(f"[batch] running on {where}", opts.progress == "quiet")
             try:
                 futures = {}
                 for video, out in pending:
@@ -245,7 +248,7 @@ def run_batch(inputs: list[str] | tuple[str, ...], out_root: str, cfg: RunConfig
                     log(f"[batch] {done_videos}/{len(videos)} videos, {done_frames} frames, "
                         f"{done_frames / max(elapsed, 1e-9):.1f} frames/s"
                         + (f", {failed} failed" if failed else "")
-                        + (f" ({video.name}: {row['error']})" if row["status"] == "failed" else ""), opts.quiet)
+                        + (f" ({video.name}: {row['error']})" if row["status"] == "failed" else ""), opts.progress == "quiet")
             finally:
                 client.close()
         else:

@@ -18,7 +18,7 @@ from ...storage import layout
 from ...storage.array_reads import value_range
 from ...storage.exporters import OUTPUTS, output_path, scale_path
 from ...storage.exporters.base import atomic_write_text
-from ...storage.exporters.colour_video import ColourVideoExporter, resize_rgb
+from ...storage.exporters.colour_video import ColourVideoExporter, display_rgb
 from ...storage.exporters.exr import ExrExporter
 from ...storage.exporters.gray16 import Gray16Exporter
 from ...storage.exporters.meaning import describe, describe_numbers, sidecar_json
@@ -58,11 +58,12 @@ def params_key(*values) -> str:
     return hashlib.sha256(json.dumps([str(v) for v in values]).encode()).hexdigest()[:10]
 
 
-def rgb_chunks(frames: Iterator[np.ndarray], t: int, unit: int, source: str) -> Iterator[np.ndarray]:
-    """``uint8 [n, H, W, 3]`` per export unit from single frames; an input that now decodes to
+def rgb_chunks(frames: Iterator[np.ndarray], t: int, unit: int, size: tuple[int, int],
+               source: str) -> Iterator[np.ndarray]:
+    """``uint8 [n, *size, 3]`` per export unit from single frames; an input that now decodes to
     fewer or more than the run's ``t`` frames is an error, never a short or shifted output."""
     for first, stop in time_chunks(t, unit):
-        chunk = [frame for _, frame in zip(range(stop - first), frames)]
+        chunk = [display_rgb(frame, size) for _, frame in zip(range(stop - first), frames)]
         if len(chunk) < stop - first:
             raise EngineError(f"{source} now decodes to {first + len(chunk)} frames, but the run has {t}: "
                               "the input changed or is damaged; rerun with --overwrite")
@@ -136,10 +137,10 @@ def export(store: RunStore, out_dir: Path, name: str, formats: tuple[str, ...], 
             writers.append(ColourVideoExporter(outputs[fmt], fps, size, lo, hi, colormap, fmt == "sbs", units,
                                                params_key(name, t, size, lo, hi, fps, colormap, source)))
     needs_rgb = any(w.needs_rgb and not w.complete for w in writers)
-    frames = rgb_chunks(rgb(), t, unit, source) if needs_rgb else None
+    frames = rgb_chunks(rgb(), t, unit, size, source) if needs_rgb else None
     timer = progress.stage(STAGE, t)
     for first, stop in time_chunks(t, unit):
-        colour = None if frames is None else resize_rgb(next(frames), size)
+        colour = None if frames is None else next(frames)
         todo = [writer for writer in writers if writer.needs(first)]
         if not todo:
             timer.advance(stop - first, reused=True)

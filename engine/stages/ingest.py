@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ...storage import layout
+from ...storage.inputs import to_unit_float
 from ...storage.run_store import RunStore
 from ..latents import Geometry, encode, processing_size, resize
 from ..model import Model
@@ -43,19 +44,10 @@ def stored_geometry(info: dict) -> Geometry:
     return Geometry(tuple(info["frame_size"]), info["geometry"])
 
 
-def unit_float(frame: np.ndarray) -> np.ndarray:
-    """``[H, W, 3]`` uint8, uint16 or float (already in [0, 1]) -> float32 in [0, 1]."""
-    if frame.dtype == np.uint8:
-        return frame.astype(np.float32) / 255.0
-    if frame.dtype == np.uint16:
-        return frame.astype(np.float32) / 65535.0
-    return frame.astype(np.float32, copy=False)
-
-
 def prepare_frame(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """One frame -> float32 ``[3, *size]`` in [-1, 1]. A frame of another aspect than ``size``
     (a resolution change mid-stream) is fitted inside it with its aspect kept, bars in black."""
-    x = torch.from_numpy(unit_float(frame)).permute(2, 0, 1)[None]
+    x = torch.from_numpy(to_unit_float(frame)).permute(2, 0, 1)[None]
     h, w = frame.shape[:2]
     fitted = (min(size[0], max(1, round(h * size[1] / w))), min(size[1], max(1, round(w * size[0] / h))))
     if abs(h / w - size[0] / size[1]) * min(size) < 1:  # the same aspect, to a pixel

@@ -59,12 +59,15 @@ class ColourVideoExporter(WholeFileExporter):
         self._publish(self.tmp)
 
 
-def resize_rgb(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``uint8 [n, h, w, 3]`` -> ``[n, H, W, 3]`` (bilinear; display only)."""
+def display_rgb(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """One ``[h, w, 3]`` frame (uint8, uint16 or float in [0, 1]) -> ``uint8 [H, W, 3]`` (bilinear; display only)."""
+    if frame.dtype != np.uint8:
+        scale = 65535.0 if frame.dtype == np.uint16 else 1.0
+        frame = np.clip(np.rint(frame.astype(np.float32) / scale * 255), 0, 255).astype(np.uint8)
     h, w = size
-    if frames.shape[1:3] == (h, w):
-        return frames
-    return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR)) for f in frames])
+    if frame.shape[:2] == (h, w):
+        return frame
+    return np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR))
 
 
 class VideoWriter:

@@ -1,152 +1,284 @@
-"""Video decode and encode with PyAV: bounded frame batches in, encoded RGB frames out.
+"""Video files through PyAV: stream choice, decoding past damage, content identity.
 
-Decoded frames are ``uint8 [B, H, W, 3]`` (RGB, display orientation: the stream's
-rotation metadata is applied). Errors a user can cause raise ``VideoError`` with a
-one-line message naming the file.
+Frames come out RGB in display orientation (the display-matrix rotation is applied),
+alpha dropped: ``uint8 [H, W, 3]`` for 8-bit streams, ``uint16 [H, W, 3]`` (``rgb48le``,
+full 0-65535 range) for streams of more than 8 bits per channel, ``float32`` for float
+streams. Each frame keeps its own decoded size, so a resolution change mid-stream shows
+as frames of another shape (recorded in ``DecodeReport.size_changes``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import warnings
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
 import av
 import numpy as np
+from av.stream import Disposition
+
+from .source import DecodeReport, FrameSource, InputError, SourceInfo, check_range
+
+# Codecs whose streams of one frame (or an unknown count) are pictures (posters, thumbnails), not the video.
+STILL_CODECS = frozenset({"mjpeg", "png", "bmp", "webp", "tiff"})
+DEFAULT_FPS = Fraction(25)  # when the container announces no rate at all
 
 
-class VideoError(ValueError):
-    """The input is not a decodable video (message names the file)."""
+def error_reason(exc: BaseException) -> str:
+    """An error's short reason on one line (FFmpeg's, e.g. "Invalid data found when processing input")."""
+    text = getattr(exc, "strerror", None) or str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
-class VideoWarning(UserWarning):
-    """The input decodes only partly (e.g. a truncated file); the decoded frames are kept."""
+def check_file(path: Path) -> None:
+    """InputError unless ``path`` is an existing, non-empty file."""
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    if path.is_dir():
+        raise InputError(f"input is a directory, not a video file: {path}")
+    if path.stat().st_size == 0:
+        raise InputError(f"input is an empty (zero-byte) file: {path}")
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    """What the container says about its first video stream; ``width``/``height`` after rotation."""
-
-    path: str
-    width: int
-    height: int
-    fps: float
-    frames_hint: int
-    rotation: int
-    pix_fmt: str
-    codec: str
-
-
-def _open(path: str | Path):
-    p = Path(path)
-    if not p.exists():
-        raise VideoError(f"input not found: {p}")
-    if p.is_dir():
-        raise VideoError(f"input is a directory, not a video file: {p}")
-    if p.stat().st_size == 0:
-        raise VideoError(f"input is an empty (zero-byte) file: {p}")
+def open_container(path: Path) -> av.container.InputContainer:
+    """``av.open`` with its failures as one-line InputErrors."""
     try:
-        container = av.open(str(p))
+        return av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
-        raise VideoError(f"not a readable video file: {p} ({type(exc).__name__})") from None
-    if not container.streams.video:
-        container.close()
-        raise VideoError(f"no video stream in {p} (audio-only or data file)")
-    return container
+        raise InputError(f"cannot read {path}: not a media file, or damaged (e.g. an mp4 cut before its "
+                         f"index) ({error_reason(exc)})") from None
 
 
-def _rotation(frame: av.VideoFrame) -> int:
-    """Counter-clockwise display rotation in degrees, a multiple of 90."""
-    return int(round(getattr(frame, "rotation", 0) or 0)) % 360
+def rgb_format(frame: av.VideoFrame) -> str:
+    """The RGB pixel format a source frame converts to without losing depth (alpha dropped)."""
+    name = frame.format.name
+    if "f32" in name or "f16" in name:
+        return "gbrpf32le"  # swscale's float RGB; to_ndarray gives float32 [H, W, 3]
+    if max(c.bits for c in frame.format.components) > 8:
+        return "rgb48le"
+    return "rgb24"
 
 
-def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    """``uint8 [H, W, 3]`` RGB in display orientation (any pixel format, rotation applied)."""
-    rgb = frame.to_ndarray(format="rgb24")
-    quarter_turns = _rotation(frame) // 90
-    return np.ascontiguousarray(np.rot90(rgb, k=quarter_turns)) if quarter_turns else rgb
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise display rotation in quarter turns (0-3), from the frame's display matrix."""
+    return int(round(frame.rotation or 0)) % 360 // 90
 
 
-def probe_video(path: str | Path) -> VideoInfo:
-    """Read the stream header and the first frame; raises VideoError if nothing decodes."""
-    with _open(path) as container:
-        stream = container.streams.video[0]
-        try:
-            first = next(container.decode(stream), None)
-        except av.error.FFmpegError as exc:
-            raise VideoError(f"cannot decode {path}: {exc}") from None
-        if first is None:
-            raise VideoError(f"no decodable video frame in {path}")
-        height, width = _to_rgb(first).shape[:2]
-        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-        return VideoInfo(path=str(path), width=width, height=height, fps=float(rate),
-                         frames_hint=int(stream.frames or 0), rotation=_rotation(first),
-                         pix_fmt=str(stream.codec_context.pix_fmt), codec=stream.codec_context.name)
+def display_size(frame: av.VideoFrame) -> tuple[int, int]:
+    """``(height, width)`` of the frame as displayed (rotation applied)."""
+    return (frame.width, frame.height) if quarter_turns(frame) % 2 else (frame.height, frame.width)
 
 
-def iter_frames(path: str | Path, start: int = 0, count: int | None = None,
-                batch: int = 16) -> Iterator[np.ndarray]:
-    """Yield ``uint8 [B, H, W, 3]`` batches of frames ``[start, start+count)`` in decode order.
+def frame_to_rgb(frame: av.VideoFrame, fmt: str) -> np.ndarray:
+    """``[H, W, 3]`` array of ``frame`` in RGB format ``fmt`` (see ``rgb_format``), display orientation."""
+    rgb = frame.to_ndarray(format=fmt)
+    turns = quarter_turns(frame)
+    return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
 
-    A stream that breaks off (truncated file) ends early with a warning: the frames
-    decoded so far are kept.
+
+def decode_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                  report: DecodeReport) -> Iterator[av.VideoFrame]:
+    """Demux ``stream`` packet by packet and decode each, as ffmpeg does.
+
+    A packet the decoder rejects counts in ``report.dropped`` and decoding goes on with the
+    next; frames output with concealed errors count in ``report.concealed`` and are kept. A
+    container that cannot be read further (``report.read_error``) ends the stream after the
+    decoder is flushed.
     """
-    stop = None if count is None else start + count
-    buf: list[np.ndarray] = []
-    with _open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        index = 0
-        ended = True
+    packets = container.demux(stream)
+    while True:
         try:
-            for frame in container.decode(stream):
-                if stop is not None and index >= stop:
-                    ended = False
-                    break
-                if index >= start:
-                    buf.append(_to_rgb(frame))
-                    if len(buf) == batch:
-                        yield np.stack(buf)
-                        buf = []
-                index += 1
+            packet = next(packets)
+        except StopIteration:
+            return
         except av.error.FFmpegError as exc:
-            ended = False
-            warnings.warn(f"{path}: decoding stopped after frame {index} ({exc}); keeping the decoded frames",
-                          VideoWarning)
-        if ended and (stop is None or index < stop):
-            expected = _expected_frames(container, stream)
-            if expected and index < expected - max(2, expected // 50):
-                warnings.warn(f"{path}: only {index} of about {expected} frames decode (truncated file?); "
-                              "keeping the decoded frames", VideoWarning)
-    if buf:
-        yield np.stack(buf)
+            report.read_error = error_reason(exc)
+            packet = None  # flush: the frames still inside the decoder
+        try:
+            decoded = stream.decode(packet)
+        except av.error.FFmpegError:
+            report.dropped += 1
+            decoded = []
+        for frame in decoded:
+            report.concealed += bool(frame.is_corrupt)
+            yield frame
+        if packet is None:
+            return
 
 
-def _expected_frames(container, stream) -> int:
-    """Frame count the container announces (header count, else duration x rate); 0 if unknown."""
+def stream_rate(stream: av.video.stream.VideoStream) -> Fraction:
+    return Fraction(stream.average_rate or stream.guessed_rate or DEFAULT_FPS)
+
+
+def duration_tag(stream: av.video.stream.VideoStream) -> float:
+    """Seconds of the per-stream ``DURATION`` tag (matroska/webm writers set it); 0 if none."""
+    text = stream.metadata.get("DURATION") or stream.metadata.get("duration") or ""
+    try:
+        h, m, s = text.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+    except ValueError:
+        return 0.0
+
+
+def frames_estimate(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """Frames the container announces: header count, else duration x rate (stream duration,
+    matroska ``DURATION`` tag, then container duration); 0 when unknown."""
     if stream.frames:
         return int(stream.frames)
     rate = stream.average_rate or stream.guessed_rate
-    if stream.duration and stream.time_base and rate:
-        return int(float(stream.duration * stream.time_base * rate))
-    if container.format.name.startswith("matroska") and container.duration and rate:
-        return int(container.duration / 1e6 * float(rate))
-    return 0
+    if not rate:
+        return 0
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    else:
+        seconds = duration_tag(stream) or (container.duration or 0) / av.time_base
+    return int(round(seconds * float(rate)))
 
 
-def fingerprint(path: str | Path) -> str:
-    """Cheap identity of an input file: size, mtime-independent hash of its head and tail."""
-    p = Path(path)
-    size = p.stat().st_size
-    h = hashlib.sha256(str(size).encode())
-    with p.open("rb") as f:
-        h.update(f.read(1 << 20))
-        if size > 1 << 21:
-            f.seek(-(1 << 20), 2)
-            h.update(f.read())
-    return h.hexdigest()[:24]
+def still_role(stream: av.video.stream.VideoStream, frames: int) -> str:
+    """Why a stream is a picture rather than the video ("cover art", "a still image"), or ""."""
+    if stream.disposition & Disposition.attached_pic:
+        return "cover art"
+    if stream.disposition & Disposition.still_image or (stream.codec_context.name in STILL_CODECS and frames <= 1):
+        return "a still image"
+    return ""
 
 
+def stream_label(stream: av.video.stream.VideoStream, frames: int) -> str:
+    """``#1 (h264 1920x1080, ~240 frames)``: a stream as the messages name it."""
+    cc = stream.codec_context
+    count = f", ~{frames} frame{'s' if frames > 1 else ''}" if frames else ""
+    role = still_role(stream, frames)
+    return f"#{stream.index} ({cc.name} {cc.width}x{cc.height}{count}{', ' + role if role else ''})"
+
+
+def choose_stream(container: av.container.InputContainer, path: Path,
+                  forced: int | None) -> tuple[av.video.stream.VideoStream, str]:
+    """The video stream to decode and the reasons, as a phrase for ``SourceInfo.description``.
+
+    Cover art and still-image streams are never chosen on their own; among the rest the
+    default-disposition stream wins, then the one with the most frames. ``forced`` (a
+    global stream index, as ffprobe numbers them) picks one; InputErrors name the file.
+    """
+    videos = list(container.streams.video)
+    if not videos:
+        raise InputError(f"no video stream in {path} (audio-only or data file)")
+    counts = {s.index: frames_estimate(container, s) for s in videos}
+    if forced is not None:
+        match = [s for s in videos if s.index == forced]
+        if not match:
+            listed = ", ".join(stream_label(s, counts[s.index]) for s in videos)
+            raise InputError(f"no video stream #{forced} in {path}; its video streams: {listed}")
+        return match[0], f"chosen with stream={forced}"
+    roles = {s.index: still_role(s, counts[s.index]) for s in videos}
+    real = [s for s in videos if not roles[s.index]]
+    if not real:
+        if all(r == "cover art" for r in roles.values()):
+            raise InputError(f"no video stream in {path} (only cover art)")
+        still = next(s.index for s in videos if roles[s.index] != "cover art")
+        raise InputError(f"no video stream in {path} (only a still image; stream={still} reads it anyway)")
+    chosen = max(real, key=lambda s: (bool(s.disposition & Disposition.default), counts[s.index]))
+    others = [s for s in videos if s is not chosen]
+    if not others:
+        return chosen, ""
+    notes = []
+    for s in others:
+        if roles[s.index]:
+            notes.append(f"stream #{s.index} is {roles[s.index]}")
+        elif chosen.disposition & Disposition.default and not s.disposition & Disposition.default:
+            notes.append(f"stream #{s.index} is not the default")
+        else:
+            notes.append(f"stream #{s.index} has {'fewer' if counts[s.index] < counts[chosen.index] else 'as many'} "
+                         f"frames")
+    return chosen, "; ".join(notes)
+
+
+class VideoSource(FrameSource):
+    """A video file; opening reads the header and decodes the first frame (InputError if none decodes)."""
+
+    def __init__(self, path: str, stream: int | None = None, fps: float | None = None):
+        self.path = Path(path)
+        check_file(self.path)
+        self.report = DecodeReport()
+        with open_container(self.path) as container:
+            chosen, why = choose_stream(container, self.path, stream)
+            self.stream_index = chosen.index
+            estimate = frames_estimate(container, chosen)
+            first = next(decode_frames(container, chosen, DecodeReport()), None)
+            if first is None:
+                raise InputError(f"no decodable video frame in {self.path}")
+            self.rgb_format = rgb_format(first)
+            height, width = display_size(first)
+            rate = float(fps) if fps else float(stream_rate(chosen))
+            codec = chosen.codec_context.name
+            n_streams = len(container.streams)
+        count = f", ~{estimate} frame{'s' if estimate > 1 else ''}" if estimate else ""
+        what = f"{codec} {width}x{height}, {rate:g} fps{count}"
+        description = (f"video stream #{self.stream_index} of {n_streams} ({what}); {why}" if why
+                       else f"video ({what})")
+        self.info = SourceInfo(path=str(self.path), kind="video", width=width, height=height, fps=rate,
+                               frames_estimate=estimate, frame_numbers=None, description=description)
+
+    def frames(self, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
+        """Frames ``[start, start + count)`` in decode order (frames before ``start`` are
+        decoded and skipped); see the module docstring for dtypes."""
+        check_range(start, count)
+        report = self.report = DecodeReport(expected=self.info.frames_estimate)
+        stop = None if count is None else start + count
+        if stop == start:
+            return
+        size = (self.info.height, self.info.width)
+        with open_container(self.path) as container:
+            stream = container.streams[self.stream_index]
+            stream.thread_type = "AUTO"
+            for index, frame in enumerate(decode_frames(container, stream, report)):
+                report.frames_read = index + 1
+                if display_size(frame) != size:
+                    size = display_size(frame)
+                    report.size_changes.append((index, size))
+                if index < start:
+                    continue
+                rgb = frame_to_rgb(frame, self.rgb_format)
+                report.decoded += 1
+                yield rgb
+                if stop is not None and index + 1 >= stop:
+                    return
+        report.reached_end = True
+
+    def files(self) -> list[Path]:
+        return [Path(self.path)]
+
+    def identity(self) -> str:
+        """sha256 over the stream's codec parameters (name, coded size, extradata) and every
+        demuxed packet's bytes and time stamp (demux only, no decode).
+
+        Time stamps enter relative to the first packet's, in milliseconds (the precision
+        matroska keeps), so a remux of the same packets into another container gives the
+        same identity.
+        """
+        digest = hashlib.sha256()
+        with open_container(self.path) as container:
+            stream = container.streams[self.stream_index]
+            cc = stream.codec_context
+            digest.update(f"{cc.name} {cc.width}x{cc.height}\n".encode())
+            digest.update(cc.extradata or b"")
+            first_pts = None
+            try:
+                for packet in container.demux(stream):
+                    if not packet.size:
+                        continue  # end-of-stream flush packets carry no data
+                    if packet.pts is not None and first_pts is None:
+                        first_pts = packet.pts
+                    pts = None if packet.pts is None else (packet.pts - first_pts) * packet.time_base
+                    digest.update(f"\n{None if pts is None else round_half_up(pts * 1000)} {packet.size}\n".encode())
+                    digest.update(packet)
+            except av.error.FFmpegError as exc:  # unreadable past here: the readable part is the content
+                digest.update(f"\nread error: {error_reason(exc)}".encode())
+        return digest.hexdigest()
+
+
+def round_half_up(value: Fraction) -> int:
+    """Nearest integer, halves away from zero (as FFmpeg rescales time stamps)."""
+    sign = -1 if value < 0 else 1
+    return sign * int(abs(value) + Fraction(1, 2))

@@ -1,0 +1,128 @@
+"""The interface every input shares: ``SourceInfo``, ``DecodeReport``, ``FrameSource`` and the errors.
+
+Frames are RGB in display orientation, one ``[H, W, 3]`` array at a time: ``uint8``
+(8-bit sources), ``uint16`` (sources of more than 8 bits per channel) or ``float32`` in
+[0, 1] (float sources). ``to_unit_float`` brings any of them to float32 [0, 1].
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+
+class InputError(ValueError):
+    """The input cannot be used as given; the one-line message names the file."""
+
+
+class InputWarning(UserWarning):
+    """Something about the input is kept as is but is worth a line (e.g. a gap in frame numbers)."""
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What is known about an input once opened (before any frame is streamed).
+
+    ``width``/``height``: pixels of the first frame in display orientation (rotation applied).
+    ``fps``: frames per second (video: the stream's average rate; images: the ``fps`` given, default 24).
+    ``frames_estimate``: frames the container announces (header count, else duration x rate)
+    or the number of image files; 0 when unknown.
+    ``frame_numbers``: images only, the number in each file name in stream order (None for
+    video, or when the names carry no unique numbers).
+    ``description``: one human line saying what was opened and why (e.g. which stream).
+    """
+
+    path: str
+    kind: str
+    width: int
+    height: int
+    fps: float
+    frames_estimate: int
+    frame_numbers: tuple[int, ...] | None
+    description: str
+
+
+@dataclass
+class DecodeReport:
+    """What happened while ``FrameSource.frames`` ran; counts are frames unless stated.
+
+    ``decoded``: frames yielded. ``dropped``: packets that could not be decoded (skipped).
+    ``concealed``: frames the decoder output with errors concealed (kept).
+    ``size_changes``: ``(frame index, (height, width))`` each time the decoded size changed,
+    index counted from the stream's first frame. ``expected``: the source's ``frames_estimate``.
+    ``frames_read``: frames the decoder produced from the stream's start (frames before
+    ``start`` included). ``reached_end``: the stream was read to its end (not cut short by
+    ``count`` or by the caller). ``read_error``: why reading the container stopped early, if it did.
+    """
+
+    decoded: int = 0
+    dropped: int = 0
+    concealed: int = 0
+    size_changes: list[tuple[int, tuple[int, int]]] = field(default_factory=list)
+    expected: int = 0
+    frames_read: int = 0
+    reached_end: bool = False
+    read_error: str = ""
+
+    def problems(self) -> list[str]:
+        """One line per kind of trouble met; empty when the decode was clean."""
+        lines = []
+        if self.dropped:
+            lines.append(f"{self.dropped} damaged packet(s) could not be decoded and were skipped")
+        if self.concealed:
+            lines.append(f"{self.concealed} frame(s) decoded with errors concealed (kept)")
+        if self.size_changes:
+            changes = ", ".join(f"frame {i}: {w}x{h}" for i, (h, w) in self.size_changes[:5])
+            more = f" and {len(self.size_changes) - 5} more" if len(self.size_changes) > 5 else ""
+            lines.append(f"frame size changes mid-stream ({changes}{more})")
+        if self.read_error:
+            lines.append(f"reading stopped after frame {self.frames_read}: {self.read_error}")
+        tolerance = max(2, self.expected // 50)  # duration x rate estimates are approximate
+        if self.reached_end and self.expected and self.frames_read < self.expected - tolerance:
+            lines.append(f"only {self.frames_read} of about {self.expected} frames decode "
+                         f"(the stream ends early: truncated file?)")
+        return lines
+
+
+class FrameSource(ABC):
+    """An opened input: ``info`` at once, frames streamed one at a time, a content identity."""
+
+    info: SourceInfo
+    report: DecodeReport
+
+    @abstractmethod
+    def frames(self, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
+        """Yield frames ``[start, start + count)`` (to the end when ``count`` is None), one
+        ``[H, W, 3]`` array at a time; ``report`` is renewed and filled as they are read."""
+
+    @abstractmethod
+    def identity(self) -> str:
+        """Hex sha256 of the content: changes when any frame's data changes, or frames are added or removed."""
+
+    @abstractmethod
+    def files(self) -> list[Path]:
+        """The files the input reads."""
+
+    def stat(self) -> list[list[int]]:
+        """Size and modification time of every file: a cheap check that the content is unchanged
+        since ``identity`` was taken (a rerun hashes again only when this differs)."""
+        return [[p.stat().st_size, p.stat().st_mtime_ns] for p in self.files()]
+
+
+def check_range(start: int, count: int | None) -> None:
+    """``frames`` arguments: ``start >= 0`` and ``count`` None or ``>= 0`` (else ValueError)."""
+    if start < 0 or (count is not None and count < 0):
+        raise ValueError(f"start and count must be >= 0 (got start={start}, count={count})")
+
+
+def to_unit_float(frame: np.ndarray) -> np.ndarray:
+    """Any frame ``[H, W, 3]`` -> float32 in [0, 1]: uint8 / 255, uint16 / 65535, float unchanged."""
+    if frame.dtype == np.uint8:
+        return frame.astype(np.float32) / 255.0
+    if frame.dtype == np.uint16:
+        return frame.astype(np.float32) / 65535.0
+    return frame.astype(np.float32, copy=False)
