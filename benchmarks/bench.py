@@ -194,7 +194,7 @@ def run(video: str | None = None, *, preset: str = "fast", frames: int | None = 
             info = RunStore(result.store, mode="r").info
             runs.append({"seconds": result.seconds, "stages": result.stages, "num_frames": result.num_frames,
                          "unet_seconds": timer.seconds("unet"), "decode_seconds": timer.seconds("decode"),
-                         "batches": timer.batches, "batch_size": int(info["batch_size"]),
+                         "batches": timer.batches, "batch_size": int(info["plan"]["batch_size"]),
                          "size": list(info["depth_size"]),
                          "peak_gpu_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None})
         flops = {}

@@ -80,10 +80,22 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
-def frames_to_images(frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """``uint8 [B, H0, W0, 3]`` -> float32 ``[B, 3, H, W]`` resized to ``size``, in [-1, 1]."""
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-    return resize(x, size) / 255.0 * 2.0 - 1.0
+STRIP_VALUES = 1 << 22  # float32 values of one strip of a large frame during its resize
+
+
+def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """One ``[H0, W0, C]`` frame (any dtype, values kept) -> float32 ``[C, *size]``, like
+    ``resize``. A large frame is resized in strips of rows, columns first: the same bytes as
+    one ``resize`` of the whole frame (its antialiased bilinear filter is separable and runs
+    along the columns first), with memory bounded by ``STRIP_VALUES`` whatever the source size."""
+    h0, w0, c = frame.shape
+    rows = max(1, STRIP_VALUES // (w0 * c))
+    if h0 <= rows or w0 == size[1]:
+        return resize(torch.from_numpy(frame).permute(2, 0, 1)[None].float(), size)[0]
+    strips = [resize(torch.from_numpy(frame[a:a + rows]).permute(2, 0, 1)[None].float(), (min(rows, h0 - a), size[1]))
+              for a in range(0, h0, rows)]
+    return resize(torch.cat(strips, dim=2), size)[0]
+
 
 
 @torch.no_grad()

@@ -191,8 +191,8 @@ def run_stages(run: Run) -> RunResult:
     geometry = frame_geometry((info.height, info.width), cfg.res, cfg.geometry, progress)
     if "frame_unit" not in store.info:  # ingest's units: fixed before the first is written
         store.update_info(frame_unit=frame_unit(geometry, opts.unit_frames))
-    num_frames = ingest(store, model, run.source.frames(cfg.start, cfg.frames), clip_length(info, cfg), geometry,
-                        store.info["frame_unit"], progress)
+    num_frames = ingest(store, model, run.source.frames(cfg.start, cfg.frames), clip_length(info, cfg),
+                        (info.height, info.width), geometry, store.info["frame_unit"], progress)
     if not num_frames:
         raise EngineError(f"no frames to process in {info.path} (start {cfg.start} is past the end?)")
     record_decoding(run)

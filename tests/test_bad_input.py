@@ -60,7 +60,7 @@ def model(tiny_checkpoint):
 def process(video: Path, out: Path, model, ckpt, res: int = 32, **overrides):
     cfg = resolve_config("full", res=res, dtype="fp32", checkpoint=str(ckpt), dilations=overrides.pop("dilations", (1, 4)),
                          refine_steps=overrides.pop("refine_steps", 2), **overrides)
-    opts = ExecutionOptions(device="cpu", batch_size=8, save=("npy",), quiet=True, restore_res=True)
+    opts = ExecutionOptions(device="cpu", batch_size=8, save=("npy",), progress="quiet", restore_res=True)
     result = process_video(str(video), out, cfg, opts, model=model)
     depth = np.load(result.outputs["npy"])
     assert np.isfinite(depth).all()

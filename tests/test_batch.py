@@ -93,7 +93,7 @@ def test_url_input_and_output_round_trip_through_fsspec(clip, tiny_checkpoint, t
     fs = fsspec.filesystem("memory")
     fs.pipe("/in/clip.mp4", Path(clip).read_bytes())
     cfg = resolve_config("fast", res=64, dtype="fp32", dilations=(1,), checkpoint=str(tiny_checkpoint), frames=12)
-    opts = ExecutionOptions(device="cpu", batch_size=4, save=("npy",), quiet=True)
+    opts = ExecutionOptions(device="cpu", batch_size=4, save=("npy",), progress="quiet")
     video = ArchiveVideo("memory://in/clip.mp4", "clip")
     assert not is_finished("memory://out/clip", cfg, opts, video.source)
     row = run_video(video, "memory://out/clip", cfg, opts, str(tmp_path / "cache"))

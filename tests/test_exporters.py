@@ -28,6 +28,8 @@ from rdengine.storage.exporters.npz import NpzExporter
 from rdengine.storage.exporters.ply import PlyExporter, focal_from_fov
 from rdengine.storage.exporters.png16 import Png16Exporter
 from rdengine.storage.exporters.scale16 import Scale16
+from rdengine.storage.inputs import open_input
+from rdengine.storage.run_store import RunStore
 
 T, H, W = 12, 6, 10
 CHUNK = 4
@@ -356,27 +358,12 @@ def test_frame_files_of_an_earlier_longer_run_are_removed(tmp_path):
 # ---------------------------------------------------------------- the export stage
 
 
-class FakeStore:
-    """What the export stage asks of a run store: the depth array and export records."""
-
-    def __init__(self, path, depth):
-        self.path, self.depth, self.units = path, depth, {}
-
-    def array(self, name):
-        assert name == layout.DEPTH
-        return self.depth
-
-    def is_done(self, stage, unit):
-        return unit in self.units
-
-    def mark_done(self, stage, unit, record=None):
-        self.units[unit] = record or {}
-
-    def done_units(self, stage):
-        return dict(self.units)
-
-    def clear_unit(self, stage, unit):
-        self.units.pop(unit, None)
+def depth_store(path, depth: np.ndarray) -> RunStore:
+    """A real run store holding ``depth`` as a finished run's result."""
+    store = RunStore.create_or_resume(path, {"engine": "test"})
+    store.require(layout.DEPTH, depth.shape, "float32", layout.FRAME_DIMS, 4).write(0, depth)
+    store.update_info(num_frames=len(depth))
+    return store
 
 
 def test_export_stage_writes_agreeing_self_describing_outputs(tmp_path):
@@ -385,11 +372,12 @@ def test_export_stage_writes_agreeing_self_describing_outputs(tmp_path):
     clip = write_clip(tmp_path / "clip.mp4", frames=t, width=w, height=h)
     out = tmp_path / "out"
     out.mkdir()
-    store = FakeStore(out / "run.zarr", inv)
+    store = depth_store(out / "run.zarr", inv)
     formats = ("npy", "npz", "png16", "exr", "ply", "gray16", "sbs")
     numbers = range(1001, 1001 + t)
     kw = dict(output="depth", frame_numbers=numbers, ply_every=4)
-    outputs = export(store, out, "clip", formats, str(clip), 0, 12.0, "Spectral", None, Progress(quiet=True), **kw)
+    outputs = export(store, out, "clip", formats, lambda: open_input(str(clip)).frames(), str(clip), 4, 12.0,
+                     "Spectral", None, Progress("quiet"), **kw)
     meaning = describe(float(inv.min()), float(inv.max()), "depth")
     values = to_output_values(inv, meaning)
     assert np.array_equal(np.load(outputs["npy"]), values)
@@ -408,5 +396,6 @@ def test_export_stage_writes_agreeing_self_describing_outputs(tmp_path):
     assert doc["size"] == {"height": h, "width": w} and doc["outputs"]["exr"] == "exr"
     assert doc["outputs"]["gray16_scale"] == "clip_depth16.scale.json" and doc["ply"]["every"] == 4
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix != ".json"}
-    export(store, out, "clip", formats, str(clip), 0, 12.0, "Spectral", None, Progress(quiet=True), **kw)
+    export(store, out, "clip", formats, lambda: open_input(str(clip)).frames(), str(clip), 4, 12.0, "Spectral", None,
+           Progress("quiet"), **kw)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix != ".json"} == before

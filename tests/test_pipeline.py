@@ -9,7 +9,6 @@ import torch
 import zarr
 
 from rdengine.engine.config import ExecutionOptions, resolve_config
-from rdengine.engine.latents import frames_to_images
 from rdengine.engine.model import load_model
 from rdengine.engine.pipeline import process_video
 from rdengine.engine.stages.refine import refine_chunk, timesteps_kept
@@ -21,7 +20,7 @@ RES = 64  # 24 frames of 64x48
 
 def run(clip, ckpt, out, preset="fast", batch_size=4, save=("npy",), keep=False, scratch="auto", **overrides):
     cfg = resolve_config(preset, res=overrides.pop("res", RES), checkpoint=str(ckpt), **overrides)
-    opts = ExecutionOptions(device="cpu", batch_size=batch_size, save=save, quiet=True, keep_intermediates=keep,
+    opts = ExecutionOptions(device="cpu", batch_size=batch_size, save=save, progress="quiet", keep_intermediates=keep,
                             scratch=scratch)
     return process_video(str(clip), out, cfg, opts)
 
@@ -92,7 +91,7 @@ def test_snippet_depth_equals_direct_spec_computation(fp32_run, clip, tiny_check
     result, store = fp32_run
     model = load_model(str(tiny_checkpoint), "cpu", "fp32", "sdpa")
     frames = np.stack(list(open_input(str(clip)).frames()))[[5, 12, 19]]
-    images = frames_to_images(frames, (48, 64))
+    images = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255 * 2 - 1  # 64x48 at res 64: no resize
     with torch.no_grad():
         moments = model.vae.quant_conv(model.vae.encoder(images))
         rgb = moments[:, :4] * 0.18215
@@ -163,7 +162,7 @@ def test_refinement_chunks_with_halo_equal_one_whole_pass(fp32_run, tiny_checkpo
 def test_coalign_streaming_past_the_memory_budget_gives_the_same_depth(clip, tiny_checkpoint, tmp_path, fp32_run):
     result, _ = fp32_run
     cfg = resolve_config("fast", res=RES, checkpoint=str(tiny_checkpoint), dtype="fp32", dilations=(1, 10))
-    opts = ExecutionOptions(device="cpu", batch_size=4, save=("npy",), quiet=True, coalign_memory=2048)
+    opts = ExecutionOptions(device="cpu", batch_size=4, save=("npy",), progress="quiet", coalign_memory=2048)
     streamed = process_video(str(clip), tmp_path, cfg, opts)
     assert np.load(streamed.outputs["npy"]).tobytes() == np.load(result.outputs["npy"]).tobytes()
 

@@ -7,7 +7,6 @@ write errors (RLIMIT_FSIZE) that leave the store resumable, and ``inspect --veri
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shutil
 import signal

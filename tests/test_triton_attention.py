@@ -262,7 +262,7 @@ def test_tiny_pipeline_triton_matches_sdpa(clip, tiny_checkpoint, tmp_path, monk
     cfg = resolve_config("fast", res=64, dilations=(1,), frames=6, dtype="fp32", checkpoint=str(tiny_checkpoint))
     depth = {}
     for backend in ("sdpa", "triton"):
-        opts = ExecutionOptions(device="cpu", batch_size=4, attention=backend, save=("npy",), quiet=True)
+        opts = ExecutionOptions(device="cpu", batch_size=4, attention=backend, save=("npy",), progress="quiet")
         depth[backend] = np.load(process_video(str(clip), tmp_path / backend, cfg, opts).outputs["npy"])
     assert calls, "the triton run never reached the kernel"
     assert depth["sdpa"].shape == (6, 48, 64)

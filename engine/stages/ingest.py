@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ...storage import layout
-from ...storage.inputs import to_unit_float
 from ...storage.run_store import RunStore
-from ..latents import Geometry, encode, processing_size, resize
+from ..latents import Geometry, encode, processing_size, resize_frame
 from ..model import Model
 from ..overlap import run_overlapped
 from ..progress import Progress
@@ -44,19 +43,26 @@ def stored_geometry(info: dict) -> Geometry:
     return Geometry(tuple(info["frame_size"]), info["geometry"])
 
 
-def prepare_frame(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """One frame -> float32 ``[3, *size]`` in [-1, 1]. A frame of another aspect than ``size``
-    (a resolution change mid-stream) is fitted inside it with its aspect kept, bars in black."""
-    x = torch.from_numpy(to_unit_float(frame)).permute(2, 0, 1)[None]
-    h, w = frame.shape[:2]
-    fitted = (min(size[0], max(1, round(h * size[1] / w))), min(size[1], max(1, round(w * size[0] / h))))
-    if abs(h / w - size[0] / size[1]) * min(size) < 1:  # the same aspect, to a pixel
-        fitted = size
-    x = resize(x, fitted)
+FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}  # floats are in [0, 1] already
+
+
+def fitted_size(frame_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
+    """The largest size of ``frame_size``'s aspect inside ``size``."""
+    h, w = frame_size
+    return min(size[0], max(1, round(h * size[1] / w))), min(size[1], max(1, round(w * size[0] / h)))
+
+
+def prepare_frame(frame: np.ndarray, source_size: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """One frame -> float32 ``[3, *size]`` in [-1, 1]: resized on its own value scale, then
+    ``/ full scale * 2 - 1`` (SPEC). A frame of another size than the input's first,
+    ``source_size`` (a resolution change mid-stream), is fitted into ``size`` with its aspect
+    kept, bars in black."""
+    fitted = tuple(size) if frame.shape[:2] == tuple(source_size) else fitted_size(frame.shape[:2], size)
+    x = resize_frame(frame, fitted) / FULL_SCALE.get(frame.dtype, 1.0) * 2.0 - 1.0
     if fitted != tuple(size):
         top, left = (size[0] - fitted[0]) // 2, (size[1] - fitted[1]) // 2
-        x = F.pad(x, (left, size[1] - fitted[1] - left, top, size[0] - fitted[0] - top))
-    return x[0] * 2.0 - 1.0
+        x = F.pad(x, (left, size[1] - fitted[1] - left, top, size[0] - fitted[0] - top), value=-1.0)
+    return x
 
 
 def unit_batches(frames: Iterable[np.ndarray], unit: int) -> Iterator[tuple[int, list[np.ndarray], bool]]:
@@ -75,11 +81,12 @@ def unit_batches(frames: Iterable[np.ndarray], unit: int) -> Iterator[tuple[int,
             first, batch = index, []
 
 
-def ingest(store: RunStore, model: Model, frames: Iterable[np.ndarray], expected: int, geometry: Geometry,
-           unit: int, progress: Progress) -> int:
+def ingest(store: RunStore, model: Model, frames: Iterable[np.ndarray], expected: int,
+           source_size: tuple[int, int], geometry: Geometry, unit: int, progress: Progress) -> int:
     """Encode every frame of ``frames`` (the clip, in order) into ``rgb_latents``; returns the frame count.
 
-    ``expected``: the frame count the input announces (0 = unknown), for progress only.
+    ``expected``: the frame count the input announces (0 = unknown), for progress only;
+    ``source_size``: the input's frame size (frames of another size are fitted, see ``prepare_frame``).
     Units already recorded are decoded past but not encoded again.
     """
     if "num_frames" in store.info:
@@ -95,7 +102,7 @@ def ingest(store: RunStore, model: Model, frames: Iterable[np.ndarray], expected
         first, batch, _ = item
         if store.is_done(STAGE, layout.chunk_unit(first - first % unit)):
             return None
-        return torch.stack([prepare_frame(frame, geometry.frame) for frame in batch])
+        return torch.stack([prepare_frame(frame, source_size, geometry.frame) for frame in batch])
 
     def compute(item, images):
         if images is None:
