@@ -25,12 +25,17 @@ class SnippetBatch:
 
 
 def plan_batches(groups: list[SnippetGroup], batch_size: int) -> list[SnippetBatch]:
-    """Cut all snippets into batches of at most ``batch_size``, ordered by start frame."""
+    """Cut all snippets into batches of at most ``batch_size``, ordered by (global) start frame.
+
+    Groups of several shots (``SnippetGroup.offset``) interleave by their first frame; with
+    one shot at offset 0 the order is the original ``(snippet index, group)`` order.
+    """
     batches: list[SnippetBatch] = []
     for length in sorted({g.length for g in groups}):
-        queue = sorted(((i, gi) for gi, g in enumerate(groups) if g.length == length for i in range(g.count)))
+        queue = sorted(((g.offset + i, gi, i) for gi, g in enumerate(groups) if g.length == length
+                        for i in range(g.count)))
         for at in range(0, len(queue), batch_size):
-            members = tuple((gi, i) for i, gi in queue[at:at + batch_size])
+            members = tuple((gi, i) for _, gi, i in queue[at:at + batch_size])
             batches.append(SnippetBatch(index=len(batches), length=length, members=members))
     return batches
 
