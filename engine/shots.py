@@ -591,7 +591,7 @@ def contact_sheet(path: str | Path, thumbnails: Sequence[tuple[np.ndarray, np.nd
         d_hi = hi if hi is not None else (float(finite.max()) if finite.size else 1.0)
         coloured = colourize(np.nan_to_num(d, nan=d_lo, posinf=d_hi, neginf=d_lo)[None], d_lo, d_hi, table)[0]
         tile = Image.new("RGB", (2 * tw + SHEET_GAP, SHEET_LABEL + th), SHEET_BACKGROUND)
-        ImageDraw.Draw(tile).text((1, 2), f"#{shot.index}  {shot.start}-{shot.stop - 1}", fill=(235, 235, 235),
+        ImageDraw.Draw(tile).text((1, 2), f"shot {shot.index}  {shot.start}-{shot.stop - 1}", fill=(235, 235, 235),
                                   font=font)
         tile.paste(Image.fromarray(rgb), (0, SHEET_LABEL))
         tile.paste(Image.fromarray(coloured), (tw + SHEET_GAP, SHEET_LABEL))

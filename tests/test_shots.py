@@ -120,6 +120,29 @@ def test_detector_arguments_and_order_are_checked():
         det.feed(2, frame)
 
 
+def test_pyscenedetect_06_frame_number_api(monkeypatch):
+    import scenedetect.detectors
+
+    class Legacy:  # PySceneDetect 0.6: int frame numbers in and out, BGR frames
+        def __init__(self, threshold, min_scene_len):
+            self.seen = []
+
+        def process_frame(self, frame_num, frame_img):
+            assert isinstance(frame_num, int) and frame_img.shape == (H, W, 3)
+            self.seen.append((frame_num, tuple(frame_img[0, 0])))
+            return [frame_num] if frame_num == 5 else []
+
+        def post_process(self, frame_num):
+            return [frame_num - 1]
+
+    monkeypatch.setattr(scenedetect.detectors, "ContentDetector", Legacy)
+    det = CutDetector("content", fps=FPS)
+    red = np.zeros((H, W, 3), np.uint8)
+    red[..., 0] = 255
+    assert [c for i in range(3, 10) for c in det.feed(i, red)] == [5]
+    assert det.cuts() == [5, 8] and det._detector.seen[0] == (3, (0, 0, 255))  # fed BGR
+
+
 # ---------------------------------------------------------------------------------------------
 # shots
 
