@@ -2,6 +2,11 @@
 
 Snippet ``i`` of a group with dilation ``d`` and length ``L`` holds frames
 ``i, i+d, ..., i+(L-1)d``; a group over ``T`` frames has ``T-(L-1)d`` snippets.
+
+A group may cover one shot of a longer edit: ``offset`` is the shot's first frame, so
+snippet indices stay per shot (``0 .. count-1``) while the frame indices a group hands
+out (``frames``, ``frame_table``, ``snippets_touching``) are global. ``offset=0`` (the
+default, a whole video) is the original plan.
 """
 
 from __future__ import annotations
@@ -13,29 +18,39 @@ import numpy as np
 
 @dataclass(frozen=True)
 class SnippetGroup:
-    """All snippets of one dilation: ``count`` snippets of ``length`` frames spaced ``dilation`` apart."""
+    """All snippets of one dilation: ``count`` snippets of ``length`` frames spaced ``dilation`` apart.
+
+    The group covers frames ``[offset, offset + num_frames)`` (one shot; the whole video when
+    ``offset`` is 0). Snippet indices are local to the group, frame indices are global.
+    """
 
     dilation: int
     length: int
     num_frames: int
+    offset: int = 0
 
     @property
     def count(self) -> int:
         return max(0, self.num_frames - (self.length - 1) * self.dilation)
 
+    @property
+    def stop(self) -> int:
+        """One past the last frame the group covers (global)."""
+        return self.offset + self.num_frames
+
     def frames(self, index: int) -> list[int]:
-        """Frame indices of snippet ``index``."""
-        return [index + j * self.dilation for j in range(self.length)]
+        """Global frame indices of snippet ``index``."""
+        return [self.offset + index + j * self.dilation for j in range(self.length)]
 
     def frame_table(self, first: int = 0, stop: int | None = None) -> np.ndarray:
-        """``[n, length]`` int64 frame indices of snippets ``[first, stop)`` (default: all)."""
+        """``[n, length]`` int64 global frame indices of snippets ``[first, stop)`` (default: all)."""
         stop = self.count if stop is None else stop
-        return np.arange(first, stop)[:, None] + self.dilation * np.arange(self.length)[None, :]
+        return (self.offset + np.arange(first, stop))[:, None] + self.dilation * np.arange(self.length)[None, :]
 
     def snippets_touching(self, first: int, stop: int, slot: int) -> tuple[int, int]:
-        """Range ``[lo, hi)`` of snippets whose slot ``slot`` falls in frames ``[first, stop)``."""
-        lo = max(0, first - slot * self.dilation)
-        hi = min(self.count, stop - slot * self.dilation)
+        """Range ``[lo, hi)`` of snippets whose slot ``slot`` falls in global frames ``[first, stop)``."""
+        lo = max(0, first - self.offset - slot * self.dilation)
+        hi = min(self.count, stop - self.offset - slot * self.dilation)
         return lo, max(lo, hi)
 
 
@@ -48,22 +63,23 @@ def cap_dilation(dilation: int, length: int, num_frames: int) -> int:
 def uncovered_frames(group: SnippetGroup) -> int:
     """Number of frames no snippet of ``group`` contains."""
     covered = np.zeros(group.num_frames, dtype=bool)
-    covered[group.frame_table().ravel()] = True
+    covered[group.frame_table().ravel() - group.offset] = True
     return int((~covered).sum())
 
 
 def plan_snippets(num_frames: int, dilations: tuple[int, ...], lengths: tuple[int, ...],
-                  cap: bool) -> tuple[list[SnippetGroup], list[str]]:
+                  cap: bool, unit: str = "video") -> tuple[list[SnippetGroup], list[str]]:
     """Build the snippet groups for a ``num_frames`` video; returns groups and user-facing notes.
 
     Short videos shorten snippets (``L <= T``) and drop dilations that no longer fit,
-    saying so in the notes; uncovered frames are only a note, as in SPEC.md.
+    saying so in the notes; uncovered frames are only a note, as in SPEC.md. ``unit`` is
+    the word the notes use for what is planned (``"shot"`` when planning one shot).
     """
     notes: list[str] = []
     groups: list[SnippetGroup] = []
     for d, length in zip(dilations, lengths):
         if length > num_frames:
-            notes.append(f"snippet length {length} shortened to {num_frames} for a {num_frames}-frame video")
+            notes.append(f"snippet length {length} shortened to {num_frames} for a {num_frames}-frame {unit}")
             length = num_frames
         if cap and d > 1:
             capped = cap_dilation(d, length, num_frames)

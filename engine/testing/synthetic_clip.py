@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import av
@@ -26,16 +27,44 @@ def synthetic_frames(frames: int, width: int, height: int, seed: int = 0) -> np.
     return out
 
 
-def write_clip(path: str | Path, frames: int = 24, width: int = 64, height: int = 48, fps: int = 12,
-               seed: int = 0, codec: str = "libx264", pix_fmt: str = "yuv420p") -> Path:
-    """Encode a synthetic clip to ``path`` (H.264 mp4 by default); returns the path."""
+def synthetic_edit(shot_lengths: Sequence[int], width: int, height: int, seed: int = 0) -> tuple[np.ndarray, list[int]]:
+    """An edit of clearly different shots: ``(uint8 [T, height, width, 3], cut frames)``.
+
+    Shot ``k`` is :func:`synthetic_frames` with its own seed, its background recoloured
+    (channel order rotated, every other shot inverted) and flipped, so consecutive shots
+    differ in hue, saturation and brightness; within a shot only the shapes move.
+    """
+    shots, cuts, at = [], [], 0
+    for k, n in enumerate(shot_lengths):
+        frames = synthetic_frames(n, width, height, seed + 101 * k)
+        frames = np.roll(frames, k, axis=-1)
+        if k % 2:
+            frames = 255 - frames[:, ::-1]
+        shots.append(frames)
+        if k:
+            cuts.append(at)
+        at += n
+    return np.concatenate(shots), cuts
+
+
+def encode_frames(path: str | Path, frames: Iterable[np.ndarray], fps: int = 12, codec: str = "libx264",
+                  pix_fmt: str = "yuv420p") -> Path:
+    """Encode ``uint8 [H, W, 3]`` RGB frames to ``path`` (H.264 mp4 by default); returns the path."""
     path = Path(path)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        for rgb in synthetic_frames(frames, width, height, seed):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+        stream.pix_fmt = pix_fmt
+        for k, rgb in enumerate(frames):
+            if k == 0:
+                stream.height, stream.width = rgb.shape[:2]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def write_clip(path: str | Path, frames: int = 24, width: int = 64, height: int = 48, fps: int = 12,
+               seed: int = 0, codec: str = "libx264", pix_fmt: str = "yuv420p") -> Path:
+    """Encode a synthetic clip to ``path`` (H.264 mp4 by default); returns the path."""
+    return encode_frames(path, synthetic_frames(frames, width, height, seed), fps, codec, pix_fmt)
