@@ -70,6 +70,14 @@ def process_options(fn):
         click.option("--dtype", type=click.Choice(DTYPES)),
         click.option("--coalign", type=click.Choice(["fast", "reference"]),
                      help="co-alignment solver (default: fast; reference with --reproduce)"),
+        click.option("--shots", metavar="auto|none|FILE",
+                     help="cuts: detected while ingesting (auto; default), none (one shot), or a cut list FILE "
+                          "(frame numbers, CSV with timecodes or frames, or a CMX3600 EDL); snippets never cross a "
+                          "cut and each shot is aligned on its own"),
+        click.option("--shot-threshold", type=float,
+                     help="cut detection threshold (PySceneDetect content detector; default 27: lower finds more cuts)"),
+        click.option("--normalize", type=click.Choice(["shot", "global"]), default="shot", show_default=True,
+                     help="map each shot to [-1, 1] (its depth is relative to itself), or one range over the video"),
         click.option("--reproduce", is_flag=True,
                      help="the authors' exact numbers: their frame size rule (depth 8*floor(H/8) x 8*floor(W/8), "
                           "the top-left of the frame), the reference solver and their fp16/fp32 arithmetic"),
@@ -130,7 +138,9 @@ def configs_from(kw: dict):
     cfg = resolve_config(kw["preset"], res=kw["res"], dilations=kw["dilations"], snippet_lens=kw["snippet_len"],
                          cap_dilation=kw["cap_dilation"], dtype=dtype, refine_steps=kw["refine_steps"],
                          refine_start_dilation=kw["refine_start_dilation"], seed=kw["seed"],
-                         coalign=kw["coalign"], reproduce=kw["reproduce"], stream=kw["stream"], start=kw["start"],
+                         coalign=kw["coalign"], reproduce=kw["reproduce"], shots=kw["shots"],
+                         shot_threshold=kw["shot_threshold"], normalize=kw["normalize"], stream=kw["stream"],
+                         start=kw["start"],
                          frames=kw["frames"],
                          checkpoint=kw["checkpoint"])
     if kw["batch_size"] is not None and kw["batch_size"] < 1:

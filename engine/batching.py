@@ -1,9 +1,9 @@
 """Where snippets are batched: the snippet plan cut into work units and UNet batches.
 
-A unit holds the snippets of every group whose start frame lies in ``[first, stop)``; it
-writes one shard of each group's arrays. Inside a unit, snippets of any dilation share a
-batch when they have the same length, in start order, so the RGB latents they read form a
-sliding window in time.
+A unit holds the snippets of every group (every shot and dilation) whose global start
+frame lies in ``[first, stop)``; it writes one shard of each series' arrays. Inside a unit,
+snippets of any dilation share a batch when they have the same length, in start order, so
+the RGB latents they read form a sliding window in time.
 """
 
 from __future__ import annotations
@@ -40,18 +40,20 @@ class SnippetUnit:
 
 
 def plan_units(groups: list[SnippetGroup], unit: int, batch_size: int) -> list[SnippetUnit]:
-    """Every snippet of ``groups`` once: units of ``unit`` start frames, batches of at most ``batch_size``."""
-    last = max(g.count for g in groups)
+    """Every snippet of ``groups`` once: units of ``unit`` global start frames, batches of at most
+    ``batch_size``. Units without snippets (a stretch of very short shots) are left out."""
+    last = max(g.offset + g.count for g in groups)
     units = []
     for first in range(0, last, unit):
         stop = min(first + unit, last)
         batches = []
         for length in sorted({g.length for g in groups}):
-            queue = sorted((i, k) for k, g in enumerate(groups) if g.length == length
-                           for i in range(first, min(stop, g.count)))
-            batches += [SnippetBatch(length, tuple((k, i) for i, k in queue[at:at + batch_size]))
+            queue = sorted((g.offset + i, k, i) for k, g in enumerate(groups) if g.length == length
+                           for i in range(max(0, first - g.offset), min(stop - g.offset, g.count)))
+            batches += [SnippetBatch(length, tuple((k, i) for _, k, i in queue[at:at + batch_size]))
                         for at in range(0, len(queue), batch_size)]
-        units.append(SnippetUnit(first, stop, tuple(batches)))
+        if batches:
+            units.append(SnippetUnit(first, stop, tuple(batches)))
     return units
 
 

@@ -11,6 +11,8 @@ DEFAULT_CHECKPOINT = "prs-eth/rollingdepth-v1-0"
 DTYPES = ("fp16", "bf16", "fp32")
 EXPORTS = ("npy", "npz", "exr", "png16", "gray16", "ply", "mp4", "sbs", "zarr")
 DEFAULT_EXPORTS = ("npy", "mp4")
+NORMALIZE = ("shot", "global")
+SHOT_MODES = ("auto", "none")  # or the path of a cut list
 
 PRESETS: dict[str, dict] = {
     "fast": dict(res=768, dilations=(1, 25), cap_dilation=True, dtype="fp16", refine_steps=0),
@@ -31,7 +33,9 @@ class RunConfig:
     ``res`` is the processing resolution of the longer side in pixels (0 = native).
     ``snippet_lens`` holds one snippet length per dilation. ``reproduce``: the authors'
     frame geometry and arithmetic (see ``geometry``, ``exact_dtype``), with the reference
-    co-alignment solver.
+    co-alignment solver and no shot detection. ``shots``: ``auto`` (cuts detected while
+    ingesting), ``none`` (one shot) or a cut-list file; ``normalize``: ``shot`` (each shot
+    to [-1, 1]) or ``global`` (one range for the whole video).
     """
 
     preset: str = "fast"
@@ -46,6 +50,9 @@ class RunConfig:
     seed: int = 2024
     coalign: str = "fast"
     reproduce: bool = False
+    shots: str = "auto"
+    shot_threshold: float | None = None
+    normalize: str = "shot"
     stream: int | None = None
     start: int = 0
     frames: int | None = None
@@ -95,10 +102,11 @@ def resolve_config(preset: str = "fast", *, res: int | None = None, dilations: t
                    snippet_lens: tuple[int, ...] | None = None, cap_dilation: bool | None = None,
                    dtype: str | None = None, refine_steps: int | None = None,
                    refine_start_dilation: int | None = None, coalign: str | None = None, reproduce: bool = False,
-                   **rest) -> RunConfig:
+                   shots: str | None = None, **rest) -> RunConfig:
     """Start from a preset, apply explicit overrides, validate; ``rest`` passes through.
 
-    ``coalign`` defaults to ``fast``, or ``reference`` with ``reproduce`` (which allows no other).
+    ``coalign`` defaults to ``fast``, or ``reference`` with ``reproduce`` (which allows no other);
+    ``shots`` to ``auto``, or ``none`` with ``reproduce`` (the published code knows no shots).
     """
     if reproduce and coalign not in (None, "reference"):
         raise ConfigError(f"--reproduce uses the published co-alignment solver; drop --coalign {coalign}")
@@ -117,7 +125,8 @@ def resolve_config(preset: str = "fast", *, res: int | None = None, dilations: t
                     cap_dilation=bool(base["cap_dilation"]), dtype=base["dtype"],
                     refine_steps=int(base["refine_steps"]),
                     refine_start_dilation=int(refine_start_dilation or 6),
-                    coalign=coalign or ("reference" if reproduce else "fast"), reproduce=reproduce, **rest)
+                    coalign=coalign or ("reference" if reproduce else "fast"), reproduce=reproduce,
+                    shots=shots or ("none" if reproduce else "auto"), **rest)
     validate(cfg)
     return cfg
 
@@ -141,3 +150,7 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("refine steps must be >= 0 and the refinement start dilation >= 1")
     if cfg.start < 0 or (cfg.frames is not None and cfg.frames < 1):
         raise ConfigError("--start must be >= 0 and --frames >= 1")
+    if cfg.normalize not in NORMALIZE:
+        raise ConfigError(f"--normalize must be one of {', '.join(NORMALIZE)}, not '{cfg.normalize}'")
+    if cfg.shot_threshold is not None and not cfg.shot_threshold > 0:
+        raise ConfigError(f"--shot-threshold must be positive, not {cfg.shot_threshold}")

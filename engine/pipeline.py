@@ -7,27 +7,31 @@ so rerunning the same command resumes.
 from __future__ import annotations
 
 import errno
+import hashlib
 import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from .. import __version__
 from ..storage import layout
+from ..storage.exporters.colour_video import display_rgb
 from ..storage.inputs import FrameSource, InputWarning, open_input
 from ..storage.lock import RunLock, StoreLocked
 from ..storage.run_store import DamagedData, DamagedStore, RunStore, StoreMismatch
-from .config import ExecutionOptions, RunConfig
+from .config import SHOT_MODES, ExecutionOptions, RunConfig
 from .denoise import initial_noise
 from .errors import EngineError
 from .model import Model, load_model
 from .plan import frame_unit, make_plan
 from .progress import Progress
 from .repair import repair
+from .shots import CutDetector, read_cut_list
 from .stages.coalign import coalign
 from .stages.export import export
 from .stages.ingest import frame_geometry, ingest
@@ -79,10 +83,14 @@ def output_name(path: str, source: FrameSource) -> str:
 
 
 def build_manifest(cfg: RunConfig, path: str, source: FrameSource, checkpoint: dict) -> dict:
-    """What determines the run's bytes: engine version, config and its hash, input content, weights."""
-    return {"engine": __version__, "config": cfg.to_dict(), "config_hash": cfg.digest(),
-            "input": {"name": Path(path).name, "kind": source.info.kind, "identity": source.identity()},
-            "checkpoint": checkpoint}
+    """What determines the run's bytes: engine version, config and its hash, input content,
+    weights, and a cut list's content."""
+    manifest = {"engine": __version__, "config": cfg.to_dict(), "config_hash": cfg.digest(),
+                "input": {"name": Path(path).name, "kind": source.info.kind, "identity": source.identity()},
+                "checkpoint": checkpoint}
+    if cfg.shots not in SHOT_MODES:
+        manifest["cut_list"] = hashlib.sha256(Path(cfg.shots).read_bytes()).hexdigest()
+    return manifest
 
 
 WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file too large (size limit)",
@@ -191,11 +199,15 @@ def run_stages(run: Run) -> RunResult:
     geometry = frame_geometry((info.height, info.width), cfg.res, cfg.geometry, progress)
     if "frame_unit" not in store.info:  # ingest's units: fixed before the first is written
         store.update_info(frame_unit=frame_unit(geometry, opts.unit_frames))
-    num_frames = ingest(store, model, run.source.frames(cfg.start, cfg.frames), clip_length(info, cfg),
+    detector = CutDetector(threshold=cfg.shot_threshold, fps=info.fps) if cfg.shots == "auto" else None
+    frames = run.source.frames(cfg.start, cfg.frames)
+    num_frames = ingest(store, model, detected(frames, detector) if detector else frames, clip_length(info, cfg),
                         (info.height, info.width), geometry, store.info["frame_unit"], progress)
     if not num_frames:
         raise EngineError(f"no frames to process in {info.path} (start {cfg.start} is past the end?)")
     record_decoding(run)
+    if "cuts" not in store.info:
+        store.update_info(cuts=find_cuts(cfg, detector, info.fps, num_frames))
     if not store.has(layout.TIME):
         write_coordinates(store, frame_numbers(info, cfg, num_frames), info.fps)
 
@@ -205,16 +217,18 @@ def run_stages(run: Run) -> RunResult:
     store.update_info(**new)
     for note in plan.notes:
         progress.note(note)
-    global_min = infer_snippets(store, model, plan, cfg.seed, progress, run.device_timer)
+    if len(plan.shots) > 1:
+        progress.note(f"{len(plan.shots)} shots: cuts at frames {', '.join(map(str, store.info['cuts'][:20]))}"
+                      f"{' ...' if len(plan.shots) > 21 else ''}")
+    minima = infer_snippets(store, model, plan, cfg.seed, progress, run.device_timer)
     if not cfg.refine_steps:
         release(run, layout.RGB_LATENTS)
 
-    scales, shifts = coalign(store, plan.groups, global_min, cfg.coalign, opts.coalign_memory, progress,
-                             cfg.exact_dtype)
-    lo, hi = merge(store, plan, model, scales, shifts, global_min, progress, cfg.exact_dtype)
-    release(run, *(name(k) for k in range(len(plan.groups)) for name in (layout.snippet_scratch,
-                                                                           layout.snippet_samples)))
-    normalize(store, plan, lo, hi, progress, cfg.exact_dtype)
+    scales, shifts = coalign(store, plan, minima, cfg.coalign, opts.coalign_memory, progress, cfg.exact_dtype)
+    merge(store, plan, model, scales, shifts, minima, progress, cfg.exact_dtype)
+    release(run, *(name(j) for j, rows in enumerate(plan.series_rows) if rows
+                   for name in (layout.snippet_scratch, layout.snippet_samples)))
+    normalize(store, plan, progress, cfg.exact_dtype)
     if cfg.refine_steps:
         refine(store, model, plan, initial_noise(model, geometry.latent, cfg.seed), progress, cfg.exact_dtype)
         release(run, layout.RGB_LATENTS, layout.refine_latents(0), layout.refine_latents(1))
@@ -229,6 +243,25 @@ def run_stages(run: Run) -> RunResult:
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return RunResult(store=store.path, outputs=outputs, num_frames=num_frames, seconds=0.0,
                      stages=[stage.record() for stage in progress.stages])
+
+
+def detected(frames: Iterator[np.ndarray], detector: CutDetector) -> Iterator[np.ndarray]:
+    """``frames``, each shown to the cut detector on its way to ingest (no second decode)."""
+    for index, frame in enumerate(frames):
+        detector.feed(index, display_rgb(frame, frame.shape[:2]))
+        yield frame
+
+
+def find_cuts(cfg: RunConfig, detector: CutDetector | None, fps: float, num_frames: int) -> list[int]:
+    """The clip's cuts (frame numbers from its first frame): detected, read from a cut list, or none."""
+    if detector is not None:
+        return detector.cuts()
+    if cfg.shots == "none":
+        return []
+    try:
+        return read_cut_list(cfg.shots, fps, start=cfg.start, num_frames=num_frames)
+    except ValueError as exc:
+        raise EngineError(str(exc)) from None
 
 
 def clip_length(info, cfg: RunConfig) -> int:

@@ -51,7 +51,7 @@ def repair(store: RunStore, damage: DamagedData) -> str:
     if name.startswith(layout.COALIGN_GROUP):
         if released & {layout.snippet_samples(0)}:
             return start_over(store)
-        store.clear_unit(layout.COALIGN, layout.SOLVE_UNIT)
+        store.clear_stage(layout.COALIGN)
         return "the co-alignment is solved again"
     if name == layout.DEPTH:
         if units_covering(store, layout.REFINE_DECODE, first, stop):

@@ -22,12 +22,15 @@ class SnippetGroup:
 
     The group covers frames ``[offset, offset + num_frames)`` (one shot; the whole video when
     ``offset`` is 0). Snippet indices are local to the group, frame indices are global.
+    ``series``: the index of the configured dilation it stands for: the run store keeps the
+    snippets of one series in one array, indexed by their global start frame.
     """
 
     dilation: int
     length: int
     num_frames: int
     offset: int = 0
+    series: int = 0
 
     @property
     def count(self) -> int:
@@ -77,7 +80,7 @@ def plan_snippets(num_frames: int, dilations: tuple[int, ...], lengths: tuple[in
     """
     notes: list[str] = []
     groups: list[SnippetGroup] = []
-    for d, length in zip(dilations, lengths):
+    for series, (d, length) in enumerate(zip(dilations, lengths)):
         if length > num_frames:
             notes.append(f"snippet length {length} shortened to {num_frames} for a {num_frames}-frame {unit}")
             length = num_frames
@@ -86,7 +89,7 @@ def plan_snippets(num_frames: int, dilations: tuple[int, ...], lengths: tuple[in
             if capped != d:
                 notes.append(f"dilation {d} capped to {capped} for {num_frames} frames")
             d = capped
-        group = SnippetGroup(dilation=d, length=length, num_frames=num_frames)
+        group = SnippetGroup(dilation=d, length=length, num_frames=num_frames, series=series)
         if d < 1 or group.count < 1:
             notes.append(f"dilation {d} dropped: no snippet of length {length} fits in {num_frames} frames")
             continue

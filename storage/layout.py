@@ -41,8 +41,7 @@ RGB_LATENTS = "rgb_latents"  # [T, 4, h, w] VAE latents of the frames
 DEPTH = "depth"  # [T, H, W] float32: the merge's mean, normalized in place, refined in place: the result
 FRAME = "frame"  # [T] frame numbers (the input's own for image sequences): a coordinate of every frame axis
 TIME = "time"  # [T] seconds from the first processed frame
-COALIGN_GROUP = "coalign"  # holds the solution: scales, shifts and loss history
-COALIGN_LOSS = "coalign/loss_history"
+COALIGN_GROUP = "coalign"  # holds the solution: scales and shifts (row = snippet start frame)
 
 FRAME_DIMS = ("frame", "y", "x")
 LATENT_DIMS = ("frame", "channel", "latent_y", "latent_x")

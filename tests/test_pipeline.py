@@ -181,7 +181,7 @@ def test_intermediates_are_released_once_used(clip, tiny_checkpoint, tmp_path):
     result = run(clip, tiny_checkpoint, tmp_path, preset="full", dtype="fp32", dilations=(1, 4), refine_steps=2)
     store = zarr.open_group(str(result.store), mode="r")
     arrays = sorted(k for k, v in store.members(max_depth=None) if isinstance(v, zarr.Array))
-    assert arrays == ["coalign/loss_history", "coalign/scales_g0", "coalign/scales_g1", "coalign/shifts_g0",
-                      "coalign/shifts_g1", "depth", "frame", "time"]
+    assert arrays == ["coalign/scales_g0", "coalign/scales_g1", "coalign/shifts_g0", "coalign/shifts_g1", "depth",
+                      "frame", "time"]
     assert set(store.attrs["info"]["released"]) == {"rgb_latents", "snippets/g0", "snippets/g1", "samples/g0",
                                                     "samples/g1", "refine/latents_0", "refine/latents_1"}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rdengine.engine.batching import plan_batches
+from rdengine.engine.batching import plan_units
 from rdengine.engine.shots import (CutDetector, Shot, contact_sheet, default_min_shot, parse_time,
                                    plan_shot_snippets, read_cut_list, read_shots_json, sheet_layout,
                                    shot_refinement_dilations, shots_from_cuts, smpte_to_frame, thumbnail,
@@ -201,12 +201,13 @@ def test_offset_zero_is_the_original_group_and_an_offset_only_shifts_frames(d, L
 def test_single_shot_plan_is_plan_snippets_exactly(T, dil, lens, cap):
     groups, notes = plan_shot_snippets(shots_from_cuts([], T), dil, lens, cap)
     assert (groups, notes) == ([plan_snippets(T, dil, lens, cap)[0]], plan_snippets(T, dil, lens, cap)[1])
-    for size in (1, 4, 64):  # batches as planned before groups had an offset
+    for size in (1, 4, 64):  # one unit holding everything: batches as planned before groups had an offset
         old = []
         for length in sorted({g.length for g in groups[0]}):
             queue = sorted((i, k) for k, g in enumerate(groups[0]) if g.length == length for i in range(g.count))
             old += [(length, tuple((k, i) for i, k in queue[at:at + size])) for at in range(0, len(queue), size)]
-        assert [(b.length, b.members) for b in plan_batches(groups[0], size)] == old
+        units = plan_units(groups[0], 128, size)
+        assert [(b.length, b.members) for u in units for b in u.batches] == old
 
 
 @pytest.mark.parametrize("cap", [True, False])
@@ -227,7 +228,7 @@ def test_no_snippet_spans_a_cut_and_dilation_one_covers_every_frame(cap):
     assert all(n.startswith("shot ") for n in notes)
     # batches over all shots: every snippet once, in global start-frame order per length
     flat = [g for shot_groups in groups for g in shot_groups]
-    batches = plan_batches(flat, 7)
+    batches = [b for u in plan_units(flat, 16, 7) for b in u.batches]
     members = [m for b in batches for m in b.members]
     assert sorted(members) == sorted((k, i) for k, g in enumerate(flat) for i in range(g.count))
     for length in {g.length for g in flat}:

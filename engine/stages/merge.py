@@ -29,6 +29,7 @@ from ..plan import RunPlan
 from ..progress import Progress
 from ..snippets import SnippetGroup
 from .chunks import pending_chunks
+from .series import SeriesRows
 
 SUB_CHUNK = 16  # frames merged at once inside a unit (bounds the float64 temporaries)
 DECODE_BATCH = 8
@@ -54,17 +55,19 @@ def checksum(frames: np.ndarray) -> int:
 
 
 def merge_frames(snippets: list, groups: list[SnippetGroup], scales: list[np.ndarray],
-                 shifts: list[np.ndarray], global_min: float, first: int, stop: int,
+                 shifts: list[np.ndarray], minima: list[float], first: int, stop: int,
                  exact_dtype: str | None = None) -> np.ndarray:
     """Mean of the aligned observations of frames ``[first, stop)``: float64 ``[stop-first, H, W]``.
 
-    ``snippets``: one ``[N_g, L_g, H, W]`` array-like per group; frames no snippet observes are 0.
+    ``snippets``: one ``[N_g, L_g, H, W]`` array-like per group (local snippet indices);
+    ``minima``: per group, the minimum its maps are shifted by (its shot's). Frames no
+    snippet observes are 0.
     """
     h, w = snippets[0].shape[-2:]
     observations: list[list] = [[] for _ in range(stop - first)]
     total = np.zeros((stop - first, h, w), dtype=np.float64)
     count = np.zeros(stop - first, dtype=np.int64)
-    for arr, g, s, t in zip(snippets, groups, scales, shifts):
+    for arr, g, s, t, global_min in zip(snippets, groups, scales, shifts, minima):
         for slot in reversed(range(g.length)):  # for one frame: snippets in ascending order
             lo, hi = g.snippets_touching(first, stop, slot)
             if hi <= lo:
@@ -101,48 +104,65 @@ def normalized(x: np.ndarray, lo: float, hi: float, exact_dtype: str | None = No
 
 
 def snippet_sources(store: RunStore, plan: RunPlan, model: Model) -> list:
-    """Per group, the snippet depth maps as ``[N, L, H, W]`` array-likes."""
-    arrays = [store.array(layout.snippet_scratch(k)) for k in range(len(plan.groups))]
-    if plan.scratch == "depth":
-        return arrays
-    return [DecodedSnippets(a, model, plan.geometry) for a in arrays]
+    """Per group, its snippet depth maps as an ``[N_g, L_g, H, W]`` array-like."""
+    series = {j: store.array(layout.snippet_scratch(j)) for j, rows in enumerate(plan.series_rows) if rows}
+    if plan.scratch == "latent":
+        series = {j: DecodedSnippets(a, model, plan.geometry) for j, a in series.items()}
+    return [SeriesRows(series[g.series], g.offset, g.count, g.length) for g in plan.groups]
 
 
 def merge(store: RunStore, plan: RunPlan, model: Model, scales: list[np.ndarray], shifts: list[np.ndarray],
-          global_min: float, progress: Progress, exact_dtype: str | None = None) -> tuple[float, float]:
-    """Write the merged depth unit by unit; returns (min, max) over the whole video."""
+          minima: list[float], progress: Progress, exact_dtype: str | None = None) -> None:
+    """Write the merged depth unit by unit; each record holds the unit's checksum and, per shot
+    it touches, the range of its merged values."""
     t, unit = plan.num_frames, plan.frame_unit
     timer = progress.stage(layout.MERGE, t)
     pending = list(pending_chunks(store, layout.MERGE, timer, t, unit))
-    if pending:
-        out = store.require(layout.DEPTH, (t, *plan.geometry.depth), "float32", layout.FRAME_DIMS, unit,
-                            attrs={"coordinates": layout.TIME})
-        snippets = snippet_sources(store, plan, model)
-        for first, stop, unit_id in pending:
-            frames = np.empty((stop - first, *plan.geometry.depth), dtype=np.float32)
-            for a in range(first, stop, SUB_CHUNK):
-                b = min(a + SUB_CHUNK, stop)
-                frames[a - first:b - first] = merge_frames(snippets, plan.groups, scales, shifts, global_min, a, b,
-                                                           exact_dtype)
-                timer.advance(b - a)
-            out.write(first, frames)
-            store.mark_done(layout.MERGE, unit_id, {"min": float(frames.min()), "max": float(frames.max()),
-                                                    "crc": checksum(frames)})
-    records = store.done_units(layout.MERGE).values()
-    return min(r["min"] for r in records), max(r["max"] for r in records)
+    if not pending:
+        return
+    out = store.require(layout.DEPTH, (t, *plan.geometry.depth), "float32", layout.FRAME_DIMS, unit,
+                        attrs={"coordinates": layout.TIME})
+    snippets = snippet_sources(store, plan, model)
+    group_minima = [minima[k] for k in plan.shot_of_group()]
+    for first, stop, unit_id in pending:
+        frames = np.empty((stop - first, *plan.geometry.depth), dtype=np.float32)
+        for a in range(first, stop, SUB_CHUNK):
+            b = min(a + SUB_CHUNK, stop)
+            frames[a - first:b - first] = merge_frames(snippets, plan.groups, scales, shifts, group_minima, a, b,
+                                                       exact_dtype)
+            timer.advance(b - a)
+        out.write(first, frames)
+        ranges = {str(k): [float(frames[a - first:b - first].min()), float(frames[a - first:b - first].max())]
+                  for k, a, b in plan.segments(first, stop)}
+        store.mark_done(layout.MERGE, unit_id, {"range": ranges, "crc": checksum(frames)})
 
 
-def normalize(store: RunStore, plan: RunPlan, lo: float, hi: float, progress: Progress,
-              exact_dtype: str | None = None) -> None:
-    """Rewrite ``depth`` as ``(x - lo) / (hi - lo) * 2 - 1``, unit by unit, in place."""
+def value_ranges(store: RunStore, plan: RunPlan) -> list[tuple[float, float]]:
+    """Per shot, the (min, max) its frames are normalized with: the shot's own, or, with
+    ``plan.normalize == "global"``, the whole video's for every shot."""
+    ranges = [(np.inf, -np.inf)] * len(plan.shots)
+    for record in store.done_units(layout.MERGE).values():
+        for k, (lo, hi) in record["range"].items():
+            old = ranges[int(k)]
+            ranges[int(k)] = (min(old[0], lo), max(old[1], hi))
+    if plan.normalize == "global":
+        whole = (min(lo for lo, _ in ranges), max(hi for _, hi in ranges))
+        ranges = [whole] * len(ranges)
+    return ranges
+
+
+def normalize(store: RunStore, plan: RunPlan, progress: Progress, exact_dtype: str | None = None) -> None:
+    """Rewrite ``depth`` as ``(x - lo) / (hi - lo) * 2 - 1`` per shot (``value_ranges``), unit by unit, in place."""
     t = plan.num_frames
     timer = progress.stage(layout.NORMALIZE, t)
     merged = store.done_units(layout.MERGE)
+    ranges = value_ranges(store, plan)
     for first, stop, unit_id in pending_chunks(store, layout.NORMALIZE, timer, t, plan.frame_unit):
         depth = store.array(layout.DEPTH)
         frames = np.asarray(depth[first:stop])
         if checksum(frames) == merged[unit_id]["crc"]:  # still the merge's bytes
-            frames = normalized(frames, lo, hi, exact_dtype)
+            for k, a, b in plan.segments(first, stop):
+                frames[a - first:b - first] = normalized(frames[a - first:b - first], *ranges[k], exact_dtype)
             depth.write(first, frames)
         store.mark_done(layout.NORMALIZE, unit_id, {"crc": checksum(frames)})
         timer.advance(stop - first)

@@ -37,22 +37,24 @@ def timesteps_kept(model: Model, steps: int) -> tuple:
 
 def refine_chunk(model: Model, scheduler, group: SnippetGroup, rgb, old, timestep: torch.Tensor,
                  first: int, stop: int, batch_size: int, exact_dtype: str | None = None) -> np.ndarray:
-    """New latents of frames ``[first, stop)``: mean of one step over every snippet touching them.
+    """New latents of frames ``[first, stop)`` (global, inside the group's frames): the mean of
+    one step over every snippet of ``group`` touching them.
 
     Each frame's sum runs over its snippets in ascending order, in float64, or in
     ``exact_dtype`` (``--reproduce``: the published fp16/fp32 accumulation).
     """
     halo = (group.length - 1) * group.dilation
-    lo, hi = max(0, first - halo), min(group.count, stop)
-    window_stop = min(group.num_frames, max(stop, hi + halo))
-    rgb_w = torch.from_numpy(np.asarray(rgb[lo:window_stop]))
-    old_w = torch.from_numpy(np.asarray(old[lo:window_stop]))
+    lo, hi = max(0, first - group.offset - halo), min(group.count, stop - group.offset)  # snippets touching
+    w0 = group.offset + lo  # the frames they read: [w0, w1)
+    w1 = min(group.stop, max(stop, group.offset + hi + halo))
+    rgb_w = torch.from_numpy(np.asarray(rgb[w0:w1]))
+    old_w = torch.from_numpy(np.asarray(old[w0:w1]))
     dtype = torch.float64 if exact_dtype is None else TORCH_DTYPES[exact_dtype]
     total = torch.zeros(stop - first, *old_w.shape[1:], dtype=dtype)
     count = torch.zeros(stop - first, dtype=torch.int32)
     for at in range(lo, hi, batch_size):
         table = torch.from_numpy(group.frame_table(at, min(at + batch_size, hi)))
-        local = table - lo
+        local = table - w0
         new = denoise_step(model, scheduler, rgb_w[local].to(model.device), old_w[local].to(model.device),
                            timestep).cpu().to(dtype)
         for frames, latents in zip(table, new):  # snippet by snippet, in ascending order
@@ -61,14 +63,14 @@ def refine_chunk(model: Model, scheduler, group: SnippetGroup, rgb, old, timeste
             total[idx] += latents[inside]
             count[idx] += 1
     mean = total / count.to(dtype)[:, None, None, None]
-    keep = old_w[first - lo:stop - lo]
+    keep = old_w[first - w0:stop - w0]
     return torch.where(count[:, None, None, None] > 0, mean.float(), keep.float()).numpy()
 
 
 def refine(store: RunStore, model: Model, plan: RunPlan, noise: torch.Tensor, progress: Progress,
            exact_dtype: str | None = None) -> None:
     """Run every refinement step, then decode the final latents into ``depth``."""
-    steps, t, unit, geometry = len(plan.refine_dilations), plan.num_frames, plan.frame_unit, plan.geometry
+    steps, t, unit, geometry = len(plan.refine_dilations[0]), plan.num_frames, plan.frame_unit, plan.geometry
     scheduler, kept = timesteps_kept(model, steps)
     shape = (t, 4, *geometry.latent)
 
@@ -87,13 +89,17 @@ def refine(store: RunStore, model: Model, plan: RunPlan, noise: torch.Tensor, pr
             buffer(0).write(first, torch.cat(noisy).to(model.storage_torch_dtype).cpu().numpy())
             store.mark_done(layout.REFINE_ENCODE, unit_id)
             timer.advance(stop - first)
-        for i, (dilation, timestep) in enumerate(zip(plan.refine_dilations, kept)):
-            group = SnippetGroup(dilation=dilation, length=plan.refine_length, num_frames=t)
-            timer = progress.stage(f"refine-{i + 1}/{steps} d={dilation}", t)
+        for i, timestep in enumerate(kept):
+            groups = [SnippetGroup(dilation=schedule[i], length=min(plan.refine_length, shot.num_frames),
+                                   num_frames=shot.num_frames, offset=shot.start)
+                      for shot, schedule in zip(plan.shots, plan.refine_dilations)]  # snippets stay in their shot
+            dilations = sorted({g.dilation for g in groups})
+            timer = progress.stage(f"refine-{i + 1}/{steps} d={'/'.join(map(str, dilations))}", t)
             step_unit = functools.partial(layout.refine_unit, i)
             for first, stop, unit_id in pending_chunks(store, layout.REFINE, timer, t, unit, step_unit):
-                new = refine_chunk(model, scheduler, group, store.array(layout.RGB_LATENTS), buffer(i % 2),
-                                   timestep, first, stop, plan.batch_size, exact_dtype)
+                new = np.concatenate([refine_chunk(model, scheduler, groups[k], store.array(layout.RGB_LATENTS),
+                                                   buffer(i % 2), timestep, a, b, plan.batch_size, exact_dtype)
+                                      for k, a, b in plan.segments(first, stop)])
                 buffer((i + 1) % 2).write(first, new.astype(model.storage_dtype))
                 store.mark_done(layout.REFINE, unit_id)
                 timer.advance(stop - first)

@@ -1,11 +1,13 @@
 """Snippet stage: the device worker runs every planned unit and commits snippet scratch and samples.
 
-Per group ``k`` it writes ``snippets/g{k}`` (the plan's scratch: full-resolution depth
-``[N_k, L_k, H, W]`` or latents ``[N_k, L_k, 4, h, w]``, in the compute precision) and
-``samples/g{k} [N_k, L_k, P_h, P_w]``, the strided copy co-alignment reads; one shard of
-each per unit. A unit's record holds the minimum depth of its snippets (for the global
-minimum). Non-finite depth in a batch is computed again in float32; if it stays
-non-finite the run stops naming the unit.
+Per series ``j`` (configured dilation) it writes ``snippets/g{j}`` (the plan's scratch:
+full-resolution depth ``[N_j, L_j, H, W]`` or latents ``[N_j, L_j, 4, h, w]``, in the
+compute precision) and ``samples/g{j} [N_j, L_j, P_h, P_w]``, the strided copy
+co-alignment reads, row ``s`` holding the snippet that starts at frame ``s`` (in whichever
+shot); one shard of each per unit. A unit's record holds each shot's minimum depth over
+its snippets (a shot's minimum is its own: shots are aligned independently). Non-finite
+depth in a batch is computed again in float32; if it stays non-finite the run stops
+naming the unit.
 """
 
 from __future__ import annotations
@@ -62,27 +64,31 @@ class DeviceTimer:
         return sum(b - a for a, b in self.spans[part])
 
 
-def scratch_arrays(store: RunStore, plan: RunPlan, dtype: str) -> tuple[list[CheckedArray], list[CheckedArray]]:
-    """Create (or reopen) the scratch and sample arrays of every group."""
-    unit = plan.units[0].stop - plan.units[0].first
-    depth = plan.geometry.depth
+def scratch_arrays(store: RunStore, plan: RunPlan, dtype: str) -> dict[int, tuple[CheckedArray, CheckedArray]]:
+    """Create (or reopen) the scratch and sample arrays of every series with snippets."""
+    unit, depth = plan.snippet_unit, plan.geometry.depth
     ph, pw = sample_pixels(np.zeros(depth)).shape
-    scratch, samples = [], []
-    for k, g in enumerate(plan.groups):
-        trailing = depth if plan.scratch == "depth" else (4, *plan.geometry.latent)
-        names = ("y", "x") if plan.scratch == "depth" else ("channel", "latent_y", "latent_x")
-        scratch.append(store.require(layout.snippet_scratch(k), (g.count, g.length, *trailing), dtype,
-                                     layout.snippet_dims(k, names), unit, inner=(1, 1, *trailing),
-                                     attrs={"scratch": plan.scratch}))
-        samples.append(store.require(layout.snippet_samples(k), (g.count, g.length, ph, pw), dtype,
-                                     layout.snippet_dims(k, ("sample_y", "sample_x")), unit,
-                                     inner=(unit, g.length, ph, pw)))
-    return scratch, samples
+    trailing = depth if plan.scratch == "depth" else (4, *plan.geometry.latent)
+    names = ("y", "x") if plan.scratch == "depth" else ("channel", "latent_y", "latent_x")
+    arrays = {}
+    for j, (rows, slots) in enumerate(zip(plan.series_rows, plan.series_slots)):
+        if rows:
+            arrays[j] = (store.require(layout.snippet_scratch(j), (rows, slots, *trailing), dtype,
+                                       layout.snippet_dims(j, names), unit, inner=(1, 1, *trailing),
+                                       attrs={"scratch": plan.scratch}),
+                         store.require(layout.snippet_samples(j), (rows, slots, ph, pw), dtype,
+                                       layout.snippet_dims(j, ("sample_y", "sample_x")), unit,
+                                       inner=(unit, slots, ph, pw)))
+    return arrays
 
 
-def global_minimum(store: RunStore) -> float:
-    """Minimum over all snippet depths, from the unit records."""
-    return float(min(r["min"] for r in store.done_units(STAGE).values()))
+def shot_minima(store: RunStore, shots: int) -> list[float]:
+    """Each shot's minimum over its snippets' depth, from the unit records."""
+    minima = [np.inf] * shots
+    for record in store.done_units(STAGE).values():
+        for shot, value in record["min"].items():
+            minima[int(shot)] = min(minima[int(shot)], value)
+    return [float(m) for m in minima]
 
 
 class SnippetWorker:
@@ -126,8 +132,8 @@ class SnippetWorker:
 
 
 def infer_snippets(store: RunStore, model: Model, plan: RunPlan, seed: int, progress: Progress,
-                   device_timer: DeviceTimer | None = None) -> float:
-    """Run every planned unit not yet done; returns the global minimum depth.
+                   device_timer: DeviceTimer | None = None) -> list[float]:
+    """Run every planned unit not yet done; returns each shot's minimum depth.
 
     ``device_timer``: times the UNet step and the VAE decode of every batch (benchmarks).
     """
@@ -139,11 +145,11 @@ def infer_snippets(store: RunStore, model: Model, plan: RunPlan, seed: int, prog
         else:
             todo.append(unit)
     if not todo:
-        return global_minimum(store)
-    scratch, samples = scratch_arrays(store, plan, model.storage_dtype)
-    groups = plan.groups
+        return shot_minima(store, len(plan.shots))
+    arrays = scratch_arrays(store, plan, model.storage_dtype)
+    groups, shot_of = plan.groups, plan.shot_of_group()
     rgb_latents = store.array(layout.RGB_LATENTS)
-    window = max((g.length - 1) * g.dilation for g in groups) + (todo[0].stop - todo[0].first)
+    window = max((g.length - 1) * g.dilation for g in groups) + plan.snippet_unit
     cache = RowCache(rgb_latents, rgb_latents.unit, capacity=window // rgb_latents.unit + 2)
     worker = SnippetWorker(model, plan.geometry, seed, device_timer)
     cuda = model.device.type == "cuda"
@@ -181,26 +187,28 @@ def infer_snippets(store: RunStore, model: Model, plan: RunPlan, seed: int, prog
             kept, depth = kept.numpy(), depth.numpy()
         state = buffers.setdefault(unit.first, new_unit_buffers(unit, kept, depth))
         for (k, i), x, d in zip(batch.members, kept, depth):
-            state["scratch"][k][i - unit.first] = x
-            state["samples"][k][i - unit.first] = sample_pixels(d)
-        state["min"] = min(state["min"], float(depth.min()))
+            g, row = groups[k], groups[k].offset + i - unit.first
+            state["scratch"][g.series][row, :g.length] = x
+            state["samples"][g.series][row, :g.length] = sample_pixels(d)
+            shot = str(shot_of[k])
+            state["min"][shot] = min(state["min"].get(shot, np.inf), float(d.min()))
         if last:
-            for k, g in enumerate(groups):
-                n = min(unit.stop, g.count) - unit.first
+            for j, (scratch, samples) in arrays.items():
+                n = min(unit.stop, plan.series_rows[j]) - unit.first
                 if n > 0:
-                    scratch[k].write(unit.first, state["scratch"][k][:n])
-                    samples[k].write(unit.first, state["samples"][k][:n])
+                    scratch.write(unit.first, state["scratch"][j][:n])
+                    samples.write(unit.first, state["samples"][j][:n])
             store.mark_done(STAGE, unit.id, {"min": state["min"]})
             del buffers[unit.first]
         timer.advance(len(batch.members))
 
     def new_unit_buffers(unit: SnippetUnit, kept: np.ndarray, depth: np.ndarray) -> dict:
         rows = unit.stop - unit.first
-        return {"min": np.inf,
-                "scratch": [np.zeros((rows, g.length, *kept.shape[2:]), kept.dtype) for g in groups],
-                "samples": [np.zeros((rows, g.length, *sample_pixels(depth[0, 0]).shape), depth.dtype)
-                            for g in groups]}
+        return {"min": {},
+                "scratch": {j: np.zeros((rows, plan.series_slots[j], *kept.shape[2:]), kept.dtype) for j in arrays},
+                "samples": {j: np.zeros((rows, plan.series_slots[j], *sample_pixels(depth[0, 0]).shape), depth.dtype)
+                            for j in arrays}}
 
     with torch.inference_mode():
         run_overlapped(items, load, compute, write)
-    return global_minimum(store)
+    return shot_minima(store, len(plan.shots))
