@@ -234,13 +234,16 @@ def demo(out_dir: Path, frames: int, quiet: bool) -> None:
 @click.option("--max-depth", type=float, help="valid ground-truth depth cap in metres (e.g. 23 for DyDToF)")
 @click.option("--crop", default="0,0,0,0", show_default=True, help="border crop top,bottom,left,right in pixels")
 @click.option("--mask", "masks", multiple=True, type=click.Path(path_type=Path), help="validity mask(s), nonzero=valid")
-def evaluate(pred, gt, pairs_csv, pred_root, gt_root, out_dir, depth_scale, min_depth, max_depth, crop, masks):
+@click.option("--per-shot", is_flag=True, help="one affine fit per shot (shots of a shot-aware run: from its run "
+                                                "store, or a *_shots.json beside the prediction)")
+def evaluate(pred, gt, pairs_csv, pred_root, gt_root, out_dir, depth_scale, min_depth, max_depth, crop, masks,
+             per_shot):
     """Score predictions against ground truth with the paper's protocol (one affine fit per video)."""
     from .engine.eval.evaluate import evaluate_many, evaluate_video, format_summary_table, pair_folders, parse_crop, \
         read_pairs_csv
 
     options = dict(depth_scale=depth_scale, min_depth=min_depth, max_depth=max_depth, crop=parse_crop(crop),
-                   mask_path=list(masks) or None)
+                   mask_path=list(masks) or None, per_shot=per_shot)
     if pairs_csv:
         pairs = read_pairs_csv(pairs_csv)
     elif pred_root and gt_root:

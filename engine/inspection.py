@@ -57,7 +57,8 @@ def describe(store: RunStore) -> list[str]:
     m, info = store.manifest, store.info
     cfg = m.get("config", {})
     lines = [f"run store   {store.path}",
-             f"engine      {m.get('engine')}   checkpoint {m.get('checkpoint')}",
+             f"engine      {m.get('engine')}   checkpoint {cfg.get('checkpoint')} "
+             f"({', '.join(f'{k} {str(v)[:16]}' for k, v in m.get('checkpoint', {}).items())})",
              f"input       {m.get('input', {}).get('name')} ({m.get('input', {}).get('kind')})   "
              f"identity {str(m.get('input', {}).get('identity'))[:16]}",
              "config      " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "checkpoint"),
@@ -70,6 +71,10 @@ def describe(store: RunStore) -> list[str]:
         plan = info["plan"]
         lines.append(f"plan        batch {plan['batch_size']}, {plan['scratch']} scratch, "
                      f"{plan['snippet_unit']} snippet starts per unit")
+    if "cuts" in info and "num_frames" in info:
+        bounds = [0, *info["cuts"], info["num_frames"]]
+        shown = ", ".join(f"{a}-{b - 1}" for a, b in zip(bounds[:-1], bounds[1:]))
+        lines.append(f"shots       {len(bounds) - 1}: frames {shown[:300]}{' ...' if len(shown) > 300 else ''}")
     for note in info.get("notes", []):
         lines.append(f"note        {note}")
     holder = read_holder(lock_path_for(store.path))

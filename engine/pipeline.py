@@ -33,7 +33,7 @@ from .progress import Progress
 from .repair import repair
 from .shots import CutDetector, read_cut_list
 from .stages.coalign import coalign
-from .stages.export import export
+from .stages.export import export, export_shots
 from .stages.ingest import frame_geometry, ingest
 from .stages.merge import merge, normalize
 from .stages.refine import refine
@@ -238,6 +238,11 @@ def run_stages(run: Run) -> RunResult:
     outputs = export(store, run.out_dir, run.name, opts.save, lambda: run.source.frames(cfg.start, cfg.frames),
                      info.path, plan.frame_unit, info.fps, opts.colormap, restore, progress,
                      frame_numbers=store.array(layout.FRAME)[:].tolist() if info.frame_numbers else None)
+    if cfg.shots != "none":
+        outputs.update(export_shots(store, run.out_dir, run.name, plan.shots,
+                                    lambda: run.source.frames(cfg.start, cfg.frames), info.fps, cfg.start,
+                                    {"method": cfg.shots if cfg.shots in SHOT_MODES else "file",
+                                     "threshold": cfg.shot_threshold}, opts.colormap, progress))
     store.mark_done(layout.COMPLETE, layout.COMPLETE_UNIT,
                     {"frames": num_frames, "outputs": {k: str(v) for k, v in outputs.items()},
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ...storage import layout
+from ...storage.run_store import read_summary
 from .readers import DepthStack, EvalInputError, open_depth
 from .plots import plot_per_frame, plot_temporal_profile
 
@@ -63,6 +64,9 @@ class EvalOptions:
     crop: border pixels ignored at ``(top, bottom, left, right)`` of the ground-truth frame.
     mask_path: one or more masks (stack ``[T, H, W]`` or single frame ``[H, W]``), nonzero = valid.
     profile_column: image column of the temporal profile plot (ground-truth pixels; ``None`` = middle).
+    per_shot: one affine fit per shot instead of per video (shots from the prediction's run
+    store, or a ``*_shots.json`` beside a prediction file): for shot-aware runs, whose shots
+    are each normalized on their own.
     """
 
     depth_scale: float = 1000.0
@@ -71,6 +75,7 @@ class EvalOptions:
     crop: tuple[int, int, int, int] = (0, 0, 0, 0)
     mask_path: PathLike | Sequence[PathLike] | None = None
     profile_column: int | None = None
+    per_shot: bool = False
 
     def mask_paths(self) -> list[Path]:
         """``mask_path`` as a list of paths."""
@@ -89,9 +94,10 @@ class EvalOptions:
 class VideoMetrics:
     """Accuracy of one video. Ratios are fractions in [0, 1]; ``rmse`` is in ground-truth units (m).
 
-    ``scale``/``shift`` are the fitted ``a``/``b`` of ``a * pred + b ~= 1 / gt``; ``depth_range`` is
-    the clamp applied to aligned depth. ``per_frame`` maps ``"n_valid"`` and each metric name to a
-    ``[T]`` array (NaN for frames without valid pixels).
+    ``scale``/``shift`` are the fitted ``a``/``b`` of ``a * pred + b ~= 1 / gt`` (of the first
+    shot with ``per_shot``); ``fits`` holds ``(start, stop, scale, shift)`` of every fitted frame
+    range; ``depth_range`` is the clamp applied to aligned depth. ``per_frame`` maps ``"n_valid"``
+    and each metric name to a ``[T]`` array (NaN for frames without valid pixels).
     """
 
     name: str
@@ -108,11 +114,13 @@ class VideoMetrics:
     delta3: float
     rmse: float
     per_frame: dict[str, np.ndarray] = field(repr=False, compare=False)
+    fits: tuple[tuple[int, int, float, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Scalar fields (no per-frame arrays), JSON-ready."""
         out = {k: v for k, v in asdict(self).items() if k != "per_frame"}
         out["depth_range"] = list(self.depth_range)
+        out["fits"] = [dict(zip(("start", "stop", "scale", "shift"), fit)) for fit in self.fits]
         return out
 
 
@@ -125,6 +133,7 @@ class _Video:
     gt: DepthStack
     masks: tuple[DepthStack, ...]
     column: int
+    segments: tuple[tuple[int, int], ...]  # frame ranges fitted each on its own
 
 
 @dataclass
@@ -332,7 +341,30 @@ def _open_video(name: str, pred_path: PathLike, gt_path: PathLike, opts: EvalOpt
     column = width // 2 if opts.profile_column is None else opts.profile_column
     if not 0 <= column < width:
         raise EvalInputError(f"{gt.path}: profile column {column} outside 0..{width - 1}")
-    return _Video(name, pred, gt, masks, column)
+    segments = _shot_ranges(Path(pred_path), frames) if opts.per_shot else ((0, frames),)
+    return _Video(name, pred, gt, masks, column, segments)
+
+
+def _shot_ranges(pred_path: Path, frames: int) -> tuple[tuple[int, int], ...]:
+    """The shots of a prediction: from its run store's cuts, or a ``*_shots.json`` beside it."""
+    from ..shots import read_shots_json, shots_from_cuts
+
+    store = pred_path / layout.STORE_NAME if (pred_path / layout.STORE_NAME).is_dir() else pred_path
+    summary = read_summary(str(store)) if store.is_dir() else None
+    if summary is not None and "cuts" in summary.info:
+        shots = shots_from_cuts(summary.info["cuts"], frames)
+    else:
+        found = sorted(pred_path.parent.glob("*_shots.json"))
+        if len(found) != 1:
+            raise EvalInputError(f"{pred_path}: --per-shot needs the prediction's run store or one *_shots.json "
+                                 f"beside it ({len(found)} found)")
+        try:
+            shots, _ = read_shots_json(found[0])
+        except ValueError as exc:
+            raise EvalInputError(str(exc)) from None
+    if not shots or shots[-1].stop != frames:
+        raise EvalInputError(f"{pred_path}: its shots cover {shots[-1].stop if shots else 0} frames, not {frames}")
+    return tuple((s.start, s.stop) for s in shots)
 
 
 def _resize(frames: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -368,6 +400,13 @@ def _chunks(video: _Video, opts: EvalOptions) -> Iterator[tuple[int, np.ndarray,
         yield start, pred, gt, valid
 
 
+def _overlaps(segments, values, start: int, stop: int):
+    """``(value, a, b)``: rows ``[a, b)`` of a chunk of frames ``[start, stop)`` in each segment."""
+    for (first, last), value in zip(segments, values):
+        if first < stop and last > start:
+            yield value, max(first, start) - start, min(last, stop) - start
+
+
 def _frame_sums(depth: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Per-frame sums ``[n, 6]``: valid count, AbsRel sum, squared-error sum, delta1..3 counts."""
     g = np.where(valid, gt, 1.0)
@@ -393,19 +432,22 @@ def _metrics_from_sums(sums: np.ndarray) -> dict[str, np.ndarray]:
 
 def _evaluate(video: _Video, opts: EvalOptions, out_dir: Path | None) -> VideoMetrics:
     """Fit (pass 1), score (pass 2) and optionally write the outputs of one opened video."""
-    fit = _LinearFit()
+    fits = [_LinearFit() for _ in video.segments]
     gt_max = 0.0
-    for _, pred, gt, valid in _chunks(video, opts):
-        fit.add(pred[valid], 1.0 / gt[valid])
+    for start, pred, gt, valid in _chunks(video, opts):
+        for fit, a, b in _overlaps(video.segments, fits, start, start + len(gt)):
+            fit.add(pred[a:b][valid[a:b]], 1.0 / gt[a:b][valid[a:b]])
         gt_max = max(gt_max, float(gt[valid].max(initial=0.0)))
-    if fit.n == 0:
+    if sum(fit.n for fit in fits) == 0:
         raise EvalInputError(f"{video.gt.path}: no valid ground-truth pixels (check depth range, crop and masks)")
-    scale, shift = fit.solve()
-    if scale <= 0:
+    solved = [fit.solve() for fit in fits]
+    if any(scale <= 0 for scale, _ in solved):
         warnings.warn(
-            f"{video.pred.path}: fitted scale {scale:.3g} <= 0; is the prediction depth, not inverse depth?",
+            f"{video.pred.path}: fitted scale {min(s for s, _ in solved):.3g} <= 0; is the prediction depth, "
+            "not inverse depth?",
             stacklevel=3,
         )
+    scale, shift = solved[0]
     depth_range = (opts.min_depth, gt_max if opts.max_depth is None else opts.max_depth)
 
     frames, height, _ = video.gt.shape
@@ -415,8 +457,11 @@ def _evaluate(video: _Video, opts: EvalOptions, out_dir: Path | None) -> VideoMe
     profile = {"gt": np.zeros((height, len(shown)), np.float32)}
     profile["pred"], profile["valid"] = np.zeros_like(profile["gt"]), np.zeros(profile["gt"].shape, bool)
     for start, pred, gt, valid in _chunks(video, opts):
-        depth = align_to_depth(pred, scale, shift, min_depth=depth_range[0], max_depth=depth_range[1])
         stop = start + len(gt)
+        depth = np.empty_like(pred)
+        for (a_scale, a_shift), a, b in _overlaps(video.segments, solved, start, stop):
+            depth[a:b] = align_to_depth(pred[a:b], a_scale, a_shift, min_depth=depth_range[0],
+                                        max_depth=depth_range[1])
         sums[start:stop] = _frame_sums(depth, gt, valid)
         picked = shown[(shown >= start) & (shown < stop)]
         for key, array in (("gt", gt), ("pred", depth), ("valid", valid)):
@@ -429,9 +474,10 @@ def _evaluate(video: _Video, opts: EvalOptions, out_dir: Path | None) -> VideoMe
         pred_path=str(video.pred.path),
         gt_path=str(video.gt.path),
         n_frames=frames,
-        n_valid=fit.n,
+        n_valid=sum(fit.n for fit in fits),
         scale=scale,
         shift=shift,
+        fits=tuple((a, b, s, t) for (a, b), (s, t) in zip(video.segments, solved)),
         depth_range=depth_range,
         per_frame=per_frame,
         **pooled,

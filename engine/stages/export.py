@@ -30,6 +30,7 @@ from ...storage.run_store import RunStore
 from ..errors import EngineError
 from ..latents import resize
 from ..progress import Progress
+from ..shots import contact_sheet, thumbnail, write_shots_json
 from .chunks import time_chunks
 
 STAGE = layout.EXPORT
@@ -177,3 +178,29 @@ def _relative(path: Path, root: Path) -> str:
         return Path(path).relative_to(root).as_posix()
     except ValueError:
         return str(path)
+
+
+def export_shots(store: RunStore, out_dir: Path, name: str, shots: list, rgb: Callable[[], Iterator], fps: float,
+                 start: int, source: dict, colormap: str, progress: Progress) -> dict[str, Path]:
+    """``shots.json`` (start, end, frames, seconds of every shot) and a contact sheet: the RGB and
+    depth thumbnails of each shot's middle frame (one more pass over the input's frames).
+    Redone only when the shots, the colormap or the run (its manifest) changed."""
+    paths = {fmt: output_path(out_dir, name, fmt) for fmt in ("shots", "contact")}
+    depth = store.array(layout.DEPTH)
+    unit = layout.export_unit("shots", params_key(name, [(s.start, s.stop) for s in shots], colormap,
+                                                  store.manifest), "done")
+    if store.is_done(STAGE, unit) and all(p.exists() for p in paths.values()):
+        return paths
+    progress.note(f"writing {paths['shots'].name} and a contact sheet of {len(shots)} shot(s)")
+    write_shots_json(paths["shots"], shots, fps, source, start)
+    middles = {s.middle: k for k, s in enumerate(shots)}
+    thumbnails: list = [None] * len(shots)
+    for index, frame in enumerate(rgb()):
+        if index in middles:
+            thumbnails[middles[index]] = (thumbnail(display_rgb(frame, frame.shape[:2])),
+                                          np.asarray(depth[index]))
+        if index >= max(middles):
+            break
+    contact_sheet(paths["contact"], thumbnails, shots, colormap)
+    store.mark_done(STAGE, unit)
+    return paths

@@ -72,7 +72,7 @@ def merge_frames(snippets: list, groups: list[SnippetGroup], scales: list[np.nda
             lo, hi = g.snippets_touching(first, stop, slot)
             if hi <= lo:
                 continue
-            at = np.arange(lo, hi) + slot * g.dilation - first
+            at = np.arange(lo, hi) + g.offset + slot * g.dilation - first
             if exact_dtype is None:
                 x = np.asarray(arr[lo:hi, slot], dtype=np.float64)
                 total[at] += s[lo:hi, None, None] * (x - global_min) + t[lo:hi, None, None]

@@ -25,6 +25,8 @@ OUTPUTS = {
     "mp4": "{name}_depth.mp4",
     "sbs": "{name}_sbs.mp4",
     "sidecar": "{name}_depth.json",
+    "shots": "{name}_shots.json",
+    "contact": "{name}_shots.png",
 }
 FRAME_FILE = "{name}_{number:06d}{ext}"  # inside png16/, exr/, ply/: named by frame number
 SCALE_FILE = "scale.json"  # the 16-bit mapping: inside a folder output, or STEM.scale.json beside a file
