@@ -407,6 +407,27 @@ def bench_coalign(args) -> None:
     coalign.main(argv)
 
 
+@bench.command("film", add_help_option=False,
+               context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_film(args) -> None:
+    """Film-scale runs: time per frame, peak memory, store bytes and files per frame (options:
+    `rdengine bench film --help`; other options go to `rdengine process`)."""
+    from .benchmarks import film
+
+    film.main(list(args))
+
+
+@bench.command("shots", add_help_option=False,
+               context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_shots(args) -> None:
+    """Cut detection: its time per frame and what it adds to ingest (`rdengine bench shots --help`)."""
+    from .benchmarks import shots
+
+    shots.main(list(args))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     args = sys.argv[1:] if argv is None else argv
