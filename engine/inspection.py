@@ -151,8 +151,8 @@ def verify(store: RunStore) -> list[str]:
                 arr = store.array(name)
                 if first < arr.shape[0] and first - first % arr.unit not in present[name]:
                     problems.append(f"record {stage}/{unit}: array {name} rows from {first} are missing")
-    if store.is_done(layout.COALIGN, layout.SOLVE_UNIT) and layout.coalign_scales(0) not in present:
-        problems.append("record coalign/solve: the scales arrays are missing")
+    if store.done_units(layout.COALIGN) and layout.coalign_scales(0) not in present:
+        problems.append("records of coalign: the scales arrays are missing")
     expected = store.info.get("expected_units", {})
     order = [s for s in layout.STAGE_ORDER if s in expected]
     reached = [s for s in order if store.done_units(s)]

@@ -208,6 +208,7 @@ def run_stages(run: Run) -> RunResult:
     record_decoding(run)
     if "cuts" not in store.info:
         store.update_info(cuts=find_cuts(cfg, detector, info.fps, num_frames))
+    store.compact(layout.INGEST)
     if not store.has(layout.TIME):
         write_coordinates(store, frame_numbers(info, cfg, num_frames), info.fps)
 
@@ -221,16 +222,22 @@ def run_stages(run: Run) -> RunResult:
         progress.note(f"{len(plan.shots)} shots: cuts at frames {', '.join(map(str, store.info['cuts'][:20]))}"
                       f"{' ...' if len(plan.shots) > 21 else ''}")
     minima = infer_snippets(store, model, plan, cfg.seed, progress, run.device_timer)
+    store.compact(layout.SNIPPETS)
     if not cfg.refine_steps:
         release(run, layout.RGB_LATENTS)
 
     scales, shifts = coalign(store, plan, minima, cfg.coalign, opts.coalign_memory, progress, cfg.exact_dtype)
+    store.compact(layout.COALIGN)
     merge(store, plan, model, scales, shifts, minima, progress, cfg.exact_dtype)
+    store.compact(layout.MERGE)
     release(run, *(name(j) for j, rows in enumerate(plan.series_rows) if rows
                    for name in (layout.snippet_scratch, layout.snippet_samples)))
     normalize(store, plan, progress, cfg.exact_dtype)
+    store.compact(layout.NORMALIZE)
     if cfg.refine_steps:
         refine(store, model, plan, initial_noise(model, geometry.latent, cfg.seed), progress, cfg.exact_dtype)
+        for stage in (layout.REFINE_ENCODE, layout.REFINE, layout.REFINE_DECODE):
+            store.compact(stage)
         release(run, layout.RGB_LATENTS, layout.refine_latents(0), layout.refine_latents(1))
 
     restore = (info.height, info.width) if opts.restore_res else None
@@ -243,6 +250,7 @@ def run_stages(run: Run) -> RunResult:
                                     lambda: run.source.frames(cfg.start, cfg.frames), info.fps, cfg.start,
                                     {"method": cfg.shots if cfg.shots in SHOT_MODES else "file",
                                      "threshold": cfg.shot_threshold}, opts.colormap, progress))
+    store.compact(layout.EXPORT)
     store.mark_done(layout.COMPLETE, layout.COMPLETE_UNIT,
                     {"frames": num_frames, "outputs": {k: str(v) for k, v in outputs.items()},
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})

@@ -89,8 +89,8 @@ def unit_rows(row_bytes: int) -> int:
     return rows
 
 
-SOLVE_UNIT = "solve"  # the one co-alignment unit
 COMPLETE_UNIT = "run"
+COMPACTED = "_all"  # the records of a finished stage, gathered into one node
 
 
 def chunk_unit(first: int, prefix: str = "") -> str:

@@ -88,6 +88,7 @@ class RunStore:
 
     def __init__(self, path: str | Path, mode: str = "a"):
         self.path = Path(path)
+        self._compacted_cache: dict[str, tuple] = {}
         try:
             self.root = zarr.open_group(str(self.path), mode=mode, zarr_format=3)
             self.root.attrs.asdict()
@@ -252,15 +253,42 @@ class RunStore:
         folder = self._units_dir(stage)
         if not folder.is_dir():
             return {}
-        records = {}
-        for unit in sorted(p.name for p in folder.iterdir() if p.is_dir()):
+        records = dict(self._compacted(stage))
+        for unit in sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name != layout.COMPACTED):
             record = read_record(self._record_file(stage, unit))
             if record is not None:
                 records[unit] = record
         return records
 
     def is_done(self, stage: str, unit: str) -> bool:
-        return read_record(self._record_file(stage, unit)) is not None
+        return read_record(self._record_file(stage, unit)) is not None or unit in self._compacted(stage)
+
+    def _compacted(self, stage: str) -> dict[str, dict]:
+        """The records ``compact`` gathered into one node (read once per change of the file)."""
+        path = self._record_file(stage, layout.COMPACTED)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return {}
+        key = (stage, stat.st_mtime_ns, stat.st_size)
+        if self._compacted_cache.get(stage, (None,))[0] != key:
+            record = read_record(path)
+            self._compacted_cache[stage] = (key, record["units"] if record else {})
+        return self._compacted_cache[stage][1]
+
+    def compact(self, stage: str) -> None:
+        """Gather the records of a finished stage into one node, so a long run keeps few files:
+        the gathered node is written first, the single records removed after."""
+        records = self.done_units(stage)
+        folder = self._units_dir(stage)
+        if not records or not any(p.is_dir() and p.name != layout.COMPACTED for p in folder.iterdir()):
+            return
+        target = self._record_file(stage, layout.COMPACTED)
+        target.parent.mkdir(exist_ok=True)
+        atomic_write(target, group_metadata(wrap_record({"units": records})), sync=True)
+        for unit in records:
+            if unit != layout.COMPACTED:
+                shutil.rmtree(folder / unit, ignore_errors=True)
 
     def mark_done(self, stage: str, unit: str, record: dict | None = None) -> None:
         """Record ``unit`` of ``stage`` as done; call only after its data is written.
@@ -281,6 +309,11 @@ class RunStore:
         target = self._record_file(stage, unit)
         target.unlink(missing_ok=True)
         shutil.rmtree(target.parent, ignore_errors=True)
+        gathered = self._compacted(stage)
+        if unit in gathered:
+            rest = {u: r for u, r in gathered.items() if u != unit}
+            atomic_write(self._record_file(stage, layout.COMPACTED), group_metadata(wrap_record({"units": rest})),
+                         sync=True)
 
     def clear_stage(self, stage: str) -> None:
         """Withdraw every record of ``stage``."""

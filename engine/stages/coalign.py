@@ -27,8 +27,8 @@ COALIGN_ROWS = 4096  # rows per chunk of the scales and shifts arrays
 
 def solution_arrays(store: RunStore, plan: RunPlan) -> dict[int, tuple[CheckedArray, CheckedArray]]:
     """The scales and shifts arrays of every series with snippets (created if absent)."""
-    return {j: tuple(store.require(name(j), (rows,), "float64", (f"snippet_g{j}",), COALIGN_ROWS)
-                     for name in (layout.coalign_scales, layout.coalign_shifts))
+    return {j: tuple(store.require(name(j), (rows,), "float64", (f"snippet_g{j}",), COALIGN_ROWS,
+                                   inner=(COALIGN_ROWS,)) for name in (layout.coalign_scales, layout.coalign_shifts))
             for j, rows in enumerate(plan.series_rows) if rows}
 
 
