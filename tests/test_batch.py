@@ -19,9 +19,11 @@ from rdengine.engine.batch.run import is_finished, run_video
 from rdengine.engine.config import ExecutionOptions, resolve_config
 from rdengine.engine.errors import EngineError
 from rdengine.engine.testing.synthetic_clip import write_clip
+from rdengine.storage.run_store import RunSummary, read_summary
 
 from .conftest import run_rdengine
 
+EMPTY = RunSummary({}, {}, False)
 GOOD = {"a/clip.mp4": 0, "b/clip.mp4": 1, "c/other.mp4": 2}  # two share a file name in different folders
 
 
@@ -144,12 +146,13 @@ def test_killed_batch_resumes_and_matches_an_uninterrupted_one(first_batch, arch
                             stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 180
-        while not list(out.glob("*/*_depth.npy")) and time.monotonic() < deadline and proc.poll() is None:
+        while not any((read_summary(str(p)) or EMPTY).complete for p in out.glob("*/run.zarr")) \
+                and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    finished = list(out.glob("*/*_depth.npy"))
+    finished = [p for p in out.glob("*/*_depth.npy") if read_summary(str(p.parent / "run.zarr")).complete]
     assert len(finished) >= 1 and not (out / "batch_report.json").exists()
     before = {p: p.stat().st_mtime_ns for p in finished}
     store_before = {p.parent.name: p.parent / "run.zarr" / "depth" / "zarr.json" for p in finished}

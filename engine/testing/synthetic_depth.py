@@ -114,7 +114,8 @@ def merge_in_memory(snippets: list, dilations: list[int], result: AlignResult, c
     """
     num_frames = frames_from_shapes([x.shape for x in snippets], dilations)
     groups = [SnippetGroup(dilation=d, length=x.shape[1], num_frames=num_frames) for x, d in zip(snippets, dilations)]
-    return np.concatenate([merge_frames(snippets, groups, result.scales, result.shifts, result.global_min, a, b)
+    minima = [result.global_min] * len(groups)
+    return np.concatenate([merge_frames(snippets, groups, result.scales, result.shifts, minima, a, b)
                            for a, b in time_chunks(num_frames, chunk)])
 
 
