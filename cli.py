@@ -5,13 +5,14 @@ User mistakes end in one ``error: ...`` line and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
 import click
 
-from .engine.config import DEFAULT_CHECKPOINT, DTYPES, EXPORTS, PRESETS, ConfigError, ExecutionOptions, \
-    resolve_config
+from .engine.config import DEFAULT_CHECKPOINT, DEVICE_FORMS, DTYPES, EXPORTS, EXR_COMPRESSIONS, EXR_DTYPES, \
+    OUTPUT_KINDS, PRESETS, SHOT_MODES, ConfigError, ExecutionOptions, resolve_config, validate_options
 from .engine.errors import EngineError
 from .engine.plan import SCRATCH_MODES
 from .engine.eval.readers import EvalInputError
@@ -19,6 +20,7 @@ from .storage.inputs import InputError
 
 USER_ERRORS = (EngineError, ConfigError, InputError, EvalInputError)
 LIST_OPTIONS = ("--dilations", "--snippet-len")
+RESUMABLE_COMMANDS = ("process", "batch", "demo")
 
 
 class Cli(click.Group):
@@ -30,6 +32,10 @@ class Cli(click.Group):
         except USER_ERRORS as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see ``main``): what is recorded stays
+            resumable = ctx.invoked_subcommand in RESUMABLE_COMMANDS
+            click.echo("\ninterrupted" + (": rerun the same command to resume" if resumable else ""), err=True)
+            ctx.exit(130)
 
 
 def join_list_options(args: list[str]) -> list[str]:
@@ -57,32 +63,62 @@ def int_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
         raise click.BadParameter(f"expected integers like '1 10 25', got '{value}'") from None
 
 
+PRESET_HELP = "; ".join(
+    f"{name}: {p['res']} px, dilations {' '.join(map(str, p['dilations']))}, {p['dtype']}"
+    f"{'' if p['cap_dilation'] else ', no dilation cap'}, {p['refine_steps'] or 'no'} refinement steps"
+    for name, p in PRESETS.items())
+
+
 def process_options(fn):
     """The options shared by ``process``, ``batch`` and ``bench``."""
     options = [
-        click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True),
-        click.option("--res", type=int, help="processing resolution of the longer side (0 = native)"),
-        click.option("--dilations", callback=int_list, help="frame spacings, e.g. 1 10 25 (must include 1)"),
-        click.option("--snippet-len", callback=int_list, help="snippet length, or one per dilation (2..4)"),
-        click.option("--refine-steps", type=int),
-        click.option("--refine-start-dilation", type=int),
-        click.option("--cap-dilation/--no-cap-dilation", default=None),
-        click.option("--dtype", type=click.Choice(DTYPES)),
+        # what is computed (part of the run's identity: a change starts a new run)
+        click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True,
+                     help=f"published settings ({PRESET_HELP}); every value can be overridden below"),
+        click.option("--res", type=int, help="processing resolution: the longer side in px (default: the preset's, "
+                                             "768 or 1024; 0 = native size). Depth comes out at this size, e.g. "
+                                             "1080p at --res 768 gives 768x432, unless --restore-res"),
+        click.option("--dilations", callback=int_list, help="frame spacings of the snippets, e.g. 1 10 25 "
+                                                            "(must include 1; default: the preset's)"),
+        click.option("--snippet-len", callback=int_list, help="frames per snippet, one value or one per dilation "
+                                                              "(2..4; default 3)"),
+        click.option("--refine-steps", type=int, help="diffusion refinement steps after co-alignment (0 = none; "
+                                                      "default: the preset's, 0 or 10)"),
+        click.option("--refine-start-dilation", type=int, help="frame spacing of the first refinement step, "
+                                                               "coarse to fine down to 1 (default 6)"),
+        click.option("--cap-dilation/--no-cap-dilation", default=None,
+                     help="cap dilations at int(frames / snippet length) - 1 for short videos "
+                          "(default: the preset's; off for paper)"),
+        click.option("--dtype", type=click.Choice(DTYPES), help="compute precision (default: the preset's; on CPU "
+                                                                "fp16 presets compute in fp32)"),
         click.option("--coalign", type=click.Choice(["fast", "reference"]),
-                     help="co-alignment solver (default: fast; reference with --reproduce)"),
+                     help="co-alignment solver: fast (least squares + L-BFGS; default) or reference (the published "
+                          "2000 Adam steps; default with --reproduce)"),
         click.option("--shots", metavar="auto|none|FILE",
                      help="cuts: detected while ingesting (auto; default), none (one shot), or a cut list FILE "
                           "(frame numbers, CSV with timecodes or frames, or a CMX3600 EDL); snippets never cross a "
                           "cut and each shot is aligned on its own"),
         click.option("--shot-threshold", type=float,
-                     help="cut detection threshold (PySceneDetect content detector; default 27: lower finds more cuts)"),
+                     help="cut detection threshold (PySceneDetect content detector; default 27, lower finds more)"),
         click.option("--normalize", type=click.Choice(["shot", "global"]), default="shot", show_default=True,
-                     help="map each shot to [-1, 1] (its depth is relative to itself), or one range over the video"),
+                     help="map each shot's depth to [-1, 1], or use one range over the whole video"),
         click.option("--reproduce", is_flag=True,
                      help="the authors' exact numbers: their frame size rule (depth 8*floor(H/8) x 8*floor(W/8), "
-                          "the top-left of the frame), the reference solver and their fp16/fp32 arithmetic"),
+                          "the top-left of the frame), the reference solver, their fp16/fp32 arithmetic, no shots"),
+        click.option("--seed", type=int, default=2024, show_default=True, help="seed of the initial noise"),
+        click.option("--start", type=int, default=0, show_default=True, help="first frame of the clip"),
+        click.option("--frames", type=int, help="number of frames of the clip (default: to the end)"),
+        click.option("--stream", type=click.IntRange(min=0),
+                     help="the video stream to read (index as ffprobe numbers them; default: the main video)"),
+        click.option("--checkpoint", default=DEFAULT_CHECKPOINT, show_default=True,
+                     help="hub id or local folder in the same layout (offline: a local folder)"),
+        # how it is computed (speed, memory, disk; the depth stays the same)
+        click.option("--device", default="auto", show_default=True, help=f"compute device: {DEVICE_FORMS}"),
+        click.option("--attention", type=click.Choice(["auto", "triton", "sdpa"]), default="auto", show_default=True,
+                     help="cross-frame attention kernel: fused Triton (CUDA), torch SDPA, or auto"),
+        click.option("--batch-size", type=int, help="snippets per UNet call (default: from free GPU memory; 4 on CPU)"),
         click.option("--coalign-memory", type=click.IntRange(min=16), default=1024, show_default=True,
-                     help="co-alignment memory budget in MiB; past it the solver streams from the run store"),
+                     help="co-alignment memory budget in MiB; past it the solver streams from disk"),
         click.option("--scratch", type=click.Choice(SCRATCH_MODES), default="auto", show_default=True,
                      help="snippet scratch: 'depth' keeps full-resolution snippet depth until the merge (no extra "
                           "device work), 'latent' keeps latents and decodes them again at merge time (a fraction "
@@ -95,64 +131,72 @@ def process_options(fn):
                           "kill and spread better over a cluster, at more files and records"),
         click.option("--keep-intermediates", is_flag=True,
                      help="keep every intermediate array in the run store (default: released once used)"),
-        click.option("--checkpoint", default=DEFAULT_CHECKPOINT, show_default=True,
-                     help="hub id or local folder in the same layout"),
-        click.option("--device", default="auto", show_default=True, help="auto, cuda, cuda:N or cpu"),
-        click.option("--attention", type=click.Choice(["auto", "triton", "sdpa"]), default="auto", show_default=True),
-        click.option("--seed", type=int, default=2024, show_default=True),
-        click.option("--start", type=int, default=0, show_default=True, help="first frame of the clip"),
-        click.option("--frames", type=int, help="number of frames of the clip (default: to the end)"),
-        click.option("--batch-size", type=int, help="snippets per UNet call (default: from device memory)"),
+        # outputs
         click.option("--save", multiple=True, type=click.Choice(EXPORTS),
-                     help="outputs (repeatable; default npy and mp4)"),
-        click.option("--colormap", default="Spectral", show_default=True),
-        click.option("--restore-res", is_flag=True, help="resize depth back to the input resolution"),
-        click.option("--fps", type=float, help="frame rate of the output videos (default: the input's)"),
+                     help="outputs, repeatable (default: npy and mp4): npy/npz arrays, exr/png16 per frame, gray16 "
+                          "16-bit video, ply point clouds, mp4 colour depth, sbs RGB|depth, zarr (the run store)"),
+        click.option("--output", type=click.Choice(OUTPUT_KINDS), default="inverse", show_default=True,
+                     help="values of npy/npz/exr/png16/gray16/ply: relative inverse depth (near = large, [-1, 1]) "
+                          "or relative depth (near = small; not metric)"),
+        click.option("--exr-dtype", type=click.Choice(EXR_DTYPES), default="float", show_default=True,
+                     help="EXR pixel type of the Z channel"),
+        click.option("--exr-compression", type=click.Choice(EXR_COMPRESSIONS), default="zip", show_default=True,
+                     help="EXR compression"),
+        click.option("--ply-every", type=click.IntRange(min=1), default=10, show_default=True,
+                     help="write a point cloud every Nth frame"),
+        click.option("--ply-stride", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="keep every Nth pixel in each direction of a point cloud"),
+        click.option("--focal", type=float, help="focal length in px for point clouds (default: from --fov)"),
+        click.option("--fov", type=float, default=60.0, show_default=True,
+                     help="horizontal field of view in degrees for point clouds"),
+        click.option("--colormap", default="Spectral", show_default=True,
+                     help="matplotlib colormap of the mp4/sbs videos"),
+        click.option("--restore-res", is_flag=True, help="resize depth outputs back to the input resolution"),
+        click.option("--fps", type=float, help="frame rate: of an image sequence input (default 24), and of the "
+                                               "output videos (default: the input's)"),
         click.option("--overwrite", is_flag=True, help="discard an existing run store and start over"),
         click.option("--quiet", "-q", is_flag=True, help="no progress output (warnings and errors still print)"),
         click.option("--log-format", type=click.Choice(["auto", "bar", "plain", "json"]), default="auto",
                      show_default=True, help="progress: live bars on a terminal and plain lines otherwise (auto), "
                                              "or always bars, plain lines or JSON lines"),
-        click.option("--stream", type=click.IntRange(min=0),
-                     help="the video stream to read (index as ffprobe numbers them; default: the main video)"),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
-def device_dtype(preset: str, dtype: str | None, device: str) -> str | None:
-    """On CPU a preset's fp16 computes in fp32 (CPU fp16 is emulated, ~20x slower); explicit --dtype wins."""
+def cpu_dtype_note(preset: str, dtype: str | None, device: str) -> tuple[str | None, str | None]:
+    """On CPU a preset's fp16 computes in fp32 (CPU fp16 is emulated, ~20x slower); an explicit
+    --dtype wins. Returns (dtype to use, a note to print once the input is known to be good)."""
     from .engine.model import resolve_device
 
     if dtype is None and PRESETS[preset]["dtype"] == "fp16" and resolve_device(device).type == "cpu":
-        click.echo("note: computing in fp32 on CPU (the preset's fp16 is slow there; --dtype fp16 forces it)",
-                   err=True)
-        return "fp32"
-    return dtype
+        return "fp32", "computing in fp32 on CPU (the preset's fp16 is slow there; --dtype fp16 forces it)"
+    return dtype, None
 
 
 def configs_from(kw: dict):
-    """Split CLI keyword arguments into (RunConfig, ExecutionOptions)."""
-    dtype = device_dtype(kw["preset"], kw["dtype"], kw["device"])
-    cfg = resolve_config(kw["preset"], res=kw["res"], dilations=kw["dilations"], snippet_lens=kw["snippet_len"],
-                         cap_dilation=kw["cap_dilation"], dtype=dtype, refine_steps=kw["refine_steps"],
-                         refine_start_dilation=kw["refine_start_dilation"], seed=kw["seed"],
-                         coalign=kw["coalign"], reproduce=kw["reproduce"], shots=kw["shots"],
-                         shot_threshold=kw["shot_threshold"], normalize=kw["normalize"], stream=kw["stream"],
-                         start=kw["start"],
-                         frames=kw["frames"],
-                         checkpoint=kw["checkpoint"])
-    if kw["batch_size"] is not None and kw["batch_size"] < 1:
-        raise ConfigError("--batch-size must be >= 1")
+    """Split CLI keyword arguments into (RunConfig, ExecutionOptions, note), every value validated."""
     opts = ExecutionOptions(device=kw["device"], batch_size=kw["batch_size"], attention=kw["attention"],
                             save=tuple(kw["save"]) or ("npy", "mp4"), colormap=kw["colormap"],
                             restore_res=kw["restore_res"], fps=kw["fps"],
                             progress="quiet" if kw["quiet"] else kw["log_format"],
                             overwrite=kw["overwrite"], coalign_memory=kw["coalign_memory"] << 20,
                             scratch=kw["scratch"], scratch_limit=int(kw["scratch_limit"] * 2**30),
-                            keep_intermediates=kw["keep_intermediates"], unit_frames=kw["unit_frames"])
-    return cfg, opts
+                            keep_intermediates=kw["keep_intermediates"], unit_frames=kw["unit_frames"],
+                            output=kw["output"], exr_dtype=kw["exr_dtype"], exr_compression=kw["exr_compression"],
+                            ply_every=kw["ply_every"], ply_stride=kw["ply_stride"], focal=kw["focal"], fov=kw["fov"])
+    validate_options(opts)
+    dtype, note = cpu_dtype_note(kw["preset"], kw["dtype"], kw["device"])
+    cfg = resolve_config(kw["preset"], res=kw["res"], dilations=kw["dilations"], snippet_lens=kw["snippet_len"],
+                         cap_dilation=kw["cap_dilation"], dtype=dtype, refine_steps=kw["refine_steps"],
+                         refine_start_dilation=kw["refine_start_dilation"], seed=kw["seed"],
+                         coalign=kw["coalign"], reproduce=kw["reproduce"], shots=kw["shots"],
+                         shot_threshold=kw["shot_threshold"], normalize=kw["normalize"], stream=kw["stream"],
+                         start=kw["start"], frames=kw["frames"], checkpoint=kw["checkpoint"])
+    if cfg.shots not in SHOT_MODES and not Path(cfg.shots).is_file():
+        raise ConfigError(f"--shots: no cut list file {cfg.shots} (or use auto or none)")
+    return cfg, opts, note
 
 
 def print_summary(result) -> None:
@@ -175,29 +219,49 @@ def cli() -> None:
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="output folder")
 @process_options
 def process(video: str, out_dir: Path, **kw) -> None:
-    """Estimate depth for every frame of VIDEO into OUT (run store, npy, mp4, ...)."""
-    from .engine.pipeline import process_video
+    """Estimate depth for every frame of VIDEO into OUT (run store, npy, mp4, ...).
 
-    cfg, opts = configs_from(kw)
+    VIDEO is a video file or an image sequence: a folder of frames, a pattern like
+    shot_%04d.exr, or a glob like 'plates/*.png'. Depth is relative inverse depth
+    (near = large), each shot normalized to [-1, 1], at the processing size (--res);
+    rerunning the same command resumes an interrupted run.
+    """
+    from .engine.pipeline import process_video
+    from .storage.inputs import open_input
+
+    cfg, opts, note = configs_from(kw)
+    open_input(video, stream=cfg.stream, fps=opts.fps)  # a bad input is said before anything else
+    if note:
+        click.echo(f"note: {note}", err=True)
     print_summary(process_video(video, out_dir, cfg, opts))
 
 
 @cli.command("make-checkpoint")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--size", type=click.Choice(["tiny", "full"]), default="tiny", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-def make_checkpoint(path: Path, size: str, seed: int) -> None:
+@click.option("--size", type=click.Choice(["tiny", "full"]), default="tiny", show_default=True,
+              help="tiny: a few MB, for tests; full: the real architecture's size, for timing")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="seed of the random weights")
+@click.option("--overwrite", is_flag=True, help="replace an existing folder at PATH")
+def make_checkpoint(path: Path, size: str, seed: int, overwrite: bool) -> None:
     """Write a random-weight checkpoint in the real RollingDepth layout (depth is meaningless)."""
+    from .engine.pipeline import describe_os_error
     from .engine.testing.random_checkpoint import write_random_checkpoint
 
-    write_random_checkpoint(path, size=size, seed=seed)
+    if path.exists() and not (path.is_dir() and not any(path.iterdir())) and not overwrite:
+        raise EngineError(f"{path} exists; choose another path or add --overwrite to replace it")
+    try:
+        write_random_checkpoint(path, size=size, seed=seed)
+    except OSError as exc:
+        raise EngineError(f"cannot write a checkpoint to {path}: {describe_os_error(exc)}") from None
     click.echo(f"wrote a {size} random-weight checkpoint to {path} (for tests and timing only)")
 
 
 @cli.command()
-@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True)
-@click.option("--frames", type=int, default=48, show_default=True)
-@click.option("--quiet", "-q", is_flag=True)
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True,
+              help="output folder (clip, tiny checkpoint, depth, videos)")
+@click.option("--frames", type=click.IntRange(1, 10000), default=48, show_default=True,
+              help="length of the synthetic clip")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bars, only the summary")
 def demo(out_dir: Path, frames: int, quiet: bool) -> None:
     """Run the whole pipeline offline: a synthetic clip and a tiny random checkpoint."""
     from .engine.config import ExecutionOptions
@@ -230,7 +294,8 @@ def demo(out_dir: Path, frames: int, quiet: bool) -> None:
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="folder for metrics and plots")
 @click.option("--depth-scale", type=float, default=1000.0, show_default=True,
               help="integer ground truth is divided by this (1000: mm -> m)")
-@click.option("--min-depth", type=float, default=1e-3, show_default=True)
+@click.option("--min-depth", type=float, default=1e-3, show_default=True,
+              help="valid ground-truth depth floor in metres (and the aligned prediction's clip)")
 @click.option("--max-depth", type=float, help="valid ground-truth depth cap in metres (e.g. 23 for DyDToF)")
 @click.option("--crop", default="0,0,0,0", show_default=True, help="border crop top,bottom,left,right in pixels")
 @click.option("--mask", "masks", multiple=True, type=click.Path(path_type=Path), help="validity mask(s), nonzero=valid")
@@ -269,7 +334,9 @@ def batch(inputs: tuple[str, ...], out_root: str, workers: int | None, scheduler
     """Process every video of INPUT... (videos, folders, list files, globs; paths or URLs) on Dask, resumably."""
     from .engine.batch.run import format_table, run_batch
 
-    cfg, opts = configs_from(kw)
+    cfg, opts, note = configs_from(kw)
+    if note:
+        click.echo(f"note: {note}", err=True)
     report = run_batch(inputs, out_root, cfg, opts, workers=workers, scheduler=scheduler, cache_dir=cache_dir)
     click.echo(format_table(report))
     if report.failed:
@@ -290,8 +357,8 @@ def inspect(store: Path, verify: bool) -> None:
         for problem in problems:
             click.echo(f"damaged: {problem}", err=True)
         if problems:
-            click.echo(f"error: run store {run.path} is damaged ({len(problems)} problem(s)); delete the named "
-                       "records to recompute those units, or rerun with --overwrite", err=True)
+            click.echo(f"error: damaged store: {run.path} has {len(problems)} problem(s); rerun the same process "
+                       "command to recompute the damaged units (or start over with --overwrite)", err=True)
             raise SystemExit(1)
         click.echo("verify      OK: every chunk decodes and every completion record is backed by data")
 
@@ -324,7 +391,8 @@ def bench() -> None:
 
 @bench.command("pipeline")
 @click.argument("video", required=False, type=click.Path(path_type=str))
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True)
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True,
+              help="settings preset, as for `process`")
 @click.option("--frames", type=int, help="frames (synthetic clip length, default 250; with VIDEO: the first N)")
 @click.option("--res", type=int, help="processing resolution (default: the preset's; synthetic: the clip's)")
 @click.option("--clip-size", default=None, help="synthetic clip WxH (default 768x432 on CUDA, 128x96 on CPU)")
@@ -332,9 +400,10 @@ def bench() -> None:
 @click.option("--repeat", type=int, default=1, show_default=True, help="runs; stages report mean and min")
 @click.option("--model", default="tiny", show_default=True, help="tiny, full-random (SD2-size, random weights) "
               "or a checkpoint folder / hub id")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
 @click.option("--dtype", type=click.Choice(DTYPES), help="default: the preset's (fp32 on CPU)")
-@click.option("--attention", type=click.Choice(["auto", "triton", "sdpa"]), default="auto", show_default=True)
+@click.option("--attention", type=click.Choice(["auto", "triton", "sdpa"]), default="auto", show_default=True,
+              help="attention kernel (auto: triton on CUDA when installed, else sdpa)")
 @click.option("--threads", type=int, help="torch intra-op threads (default: torch's)")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="also write the report as JSON")
 def bench_pipeline(video, preset, frames, res, clip_size, batch_size, repeat, model, device, dtype, attention,
@@ -363,11 +432,12 @@ def bench_pipeline(video, preset, frames, res, clip_size, batch_size, repeat, mo
 
 @bench.command("scaling")
 @click.option("--frames", "counts", type=int, multiple=True, help="frame counts (repeatable; default 250 1000 4000)")
-@click.option("--width", type=int, default=128, show_default=True)
-@click.option("--height", type=int, default=96, show_default=True)
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True)
+@click.option("--width", type=int, default=128, show_default=True, help="synthetic clip width (px)")
+@click.option("--height", type=int, default=96, show_default=True, help="synthetic clip height (px)")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True,
+              help="settings preset, as for `process`")
 @click.option("--threads", type=int, help="torch threads of each child process")
-@click.option("--json", "json_path", type=click.Path(path_type=Path))
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="also write the figures as JSON")
 def bench_scaling(counts, width, height, preset, threads, json_path) -> None:
     """Peak RSS and wall time of `rdengine process` (tiny model) against video length: memory stays flat."""
     from .benchmarks import scaling
@@ -376,15 +446,16 @@ def bench_scaling(counts, width, height, preset, threads, json_path) -> None:
 
 
 @bench.command("batch-size")
-@click.option("--sizes", default="1,2,4,8,16", show_default=True, callback=int_list)
-@click.option("--frames", type=int, default=600, show_default=True)
-@click.option("--width", type=int, default=128, show_default=True)
-@click.option("--height", type=int, default=96, show_default=True)
-@click.option("--model", default="tiny", show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--threads", type=int)
-@click.option("--repeat", type=int, default=1, show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path))
+@click.option("--sizes", default="1,2,4,8,16", show_default=True, callback=int_list,
+              help="snippets per UNet call to time")
+@click.option("--frames", type=int, default=600, show_default=True, help="synthetic clip length")
+@click.option("--width", type=int, default=128, show_default=True, help="synthetic clip width (px)")
+@click.option("--height", type=int, default=96, show_default=True, help="synthetic clip height (px)")
+@click.option("--model", default="tiny", show_default=True, help="tiny, full-random or a checkpoint folder / hub id")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
+@click.option("--threads", type=int, help="torch intra-op threads (default: torch's)")
+@click.option("--repeat", type=int, default=1, show_default=True, help="runs per size; the best is reported")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="also write the figures as JSON")
 def bench_batch_size(sizes, frames, width, height, model, device, threads, repeat, json_path) -> None:
     """Snippets/s of the snippet stage against the UNet batch size."""
     from .benchmarks import batch_size
@@ -428,8 +499,14 @@ def bench_shots(args) -> None:
     shots.main(list(args))
 
 
+def terminate(signum, frame) -> None:
+    """SIGTERM (a cluster's job scheduler, ``kill``) ends a run like Ctrl-C: locks released, message."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
+    signal.signal(signal.SIGTERM, terminate)
     args = sys.argv[1:] if argv is None else argv
     cli.main(args=join_list_options(args), prog_name="rdengine")
 

@@ -12,6 +12,7 @@ DTYPES = ("fp16", "bf16", "fp32")
 EXPORTS = ("npy", "npz", "exr", "png16", "gray16", "ply", "mp4", "sbs", "zarr")
 DEFAULT_EXPORTS = ("npy", "mp4")
 NORMALIZE = ("shot", "global")
+MAX_RES = 8192  # px of the longer side: the VAE's memory grows with its square
 SHOT_MODES = ("auto", "none")  # or the path of a cut list
 
 PRESETS: dict[str, dict] = {
@@ -70,7 +71,12 @@ class RunConfig:
         return self.dtype if self.reproduce else None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings that decide the depth values. The checkpoint is not named here: it is
+        identified by its weights (manifest ``checkpoint``), so another path to the same
+        weights resumes the run and replaced weights do not."""
+        settings = dataclasses.asdict(self)
+        del settings["checkpoint"]
+        return settings
 
     def digest(self) -> str:
         """Stable hash of the config: identical configs give identical run stores."""
@@ -96,6 +102,46 @@ class ExecutionOptions:
     scratch_limit: int = 2 << 30
     keep_intermediates: bool = False
     unit_frames: int | None = None
+    output: str = "inverse"  # what value outputs hold: relative inverse depth, or relative depth
+    exr_dtype: str = "float"
+    exr_compression: str = "zip"
+    ply_every: int = 10
+    ply_stride: int = 1
+    focal: float | None = None
+    fov: float = 60.0
+
+
+OUTPUT_KINDS = ("inverse", "depth")
+EXR_DTYPES = ("half", "float")
+EXR_COMPRESSIONS = ("zip", "piz", "none")
+DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
+
+
+def validate_options(opts: ExecutionOptions) -> None:
+    """Raise ConfigError naming the first option that cannot work, before any work starts."""
+    import re
+
+    import matplotlib
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", opts.device):
+        raise ConfigError(f"--device '{opts.device}' is not supported: use {DEVICE_FORMS}")
+    if opts.colormap not in matplotlib.colormaps:
+        raise ConfigError(f"--colormap '{opts.colormap}' is not a matplotlib colormap (e.g. Spectral, turbo, "
+                          "viridis, magma, gray)")
+    checks = [(opts.batch_size is None or opts.batch_size >= 1, "--batch-size must be >= 1"),
+              (opts.fps is None or 0 < opts.fps <= 1000, f"--fps must be in (0, 1000], not {opts.fps}"),
+              (opts.output in OUTPUT_KINDS, f"--output must be one of {', '.join(OUTPUT_KINDS)}"),
+              (opts.exr_dtype in EXR_DTYPES, f"--exr-dtype must be one of {', '.join(EXR_DTYPES)}"),
+              (opts.exr_compression in EXR_COMPRESSIONS,
+               f"--exr-compression must be one of {', '.join(EXR_COMPRESSIONS)}"),
+              (opts.ply_every >= 1 and opts.ply_stride >= 1, "--ply-every and --ply-stride must be >= 1"),
+              (opts.focal is None or opts.focal > 0, f"--focal must be positive, not {opts.focal}"),
+              (0 < opts.fov < 180, f"--fov must be in (0, 180) degrees, not {opts.fov}"),
+              (opts.unit_frames is None or opts.unit_frames >= 1, "--unit-frames must be >= 1"),
+              (opts.coalign_memory >= 16 << 20, "--coalign-memory must be at least 16 MiB")]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
 
 
 def resolve_config(preset: str = "fast", *, res: int | None = None, dilations: tuple[int, ...] | None = None,
@@ -144,8 +190,10 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"snippet lengths {list(cfg.snippet_lens)} must be between 2 and 4")
     if cfg.dtype not in DTYPES:
         raise ConfigError(f"dtype '{cfg.dtype}' is not one of {', '.join(DTYPES)}")
-    if cfg.res < 0:
-        raise ConfigError(f"processing resolution {cfg.res} must be >= 0 (0 = native size)")
+    if not 0 <= cfg.res <= MAX_RES:
+        raise ConfigError(f"--res {cfg.res}: the processing resolution must be 0 (native size) or up to {MAX_RES} px")
+    if not 0 <= cfg.seed < 2 ** 63:
+        raise ConfigError(f"--seed must be in [0, 2^63), not {cfg.seed}")
     if cfg.refine_steps < 0 or cfg.refine_start_dilation < 1:
         raise ConfigError("refine steps must be >= 0 and the refinement start dilation >= 1")
     if cfg.start < 0 or (cfg.frames is not None and cfg.frames < 1):

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..storage import layout
 from ..storage.lock import lock_path_for, pid_alive, read_holder
-from ..storage.run_store import DamagedData, RunStore, read_record
+from ..storage.run_store import DamagedData, DamagedStore, RunStore, read_record
 from .errors import EngineError
 
 
@@ -30,8 +30,8 @@ def open_for_inspect(path: str | Path) -> RunStore:
         raise EngineError(f"not a run store (no zarr.json): {p}")
     try:
         store = RunStore(p, mode="r")
-    except Exception as exc:  # unreadable group metadata
-        raise EngineError(f"cannot open run store {p}: {exc}") from None
+    except DamagedStore as exc:
+        raise EngineError(str(exc)) from None
     if not store.manifest:
         raise EngineError(f"{p} has no run manifest (not made by rdengine)")
     return store
@@ -57,11 +57,11 @@ def describe(store: RunStore) -> list[str]:
     m, info = store.manifest, store.info
     cfg = m.get("config", {})
     lines = [f"run store   {store.path}",
-             f"engine      {m.get('engine')}   checkpoint {cfg.get('checkpoint')} "
+             f"engine      {m.get('engine')}   checkpoint {info.get('checkpoint_path')} "
              f"({', '.join(f'{k} {str(v)[:16]}' for k, v in m.get('checkpoint', {}).items())})",
              f"input       {m.get('input', {}).get('name')} ({m.get('input', {}).get('kind')})   "
              f"identity {str(m.get('input', {}).get('identity'))[:16]}",
-             "config      " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "checkpoint"),
+             "config      " + ", ".join(f"{k}={v}" for k, v in cfg.items()),
              f"config hash {m.get('config_hash')}"]
     if "num_frames" in info:
         frame, depth, latent = info["frame_size"], info["depth_size"], info["latent_size"]
@@ -71,6 +71,8 @@ def describe(store: RunStore) -> list[str]:
         plan = info["plan"]
         lines.append(f"plan        batch {plan['batch_size']}, {plan['scratch']} scratch, "
                      f"{plan['snippet_unit']} snippet starts per unit")
+    for problem in info.get("decoding", {}).get("problems", []):
+        lines.append(f"decoding    {problem}")
     if "cuts" in info and "num_frames" in info:
         bounds = [0, *info["cuts"], info["num_frames"]]
         shown = ", ".join(f"{a}-{b - 1}" for a, b in zip(bounds[:-1], bounds[1:]))
@@ -90,19 +92,28 @@ def describe(store: RunStore) -> list[str]:
     lines.append(f"status      {'COMPLETE (finished ' + complete.get('finished', '?') + ')' if complete else 'not complete'}")
     lines.append("arrays")
     for name in store.array_names():
-        arr = store.array(name)
+        try:
+            arr = store.array(name)
+        except DamagedData as damage:
+            lines.append(f"  {name:<22} DAMAGED ({damage}): rerun the same process command to recompute it")
+            continue
         lines.append(f"  {name:<22} {str(arr.shape):<22} {str(arr.dtype):<8} {arr.unit} rows/shard  "
                      f"{human(store.disk_bytes(name))}")
     if store.info.get("released"):
         lines.append(f"released    {', '.join(store.info['released'])}")
-    lines.append(f"size        {human(store.disk_bytes())} on disk in {store.file_count()} files")
+    lines.append(f"size        {human(store.disk_bytes())} on disk ({human(store.disk_bytes(allocated=False))} "
+                 f"of data) in {store.file_count()} files")
     return lines
 
 
 def check_array(store: RunStore, name: str, problems: list[str]) -> set[int]:
     """Decompress every stored shard of ``name`` (each inner chunk's CRC32C is checked);
     returns the first rows of the shards present."""
-    arr = store.array(name)
+    try:
+        arr = store.array(name)
+    except DamagedData as damage:
+        problems.append(str(damage))
+        return set()
     present = set()
     unit = max(1, arr.unit)
     for first in range(0, max(arr.shape[0], 1) if arr.shape else 1, unit):
@@ -148,6 +159,8 @@ def verify(store: RunStore) -> list[str]:
                     problems.append(f"record {stage}/{unit}: array {name} is missing")
                     continue
                 first = layout.chunk_unit_first(unit)
+                if not present[name]:
+                    continue  # unreadable metadata, said above
                 arr = store.array(name)
                 if first < arr.shape[0] and first - first % arr.unit not in present[name]:
                     problems.append(f"record {stage}/{unit}: array {name} rows from {first} are missing")

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
 from ..kernels.attention import resolve_backend
 from .cross_frame_attention import install_cross_frame_attention
+from .config import DEVICE_FORMS
 from .errors import EngineError
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -73,15 +75,17 @@ class Model:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present; an explicit CUDA request without CUDA is an error."""
+    """'auto' picks CUDA when present; 'cpu', 'cuda' and 'cuda:N' as asked (a missing GPU is an error)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise EngineError(f"device '{name}' is not supported: use {DEVICE_FORMS}")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise EngineError(f"device '{name}' requested but CUDA is not available on this machine (use --device cpu)")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise EngineError(f"unknown device '{name}' ({exc})") from None
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise EngineError(f"device '{name}': this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
 
 
 def locate_checkpoint(checkpoint: str) -> Path:
@@ -140,6 +144,11 @@ def checkpoint_identity(checkpoint: str, folder: Path) -> dict:
     except OSError:
         pass  # no cache: hashed again next time
     return {"weights": total.hexdigest()}
+
+
+def identify_checkpoint(checkpoint: str) -> dict:
+    """``checkpoint_identity`` of a hub id or local folder, without loading it."""
+    return checkpoint_identity(checkpoint, locate_checkpoint(checkpoint))
 
 
 def check_finite(folder: Path, **parts: torch.nn.Module) -> None:

@@ -44,8 +44,8 @@ RUN_REPAIRS = 3  # damaged data found in one run more often than this: the disk 
 
 @dataclass
 class RunResult:
-    """What a run produced: output paths, frame count, per-stage timings, and the time spent
-    in this run and in all runs of the store (``runs`` of them)."""
+    """What a run produced: output paths, frame count, per-stage timings, the time spent in this
+    run and in all runs of the store (``runs`` of them), and what the input's decoding met."""
 
     store: Path
     outputs: dict[str, Path]
@@ -54,6 +54,7 @@ class RunResult:
     stages: list = field(default_factory=list)
     cumulative_seconds: float = 0.0
     runs: int = 1
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -165,7 +166,7 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
                     store = RunStore.create_or_resume(store_path, manifest, overwrite=opts.overwrite)
                 except (StoreMismatch, DamagedStore) as exc:
                     raise EngineError(str(exc)) from None
-                store.update_info(input_stat=source.stat())
+                store.update_info(input_stat=source.stat(), checkpoint_path=cfg.checkpoint)
                 run = Run(store, source, output_name(video, source), out_dir, cfg, opts, model, progress,
                           device_timer)
                 try:
@@ -196,6 +197,9 @@ def run_stages(run: Run) -> RunResult:
     """The algorithm, stage after stage; each skips the units the store holds already."""
     store, cfg, opts, model, progress = run.store, run.cfg, run.opts, run.model, run.progress
     info = run.source.info
+    for record in store.withdraw_unreadable_records():
+        progress.warning(f"damaged record {record} in {store.path}: its units are recomputed")
+    store.check_metadata()
     geometry = frame_geometry((info.height, info.width), cfg.res, cfg.geometry, progress)
     if "frame_unit" not in store.info:  # ingest's units: fixed before the first is written
         store.update_info(frame_unit=frame_unit(geometry, opts.unit_frames))
@@ -205,7 +209,7 @@ def run_stages(run: Run) -> RunResult:
                         (info.height, info.width), geometry, store.info["frame_unit"], progress)
     if not num_frames:
         raise EngineError(f"no frames to process in {info.path} (start {cfg.start} is past the end?)")
-    record_decoding(run)
+    warnings = record_decoding(run, geometry.frame)
     if "cuts" not in store.info:
         store.update_info(cuts=find_cuts(cfg, detector, info.fps, num_frames))
     store.compact(layout.INGEST)
@@ -243,8 +247,10 @@ def run_stages(run: Run) -> RunResult:
     restore = (info.height, info.width) if opts.restore_res else None
     store.clear_unit(layout.COMPLETE, layout.COMPLETE_UNIT)  # rewritten below, once every output is complete again
     outputs = export(store, run.out_dir, run.name, opts.save, lambda: run.source.frames(cfg.start, cfg.frames),
-                     info.path, plan.frame_unit, info.fps, opts.colormap, restore, progress,
-                     frame_numbers=store.array(layout.FRAME)[:].tolist() if info.frame_numbers else None)
+                     info.path, plan.frame_unit, info.fps, opts.colormap, restore, progress, output=opts.output,
+                     frame_numbers=store.array(layout.FRAME)[:].tolist() if info.frame_numbers else None,
+                     exr_dtype=opts.exr_dtype, exr_compression=opts.exr_compression, ply_every=opts.ply_every,
+                     ply_stride=opts.ply_stride, focal=opts.focal, fov=opts.fov)
     if cfg.shots != "none":
         outputs.update(export_shots(store, run.out_dir, run.name, plan.shots,
                                     lambda: run.source.frames(cfg.start, cfg.frames), info.fps, cfg.start,
@@ -255,7 +261,7 @@ def run_stages(run: Run) -> RunResult:
                     {"frames": num_frames, "outputs": {k: str(v) for k, v in outputs.items()},
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return RunResult(store=store.path, outputs=outputs, num_frames=num_frames, seconds=0.0,
-                     stages=[stage.record() for stage in progress.stages])
+                     stages=[stage.record() for stage in progress.stages], warnings=warnings)
 
 
 def detected(frames: Iterator[np.ndarray], detector: CutDetector) -> Iterator[np.ndarray]:
@@ -298,15 +304,22 @@ def write_coordinates(store: RunStore, numbers: np.ndarray, fps: float) -> None:
     store.write_whole(layout.TIME, np.arange(len(numbers)) / fps, ("frame",), {"units": "s"})
 
 
-def record_decoding(run: Run) -> None:
-    """What the decoder could not read or had to conceal: kept in the store, said once per run."""
+def record_decoding(run: Run, size: tuple[int, int]) -> list[str]:
+    """What the decoder could not read or had to conceal: kept in the store, said once per run;
+    returns the lines."""
     report = run.source.report
     if report.decoded:  # decoded in this run: its report is the truth
-        run.store.update_info(decoding={"problems": report.problems(), "dropped": report.dropped,
+        problems = [f"{run.source.info.path}: {problem}" for problem in report.problems()]
+        if report.size_changes:
+            problems.append(f"{run.source.info.path}: frames of another size are fitted into {size[0]}x{size[1]} "
+                            "with their aspect kept (black bars)")
+        run.store.update_info(decoding={"problems": problems, "dropped": report.dropped,
                                         "concealed": report.concealed,
                                         "size_changes": [[i, list(s)] for i, s in report.size_changes]})
-    for problem in run.store.info.get("decoding", {}).get("problems", []):
+    problems = run.store.info.get("decoding", {}).get("problems", [])
+    for problem in problems:
         run.progress.warning(problem)
+    return problems
 
 
 def release(run: Run, *names: str) -> None:

@@ -34,6 +34,12 @@ def repair(store: RunStore, damage: DamagedData) -> str:
     """Withdraw the records that vouch for the damaged rows; returns what will be recomputed."""
     released = set(store.info.get("released", []))
     name, first, stop = damage.name, damage.first, damage.stop
+    if damage.metadata:  # the whole array is lost: removed, and every unit that wrote it withdrawn
+        store.delete(name)
+    if name in (layout.FRAME, layout.TIME):
+        store.delete(layout.FRAME)
+        store.delete(layout.TIME)
+        return "the frame and time coordinates are written again"
 
     def redo(stage: str, needs: tuple[str, ...]) -> str:
         if released & set(needs):

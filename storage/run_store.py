@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +38,16 @@ class DamagedStore(ValueError):
 
 
 class DamagedData(RuntimeError):
-    """Rows ``[first, stop)`` of array ``name`` fail their checksum (or cannot be decoded)."""
+    """Rows ``[first, stop)`` of array ``name`` fail their checksum (or cannot be decoded);
+    ``metadata``: the array's own metadata is unreadable (every row is lost)."""
 
-    def __init__(self, name: str, first: int, stop: int, reason: str):
-        super().__init__(f"array {name} rows {first}..{stop - 1}: {reason}")
-        self.name, self.first, self.stop = name, first, stop
+    def __init__(self, name: str, first: int, stop: int, reason: str, metadata: bool = False):
+        where = "metadata" if metadata else f"rows {first}..{stop - 1}"
+        super().__init__(f"array {name} {where}: {reason}")
+        self.name, self.first, self.stop, self.metadata = name, first, stop, metadata
+
+
+ALL_ROWS = 2 ** 62
 
 
 class CheckedArray:
@@ -157,10 +161,19 @@ class RunStore:
     # ------------------------------------------------------------ arrays
 
     def has(self, name: str) -> bool:
-        return name in self.root
+        return (self.path / name / "zarr.json").is_file()
+
+    def _open_array(self, name: str) -> zarr.Array:
+        """The Zarr array ``name``; unreadable metadata raises ``DamagedData`` for all its rows."""
+        try:
+            return self.root[name]
+        except (ValueError, TypeError, KeyError, OSError) as exc:
+            if not self.has(name):
+                raise
+            raise DamagedData(name, 0, ALL_ROWS, str(exc).splitlines()[0][:100], metadata=True) from None
 
     def array(self, name: str) -> CheckedArray:
-        return CheckedArray(name, self.root[name])
+        return CheckedArray(name, self._open_array(name))
 
     def require(self, name: str, shape: tuple[int, ...], dtype: str, dims: tuple[str, ...], unit: int,
                 inner: tuple[int, ...] | None = None, attrs: dict | None = None) -> CheckedArray:
@@ -170,8 +183,8 @@ class RunStore:
         full extent on the other axes); ``dims``: dimension names (xarray opens the store).
         """
         shape = tuple(int(s) for s in shape)
-        if name in self.root:
-            arr = self.root[name]
+        if self.has(name):
+            arr = self._open_array(name)
             if arr.shape != shape or arr.dtype != np.dtype(dtype):
                 raise StoreMismatch(f"array {name} in {self.path} has shape {arr.shape} {arr.dtype}, "
                                     f"expected {shape} {dtype}; use --overwrite to start over")
@@ -190,11 +203,11 @@ class RunStore:
                                config=ARRAY_CONFIG, dimension_names=dims, attributes=attrs or {})
 
     def set_attrs(self, name: str, **values) -> None:
-        self.root[name].attrs.update(values)
+        self._open_array(name).attrs.update(values)
 
     def delete(self, name: str) -> None:
-        if name in self.root:
-            del self.root[name]
+        """Remove array ``name`` (its folder: also when its metadata is damaged)."""
+        shutil.rmtree(self.path / name, ignore_errors=True)
 
     def release(self, *names: str) -> None:
         """Delete intermediate arrays whose consumers are done; ``info.released`` lists them."""
@@ -203,29 +216,27 @@ class RunStore:
         self.update_info(released=sorted(set(self.info.get("released", [])) | set(names)))
 
     def array_names(self) -> list[str]:
-        """Every array in the store, as ``a/b`` paths."""
+        """Every array in the store, as ``a/b`` paths, found by their metadata files (one that
+        cannot be read is listed too: opening it raises ``DamagedData``)."""
         names: list[str] = []
+        for meta in sorted(self.path.rglob("zarr.json")):
+            parts = meta.parent.relative_to(self.path).parts
+            if parts and parts[0] != layout.RECORDS and node_type(meta) != "group":
+                names.append("/".join(parts))
+        return names
 
-        def walk(group, prefix: str) -> None:
-            for key, member in group.members():
-                if isinstance(member, zarr.Array):
-                    names.append(prefix + key)
-                else:
-                    walk(member, prefix + key + "/")
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ``_units`` and ``_scratch`` are not zarr nodes, by design
-            walk(self.root, "")
-        return sorted(names)
-
-    def disk_bytes(self, sub: str = "") -> int:
-        """Bytes on disk under the store (or under its member ``sub``)."""
+    def disk_bytes(self, sub: str = "", allocated: bool = True) -> int:
+        """Bytes under the store (or under its member ``sub``): allocated on disk, as ``du``
+        counts them (whole file-system blocks), or with ``allocated=False`` the files' sizes."""
         base = self.path / sub if sub else self.path
-        return sum(p.stat().st_size for p in base.rglob("*") if p.is_file()) if base.exists() else 0
+        if not base.exists():
+            return 0
+        stats = (p.stat() for p in base.rglob("*") if p.is_file())
+        return sum(s.st_blocks * 512 if allocated else s.st_size for s in stats)
 
     def shard_exists(self, name: str, shard: int) -> bool:
         """Whether shard ``shard`` (along axis 0) of array ``name`` is stored."""
-        arr = self.root[name]
+        arr = self._open_array(name)
         return (self.path / name / arr.metadata.encode_chunk_key((shard,) + (0,) * (arr.ndim - 1))).exists()
 
     def file_count(self) -> int:
@@ -326,10 +337,31 @@ class RunStore:
             return []
         return sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*/zarr.json")))
 
+    def withdraw_unreadable_records(self) -> list[str]:
+        """Delete the record files that cannot be read or fail their checksum (they count as
+        not done anyway: their units are recomputed); returns them."""
+        damaged = [path for path in self.record_files() if read_record(path) is None]
+        for path in damaged:
+            path.unlink(missing_ok=True)
+        return [str(path.relative_to(self.path)) for path in damaged]
+
+    def check_metadata(self) -> None:
+        """Open every array's metadata: the first unreadable one raises ``DamagedData``."""
+        for name in self.array_names():
+            self._open_array(name)
+
     def record_files(self) -> list[Path]:
         """Every completion record file (for integrity checks)."""
         root = self.path / layout.RECORDS
         return sorted(root.glob("*/*/zarr.json")) if root.is_dir() else []
+
+
+def node_type(meta: Path) -> str | None:
+    """``node_type`` of a ``zarr.json`` (None: unreadable)."""
+    try:
+        return json.loads(meta.read_text()).get("node_type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def atomic_write(path: Path, text: str, sync: bool) -> None:

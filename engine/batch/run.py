@@ -44,7 +44,7 @@ def is_finished(out_dir: str, cfg: RunConfig | None = None, opts: ExecutionOptio
     """True when ``out_dir`` holds a completed run (for ``cfg``, with the outputs ``opts`` asks for).
 
     A run is finished when its store is complete (final record), its manifest matches ``cfg``
-    (config hash) and ``source`` (file name; for local files the content identity, checked
+    (config hash and the checkpoint's weights) and ``source`` (file name; for local files the content identity, checked
     by size and modification time first and hashed only when those changed), and every requested
     export exists (renamed into place only when complete; 16-bit PNGs counted). Export-only
     options (colormap, fps) are not compared: a finished video is not re-exported.
@@ -55,6 +55,14 @@ def is_finished(out_dir: str, cfg: RunConfig | None = None, opts: ExecutionOptio
     manifest = summary.manifest
     if cfg is not None and manifest.get("config_hash") != cfg.digest():
         return False
+    if cfg is not None:
+        from ..model import identify_checkpoint
+
+        try:
+            if manifest.get("checkpoint") != identify_checkpoint(cfg.checkpoint):
+                return False
+        except EngineError:  # not found: processing says so
+            return False
     if source is None:
         return True
     file_name = source.rstrip("/").rsplit("/", 1)[-1]

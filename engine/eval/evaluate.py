@@ -433,13 +433,17 @@ def _metrics_from_sums(sums: np.ndarray) -> dict[str, np.ndarray]:
 def _evaluate(video: _Video, opts: EvalOptions, out_dir: Path | None) -> VideoMetrics:
     """Fit (pass 1), score (pass 2) and optionally write the outputs of one opened video."""
     fits = [_LinearFit() for _ in video.segments]
-    gt_max = 0.0
+    gt_min, gt_max = np.inf, 0.0
     for start, pred, gt, valid in _chunks(video, opts):
         for fit, a, b in _overlaps(video.segments, fits, start, start + len(gt)):
             fit.add(pred[a:b][valid[a:b]], 1.0 / gt[a:b][valid[a:b]])
+        gt_min = min(gt_min, float(gt[valid].min(initial=np.inf)))
         gt_max = max(gt_max, float(gt[valid].max(initial=0.0)))
     if sum(fit.n for fit in fits) == 0:
         raise EvalInputError(f"{video.gt.path}: no valid ground-truth pixels (check depth range, crop and masks)")
+    if gt_min == gt_max:
+        raise EvalInputError(f"{video.gt.path}: the ground truth is constant ({gt_max:g} m at every valid pixel); "
+                             "any prediction would score perfectly against it")
     solved = [fit.solve() for fit in fits]
     if any(scale <= 0 for scale, _ in solved):
         warnings.warn(

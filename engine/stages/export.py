@@ -93,10 +93,6 @@ def export(store: RunStore, out_dir: Path, name: str, formats: tuple[str, ...], 
     colour videos are redone unless complete; every output appears under its final name
     only when complete.
     """
-    # INTEGRATE: CLI --output inverse|depth -> output; image-sequence inputs -> frame_numbers;
-    # --exr-dtype half|float -> exr_dtype; --exr-compression zip|piz|none -> exr_compression;
-    # --ply-every N -> ply_every; --ply-stride N -> ply_stride; --focal PX -> focal; --fov DEG -> fov;
-    # the new format names (npz, exr, ply, gray16) must join engine.config.EXPORTS for --save.
     depth = store.array(layout.DEPTH)
     t = depth.shape[0]
     if t != store.info["num_frames"]:

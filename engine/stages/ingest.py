@@ -90,8 +90,10 @@ def ingest(store: RunStore, model: Model, frames: Iterable[np.ndarray], expected
     Units already recorded are decoded past but not encoded again.
     """
     if "num_frames" in store.info:
-        progress.stage(STAGE, store.info["num_frames"]).advance(store.info["num_frames"], reused=True)
-        return store.info["num_frames"]
+        if len(store.done_units(STAGE)) == -(-store.info["num_frames"] // unit):
+            progress.stage(STAGE, store.info["num_frames"]).advance(store.info["num_frames"], reused=True)
+            return store.info["num_frames"]
+        store.drop_info("num_frames")  # records withdrawn (damaged): walk the input again, encoding those units
     # a container's frame count is a hint (0: none, VFR and cut streams differ): an estimate until the stream ends
     timer = progress.stage(STAGE, expected or None, estimate=True)
     latent_shape = (4, *geometry.latent)

@@ -101,6 +101,7 @@ class SnippetWorker:
         self.timestep = self.scheduler.timesteps[0]
         self.step_at = int(self.timestep)  # the scheduler indexes host tables: a host int avoids a device sync
         self.noise = initial_noise(model, geometry.latent, seed)
+        self.widened = 0  # batches computed again in float32
 
     def run(self, model: Model, noise: torch.Tensor, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``rgb`` ``[b, L, 4, h, w]`` -> (latents ``[b, L, 4, h, w]``, depth ``[b, L, H, W]``), compute dtype."""
@@ -126,6 +127,7 @@ class SnippetWorker:
             wide = self.model.in_float32()
             latents, depth = self.run(wide, self.noise.float(), rgb)
             if torch.isfinite(depth).all():
+                self.widened += 1
                 return latents.to(self.model.dtype), depth.to(self.model.dtype)
         raise EngineError(f"non-finite depth in {where} of {self.model.checkpoint} even in float32: the "
                           "checkpoint's weights are probably damaged (re-download them)")
@@ -211,4 +213,7 @@ def infer_snippets(store: RunStore, model: Model, plan: RunPlan, seed: int, prog
 
     with torch.inference_mode():
         run_overlapped(items, load, compute, write)
+    if worker.widened:
+        progress.note(f"{worker.widened} snippet batch(es) gave non-finite depth in {model.dtype} "
+                      "(overflow) and were computed again in float32")
     return shot_minima(store, len(plan.shots))
