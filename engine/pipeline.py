@@ -13,7 +13,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 import numpy as np
 import torch
@@ -131,17 +131,18 @@ def input_warnings(progress: Progress):
 
 
 def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: ExecutionOptions,
-                  model: Model | None = None, device_timer: DeviceTimer | None = None) -> RunResult:
+                  model: Model | None = None, device_timer: DeviceTimer | None = None,
+                  progress_stream: IO[str] | None = None) -> RunResult:
     """Run every stage on ``video`` (a video file or an image sequence) into ``out_dir``.
 
     The input is probed and the model loaded before the run store is touched, so a failed
     start leaves nothing to clean up. One process per store (``run.zarr.lock``); an OSError
     while writing becomes an EngineError saying the run can be resumed. ``model``: an already
     loaded model (else loaded from ``cfg.checkpoint``); ``device_timer``: times the snippet
-    stage's device work (benchmarks).
+    stage's device work (benchmarks); ``progress_stream``: where progress goes (default stderr).
     """
     started = time.perf_counter()
-    progress = Progress(opts.progress)
+    progress = Progress(opts.progress, stream=progress_stream)
     with progress, input_warnings(progress):
         source = open_input(video, stream=cfg.stream, fps=opts.fps)
         model = model or load_model(cfg.checkpoint, opts.device, cfg.dtype, opts.attention)

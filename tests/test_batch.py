@@ -223,3 +223,110 @@ def test_user_errors_are_one_line(tmp_path, tiny_checkpoint):
     assert result.exit_code == 2 and "memory://" in result.stderr.strip().splitlines()[-1]
     result = runner.invoke(cli, ["batch", str(tmp_path), "-o", str(tmp_path / "o"), *engine_args(tiny_checkpoint)])
     assert result.exit_code == 2 and "no videos found" in result.stderr
+
+
+# ------------------------------------------------------------------ mixed archives, warnings, reruns
+
+
+def damaged_copy(clip: Path, target: Path) -> Path:
+    """``clip`` with 300 random bytes in the middle of its data: decodes with a damaged packet."""
+    data = bytearray(clip.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 300] = bytes(np.random.default_rng(0).integers(0, 256, 300, dtype=np.uint8))
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.fixture(scope="module")
+def mixed(tiny_checkpoint, tmp_path_factory):
+    """A clip, a damaged clip, a folder of PNG frames and a list whose glob matches nothing, with the
+    output root inside the input folder; processed twice."""
+    from PIL import Image
+
+    from rdengine.engine.testing.synthetic_clip import synthetic_frames
+
+    root = tmp_path_factory.mktemp("mixed")
+    write_clip(root / "clip.mp4", frames=12, width=64, height=48)
+    damaged_copy(write_clip(root.parent / f"{root.name}-whole.mp4", frames=48, width=64, height=48),
+                 root / "damaged.mp4")
+    (root / "plates").mkdir()
+    for number, frame in enumerate(synthetic_frames(10, 64, 48, seed=5), start=1001):
+        Image.fromarray(frame).save(root / "plates" / f"plate_{number}.png")
+    (root / "more.txt").write_text("# a glob that matches nothing fails alone\nnowhere/*.mp4\n")
+    out = root / "out"
+    args = ("batch", root, root / "more.txt", "-o", out, "--workers", "1", *engine_args(tiny_checkpoint))
+    first = run_rdengine(*args, timeout=400)
+    first.report = json.loads((out / "batch_report.json").read_text())
+    second = run_rdengine(*args, timeout=400)
+    return root, out, first, second
+
+
+def test_mixed_archive_statuses_sequences_and_warnings(mixed):
+    root, out, first, _ = mixed
+    assert first.returncode == 1 and "Traceback" not in first.stderr, first.stderr[-3000:]
+    rows = {Path(r["video"]).name: r for r in first.report["rows"]}
+    assert set(rows) == {"clip.mp4", "damaged.mp4", "plates", "*.mp4"}, set(rows)
+    rows["clip"], rows["damaged"], rows["plates"], rows["nowhere"] = (rows.pop(k) for k in ("clip.mp4", "damaged.mp4",
+                                                                                              "plates", "*.mp4"))
+    assert rows["clip"]["status"] == "done" and rows["clip"]["frames"] == 12
+    assert rows["plates"]["status"] == "done" and rows["plates"]["frames"] == 10
+    assert np.load(out / "plates" / "plates_depth.npy").shape == (10, 48, 64)
+    damaged = rows["damaged"]
+    assert damaged["status"] == "done-with-warnings" and 30 <= damaged["frames"] < 48
+    assert any("damaged.mp4" in w for w in damaged["warnings"])
+    missing = rows["nowhere"]
+    assert missing["status"] == "failed" and "matches no files" in missing["error"]
+    assert "done-with-warnings" in first.stdout and str(root / "plates") in first.stdout  # the source column
+
+
+def test_workers_report_per_video_progress(mixed):
+    _, _, first, _ = mixed
+    lines = first.stderr.splitlines()
+    assert any(line.startswith("[clip] [snippets]") for line in lines), first.stderr[-3000:]
+    assert any(line.startswith("[plates] [ingest]") for line in lines)
+    assert any(line.startswith("[damaged] warning:") for line in lines)
+
+
+def test_output_root_inside_the_input_folder_is_never_input(mixed):
+    root, out, _, second = mixed
+    rows = {Path(r["video"]).name: r for r in json.loads((out / "batch_report.json").read_text())["rows"]}
+    assert set(rows) == {"clip.mp4", "damaged.mp4", "plates", "*.mp4"}, set(rows)  # no outputs as inputs
+    assert all(rows[n]["status"] == "skipped" for n in ("clip.mp4", "damaged.mp4", "plates"))
+    assert second.returncode == 1 and rows["*.mp4"]["status"] == "failed"
+    assert [v.name for v in archive_videos([str(root)], exclude=str(out))] == ["clip", "damaged", "plates"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_a_batch_with_one_line_and_it_resumes(archive, tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "rdengine.cli", "batch", str(archive / "a"), str(archive / "c"), "-o", str(out),
+            "--workers", "2", *engine_args(tiny_checkpoint)]
+    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "[snippets]" in line:
+            break
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    _, rest = proc.communicate(timeout=120)
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 130, stderr[-3000:]
+    assert stderr.rstrip().splitlines()[-1] == "interrupted: rerun the same command to resume", stderr[-3000:]
+    for noise in ("Traceback", "CancelledError", "leaked semaphore", "KeyboardInterrupt"):
+        assert noise not in stderr, stderr[-3000:]
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert set(npy_outputs(out)) == {"a__clip", "c__other"}
+
+
+def test_scheduler_address_errors_are_one_line(tmp_path, tiny_checkpoint):
+    clip = write_clip(tmp_path / "c.mp4", frames=6)
+    bad_scheme = run_rdengine("batch", clip, "-o", tmp_path / "o", "--scheduler", "foo://host:1",
+                              *engine_args(tiny_checkpoint))
+    assert bad_scheme.returncode == 2 and "Traceback" not in bad_scheme.stderr
+    assert bad_scheme.stderr.strip().splitlines()[-1].startswith("error: --scheduler 'foo://host:1'")
+    nobody = f"tcp://127.0.0.1:{free_port()}"
+    unreachable = run_rdengine("batch", clip, "-o", tmp_path / "o", "--scheduler", nobody,
+                               *engine_args(tiny_checkpoint), timeout=120)
+    assert unreachable.returncode == 2 and "Traceback" not in unreachable.stderr, unreachable.stderr
+    assert unreachable.stderr.strip().splitlines()[-1].startswith(f"error: cannot reach the Dask scheduler at {nobody}")

@@ -1,10 +1,14 @@
 """Archive inputs for ``rdengine batch``: expand INPUT arguments into videos and name their run folders.
 
-An INPUT is a video file, a folder (searched recursively for video extensions), a text file
-listing one input per line (``#`` comments, paths relative to the list file), or a glob
-(``**`` recurses). Each may be a local path, a ``file://`` URL or any fsspec URL
-(``s3://bucket/videos/``); local paths and ``file://`` URLs come back as absolute local
-paths, other URLs as URLs.
+An INPUT is a video file, an image sequence (a printf pattern such as ``plates/shot_%04d.exr``),
+a folder (searched recursively: video files, and every folder of image frames without videos
+is one image sequence), a text file listing one input per line (``#`` comments, paths
+relative to the list file), or a glob (``**`` recurses). Each may be a local path, a
+``file://`` URL or any fsspec URL (``s3://bucket/videos/``, video files only); local paths
+and ``file://`` URLs come back as absolute local paths, other URLs as URLs. Folders that hold
+a run store (rdengine outputs) and the output root itself are never searched, so an output
+root inside the input folder is not processed as input on a rerun. An entry of a list file
+that names nothing (a missing file, a glob without matches) fails alone in the report.
 
 Every video gets one output folder under OUTROOT whose name is its path relative to the
 common root of all videos on its file system (folders joined by ``__``, extension dropped), plus a short hash of
@@ -22,6 +26,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...storage import layout
+from ...storage.inputs.image_sequence import IMAGE_EXTENSIONS, is_sequence_spec
 from ..errors import EngineError
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts",
@@ -33,10 +39,12 @@ MAX_LIST_DEPTH = 4
 
 @dataclass(frozen=True)
 class ArchiveVideo:
-    """One video of the archive: where it is (``source``) and the name of its output folder."""
+    """One video of the archive: where it is (``source``), the name of its output folder, and
+    why it cannot be processed (``error``: a list entry that names nothing)."""
 
     source: str
     name: str
+    error: str | None = None
 
 
 def is_url(path: str) -> bool:
@@ -85,11 +93,11 @@ def _expand_url(url: str, depth: int) -> list[str]:
         with fs.open(path, "rt") as f:
             text = f.read()
         base = unstrip(posixpath.dirname(path))
-        return _expand_list(text, base, depth, url)
+        return _expand_list(text, base, depth, url, None)
     return [url]
 
 
-def _expand_list(text: str, base: str, depth: int, origin: str) -> list[str]:
+def _expand_list(text: str, base: str, depth: int, origin: str, exclude: str | None) -> list[str]:
     """Lines of a list file, each expanded; relative entries are relative to the list file's folder."""
     if depth >= MAX_LIST_DEPTH:
         raise EngineError(f"list files nest deeper than {MAX_LIST_DEPTH} levels at {origin}")
@@ -100,28 +108,63 @@ def _expand_list(text: str, base: str, depth: int, origin: str) -> list[str]:
             continue
         if not (is_url(entry) or entry.startswith("file://") or os.path.isabs(os.path.expanduser(entry))):
             entry = posixpath.join(base, entry) if is_url(base) else os.path.join(base, entry)
-        # a listed file that is missing is reported as a failed video, not an error of the whole batch
-        out.extend(_expand(entry, depth + 1, missing_ok=True))
+        # an entry that names nothing is reported as a failed video, not an error of the whole batch
+        try:
+            out.extend(_expand(entry, depth + 1, missing_ok=True, exclude=exclude))
+        except EngineError as exc:
+            out.append(Missing(entry, str(exc)))
     return out
 
 
-def _expand(item: str, depth: int = 0, missing_ok: bool = False) -> list[str]:
+class Missing(str):
+    """A list entry that names nothing: kept as an input that fails with ``error``."""
+
+    def __new__(cls, entry: str, error: str):
+        missing = super().__new__(cls, entry)
+        missing.error = error
+        return missing
+
+
+def is_frame_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not name.startswith(".")
+
+
+def _walk(root: str, exclude: str | None) -> list[str]:
+    """Videos under ``root``, and each folder of image frames (without videos) as one sequence."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        if (exclude and os.path.abspath(folder) == exclude) or layout.STORE_NAME in dirs:
+            dirs[:] = []  # the output root, or an rdengine output folder: never input
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        videos = [os.path.join(folder, f) for f in sorted(files) if is_video_name(f) and not f.startswith(".")]
+        found.extend(videos)
+        if not videos and sum(map(is_frame_name, files)) >= 2:
+            found.append(folder)
+    return found
+
+
+def _expand(item: str, depth: int = 0, missing_ok: bool = False, exclude: str | None = None) -> list[str]:
     if is_url(item):
         if missing_ok and is_video_name(item) and not has_magic(item):
             return [item]
         return _expand_url(item, depth)
     path = local_path(item)
+    if is_sequence_spec(path) and not has_magic(path):  # shot_%04d.exr, shot_####.exr
+        return [path]
     if has_magic(path):
-        found = sorted(p for p in globlib.glob(path, recursive=True) if os.path.isfile(p))
-        if not found:
+        matches = sorted(globlib.glob(path, recursive=True))
+        if not matches:
             raise EngineError(f"input pattern matches no files: {item}")
-        return [os.path.abspath(p) for p in found if is_video_name(p)]
-    if os.path.isdir(path):
         found = []
-        for folder, dirs, files in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            found.extend(os.path.join(folder, f) for f in sorted(files) if is_video_name(f) and not f.startswith("."))
+        for p in matches:
+            if os.path.isfile(p) and is_video_name(p):
+                found.append(os.path.abspath(p))
+            elif os.path.isdir(p):
+                found.extend(_walk(os.path.abspath(p), exclude))
         return found
+    if os.path.isdir(path):
+        return _walk(path, exclude)
     if not os.path.exists(path):
         if missing_ok:
             return [path]
@@ -131,12 +174,13 @@ def _expand(item: str, depth: int = 0, missing_ok: bool = False) -> list[str]:
             text = Path(path).read_text()
         except UnicodeDecodeError:
             raise EngineError(f"list file is not text: {item}") from None
-        return _expand_list(text, os.path.dirname(path), depth, item)
+        return _expand_list(text, os.path.dirname(path), depth, item, exclude)
     return [path]  # any other file is taken as a video; one that does not decode fails alone
 
 
-def expand_inputs(inputs: list[str] | tuple[str, ...]) -> list[str]:
-    """Every video named by ``inputs``, in argument order, each once.
+def expand_inputs(inputs: list[str] | tuple[str, ...], exclude: str | None = None) -> list[str]:
+    """Every video named by ``inputs``, in argument order, each once (``Missing`` for list
+    entries that name nothing); ``exclude``: a local folder never searched (the output root).
 
     Raises EngineError for an argument that names nothing (missing path, glob without matches).
     """
@@ -145,7 +189,7 @@ def expand_inputs(inputs: list[str] | tuple[str, ...]) -> list[str]:
     seen: set[str] = set()
     videos: list[str] = []
     for item in inputs:
-        for video in _expand(str(item)):
+        for video in _expand(str(item), exclude=exclude):
             if video not in seen:
                 seen.add(video)
                 videos.append(video)
@@ -181,17 +225,19 @@ def name_videos(sources: list[str]) -> list[ArchiveVideo]:
             n += 1
         common[protocol] = n
     names = []
-    for key in keys:
-        parts = key[common[key[0]]:]
-        parts[-1] = posixpath.splitext(parts[-1])[0] or parts[-1]
+    for source, key in zip(sources, keys):
+        parts = key[common[key[0]]:] or key[-1:]
+        if not (not is_url(source) and os.path.isdir(source)):  # a sequence folder keeps its whole name
+            parts[-1] = posixpath.splitext(parts[-1])[0].replace("%", "").replace("#", "") or parts[-1]
         names.append(SEPARATOR.join(sanitize(p) for p in parts))
     counts: dict[str, int] = {}
     for name in names:  # case-insensitive file systems would merge names differing in case
         counts[name.lower()] = counts.get(name.lower(), 0) + 1
-    return [ArchiveVideo(source, f"{name}-{short_hash(source)}" if counts[name.lower()] > 1 else name)
+    return [ArchiveVideo(str(source), f"{name}-{short_hash(source)}" if counts[name.lower()] > 1 else name,
+                         getattr(source, "error", None))
             for source, name in zip(sources, names)]
 
 
-def archive_videos(inputs: list[str] | tuple[str, ...]) -> list[ArchiveVideo]:
-    """Expand ``inputs`` and name each video's output folder."""
-    return name_videos(expand_inputs(inputs))
+def archive_videos(inputs: list[str] | tuple[str, ...], exclude: str | None = None) -> list[ArchiveVideo]:
+    """Expand ``inputs`` (never searching ``exclude``) and name each video's output folder."""
+    return name_videos(expand_inputs(inputs, exclude))

@@ -38,24 +38,34 @@ class BatchReport:
         return sum(r["status"] == "failed" for r in self.rows)
 
     def to_dict(self) -> dict:
-        frames = sum(r["frames"] or 0 for r in self.rows if r["status"] == "done")
+        frames = sum(r["frames"] or 0 for r in self.rows if r["status"].startswith("done"))
         return {"out_root": self.out_root, "cluster": self.cluster, "seconds": round(self.seconds, 3),
-                "videos": len(self.rows), "done": sum(r["status"] == "done" for r in self.rows),
+                "videos": len(self.rows), "done": sum(r["status"].startswith("done") for r in self.rows),
+                "with_warnings": sum(r["status"] == "done-with-warnings" for r in self.rows),
                 "skipped": sum(r["status"] == "skipped" for r in self.rows), "failed": self.failed,
                 "frames_processed": frames, "frames_per_second": frames / max(self.seconds, 1e-9),
                 "rows": self.rows}
 
 
+def message(row: dict) -> str:
+    """A row's error, or its first warning (and how many more)."""
+    if row["error"]:
+        return row["error"]
+    warnings = row.get("warnings") or []
+    return "" if not warnings else warnings[0] + (f" (+{len(warnings) - 1} more)" if len(warnings) > 1 else "")
+
+
 def format_table(report: BatchReport) -> str:
-    """The printed report: video, frames, status, seconds, frames/s, error."""
-    header = ("video", "frames", "status", "seconds", "frames/s", "error")
+    """The printed report: output folder, frames, status, seconds, frames/s, source, error or warning."""
+    header = ("video", "frames", "status", "seconds", "frames/s", "source", "error / warning")
     lines = [(r["name"], "" if r["frames"] is None else str(r["frames"]), r["status"], f"{r['seconds']:.1f}",
-              "" if not r["fps"] else f"{r['fps']:.2f}", r["error"] or "") for r in report.rows]
+              "" if not r["fps"] else f"{r['fps']:.2f}", r["video"], message(r)) for r in report.rows]
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
     totals = report.to_dict()
     out = [fmt.format(*header), *(fmt.format(*line) for line in lines),
-           f"{totals['videos']} videos: {totals['done']} done, {totals['skipped']} skipped, {totals['failed']} failed; "
+           f"{totals['videos']} videos: {totals['done']} done ({totals['with_warnings']} with warnings), "
+           f"{totals['skipped']} skipped, {totals['failed']} failed; "
            f"{totals['frames_processed']} frames in {report.seconds:.1f} s "
            f"({totals['frames_per_second']:.2f} frames/s)"]
     if report.report_path:

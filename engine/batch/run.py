@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import shutil
 import sys
 import tempfile
@@ -32,7 +31,9 @@ from ...storage.run_store import read_summary
 from ..config import ConfigError, ExecutionOptions, RunConfig
 from ..errors import EngineError
 from .archive import ArchiveVideo, archive_videos, is_url, local_path, short_hash
-from .cluster import cluster_resources, local_cluster
+from ..cluster.clusters import check_scheduler_address, open_cluster
+from ..cluster.progress import ProgressPrinter, TopicStream
+from ..cluster.workers import pin_threads, worker_device, worker_model
 from .locations import fetch_input, filesystem, join, upload
 from .report import BatchReport, format_table, one_line, write_report
 
@@ -105,48 +106,21 @@ def stored_frames(out_dir: str) -> int | None:
 # ---------------------------------------------------------------- worker side
 
 
-_MODELS: dict[tuple, object] = {}
-
-
-def worker_model(checkpoint: str, device: str, dtype: str, attention: str):
-    """The model for this worker process, loaded on first use and reused across videos."""
-    from ..model import load_model
-
-    key = (checkpoint, device, dtype, attention)
-    if key not in _MODELS:
-        _MODELS.clear()  # one model per worker: a different config replaces it
-        _MODELS[key] = load_model(checkpoint, device, dtype, attention)
-    return _MODELS[key]
-
-
-def worker_device(requested: str, pin_gpu: bool) -> str:
-    """On our LocalCluster, worker ``i`` owns GPU ``i``; otherwise the requested device as is."""
-    import torch
-
-    if pin_gpu and requested in ("auto", "cuda") and torch.cuda.is_available():
-        try:
-            from distributed import get_worker
-
-            index = int(get_worker().name) % torch.cuda.device_count()
-        except (ValueError, TypeError):
-            return requested
-        torch.cuda.set_device(index)
-        return f"cuda:{index}"
-    return requested
-
-
-
 def run_video(video: ArchiveVideo, out: str, cfg: RunConfig, opts: ExecutionOptions, cache_dir: str | None,
               threads: int | None = None, pin_gpu: bool = False) -> dict:
-    """Process one video into ``out`` (local path or URL); never raises, returns its report row."""
+    """Process one video into ``out`` (local path or URL); never raises, returns its report row.
+
+    On a Dask worker its progress lines go to the client (``cluster.progress``)."""
     started = time.perf_counter()
     row = dict(video=video.source, name=video.name, out=out, status="failed", frames=None, seconds=0.0,
-               fps=None, error=None, worker=None)
+               fps=None, error=None, warnings=[], worker=None)
     try:
+        stream = None
         try:
             from distributed import get_worker
 
             row["worker"] = get_worker().address
+            stream = TopicStream(video.name)
         except ValueError:
             pass
         if not opts.overwrite and is_finished(out, cfg, opts, video.source):
@@ -154,22 +128,22 @@ def run_video(video: ArchiveVideo, out: str, cfg: RunConfig, opts: ExecutionOpti
             return row
         from ..pipeline import process_video
 
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
+        pin_threads(threads)
         cache = Path(cache_dir or Path(tempfile.gettempdir()) / "rdengine-batch-cache")
         local_video = fetch_input(video.source, str(cache))
         target = Path(out) if not is_url(out) else cache / "staging" / f"{video.name}-{short_hash(out)}"
         device = worker_device(opts.device, pin_gpu)
-        opts = dataclasses.replace(opts, device=device, progress="quiet")
+        mode = "quiet" if opts.progress == "quiet" or stream is None else \
+            "json" if opts.progress == "json" else "plain"
+        opts = dataclasses.replace(opts, device=device, progress=mode)
         model = worker_model(cfg.checkpoint, device, cfg.dtype, opts.attention)
-        result = process_video(local_video, target, cfg, opts, model=model)
+        result = process_video(local_video, target, cfg, opts, model=model, progress_stream=stream)
         if is_url(out):
             upload(target, out)
             shutil.rmtree(target, ignore_errors=True)
         seconds = time.perf_counter() - started
-        row.update(status="done", frames=result.num_frames, fps=result.num_frames / max(seconds, 1e-9))
+        row.update(status="done-with-warnings" if result.warnings else "done", frames=result.num_frames,
+                   fps=result.num_frames / max(seconds, 1e-9), warnings=result.warnings)
     except Exception as exc:  # noqa: BLE001 - a failing video fails alone, with its message
         row["error"] = one_line(exc)
     finally:
@@ -187,22 +161,29 @@ def log(message: str, quiet: bool) -> None:
 
 def run_batch(inputs: list[str] | tuple[str, ...], out_root: str, cfg: RunConfig, opts: ExecutionOptions,
               workers: int | None = None, scheduler: str | None = None, cache_dir: str | None = None) -> BatchReport:
-    """Process every video of ``inputs`` into ``out_root``; writes and returns the report."""
-    from distributed import Client, as_completed
+    """Process every video of ``inputs`` into ``out_root``; writes and returns the report.
 
+    Ctrl-C (KeyboardInterrupt) shuts the cluster down quietly and propagates: every video
+    resumes from its run store on the next run."""
+    from distributed import as_completed
+
+    quiet = opts.progress == "quiet"
     if workers is not None and workers < 1:
         raise ConfigError("--workers must be >= 1")
     if workers is not None and scheduler:
         raise ConfigError("--workers starts a local cluster; it cannot be combined with --scheduler")
+    if scheduler:
+        check_scheduler_address(scheduler)
     if out_root.startswith("memory://"):
         raise ConfigError("memory:// is private to each process; Dask workers cannot share it (use a folder or "
                           "a shared fsspec URL)")
     started = time.perf_counter()
-    videos = archive_videos(inputs)
+    if not is_url(out_root):
+        out_root = local_path(out_root)
+    videos = archive_videos(inputs, exclude=None if is_url(out_root) else out_root)
     if not videos:
         raise EngineError(f"no videos found in {' '.join(map(str, inputs))}")
     if not is_url(out_root):
-        out_root = local_path(out_root)
         Path(out_root).mkdir(parents=True, exist_ok=True)
     if cache_dir and not is_url(cache_dir):
         cache_dir = local_path(cache_dir)
@@ -210,67 +191,55 @@ def run_batch(inputs: list[str] | tuple[str, ...], out_root: str, cfg: RunConfig
     pending = []
     for video in videos:
         out = join(out_root, video.name)
-        if not opts.overwrite and is_finished(out, cfg, opts, video.source):
+        if video.error:
+            rows[video.name] = failed_row(video, out, video.error)
+        elif not opts.overwrite and is_finished(out, cfg, opts, video.source):
             rows[video.name] = dict(video=video.source, name=video.name, out=out, status="skipped",
-                                    frames=stored_frames(out), seconds=0.0, fps=None, error=None, worker=None)
+                                    frames=stored_frames(out), seconds=0.0, fps=None, error=None, warnings=[],
+                                    worker=None)
         else:
             pending.append((video, out))
-    log(f"[batch] {len(videos)} videos: {len(rows)} finished already, {len(pending)} to process", opts.progress == "quiet")
-
-    cluster = None
-    done_frames, done_videos = 0, len(rows)
-    try:
-        if pending:
-            if scheduler:
-                client = Client(scheduler, timeout="30s")
-                resources, threads, pin_gpu = cluster_resources(client), None, False
-                if resources is None:
-                    log("[batch] note: the cluster's workers advertise no GPU/slot resources; a worker may run "
-                        "several videos at once (start workers with --resources GPU=1)", opts.progress == "quiet")
-                where = f"scheduler {scheduler}"
-            else:
-                cluster, resources, threads, pin_gpu = local_cluster(workers, opts.device)
-                client = Client(cluster)
-                where = f"local cluster, {len(cluster.workers)} workers ({next(iter(resources))}=1 each)"
-            log(f"[batch] running on {where}", opts.progress == "quiet")
-            try:
-                futures = {}
-                for video, out in pending:
-                    future = client.submit(run_video, video, out, cfg, opts, cache_dir, threads, pin_gpu,
-                                           key=f"rdengine-video-{video.name}-{short_hash(out)}", pure=False,
-                                           resources=resources)
-                    futures[future] = (video, out)
-                for future in as_completed(futures):
-                    video, out = futures[future]
-                    try:
-                        row = future.result()
-                    except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the worker died on this video
-                        row = dict(video=video.source, name=video.name, out=out, status="failed", frames=None,
-                                   seconds=0.0, fps=None, error=one_line(exc), worker=None)
-                    rows[video.name] = row
-                    done_videos += 1
-                    if row["status"] == "done":
-                        done_frames += row["frames"] or 0
-                    failed = sum(r["status"] == "failed" for r in rows.values())
-                    elapsed = time.perf_counter() - started
-                    log(f"[batch] {done_videos}/{len(videos)} videos, {done_frames} frames, "
-                        f"{done_frames / max(elapsed, 1e-9):.1f} frames/s"
-                        + (f", {failed} failed" if failed else "")
-                        + (f" ({video.name}: {row['error']})" if row["status"] == "failed" else ""), opts.progress == "quiet")
-            finally:
-                client.close()
-        else:
-            where = "none (nothing to do)"
-    finally:
-        if cluster is not None:
-            nanny_log = logging.getLogger("distributed.nanny")
-            level = nanny_log.level
-            nanny_log.setLevel(logging.ERROR)  # "still alive after 4 s, killing": expected for model-holding workers
-            try:
-                cluster.close()
-            finally:
-                nanny_log.setLevel(level)
+    log(f"[batch] {len(videos)} videos: {len(videos) - len(pending)} finished already or not found, "
+        f"{len(pending)} to process", quiet)
+    where = "none (nothing to do)"
+    if pending:
+        with open_cluster(workers, scheduler, opts.device) as cluster:
+            where = cluster.where
+            if cluster.resources is None:
+                log("[batch] note: the cluster's workers advertise no GPU/slot resources; a worker may run "
+                    "several videos at once (start workers with --resources GPU=1)", quiet)
+            log(f"[batch] running on {where}", quiet)
+            printer = ProgressPrinter(cluster.client, json_lines=opts.progress == "json")
+            futures = {}
+            for video, out in pending:
+                future = cluster.client.submit(run_video, video, out, cfg, opts, cache_dir, cluster.threads,
+                                               cluster.pin_gpu, key=f"rdengine-video-{video.name}-{short_hash(out)}",
+                                               pure=False, resources=cluster.resources)
+                futures[future] = (video, out)
+            done_frames, done_videos = 0, len(videos) - len(pending)
+            for future in as_completed(futures):
+                video, out = futures[future]
+                try:
+                    row = future.result()
+                except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the worker died on this video
+                    row = failed_row(video, out, one_line(exc))
+                rows[video.name] = row
+                done_videos += 1
+                if row["status"].startswith("done"):
+                    done_frames += row["frames"] or 0
+                failed = sum(r["status"] == "failed" for r in rows.values())
+                elapsed = time.perf_counter() - started
+                log(f"[batch] {done_videos}/{len(videos)} videos, {done_frames} frames, "
+                    f"{done_frames / max(elapsed, 1e-9):.1f} frames/s"
+                    + (f", {failed} failed" if failed else "")
+                    + (f" ({video.name}: {row['error']})" if row["status"] == "failed" else ""), quiet)
+            printer.close()
     report = BatchReport(out_root=out_root, rows=[rows[v.name] for v in videos],
                          seconds=time.perf_counter() - started, cluster=where)
     report.report_path = write_report(report)
     return report
+
+
+def failed_row(video: ArchiveVideo, out: str, error: str) -> dict:
+    return dict(video=video.source, name=video.name, out=out, status="failed", frames=None, seconds=0.0, fps=None,
+                error=error, warnings=[], worker=None)
