@@ -1,8 +1,8 @@
 """``npz``: the whole depth video as one compressed ``.npz``, streamed chunk by chunk.
 
 Members (``np.load(path)[key]``): ``depth`` ``float32 [T, H, W]``; ``frames`` ``int64 [T]``
-(frame numbers); ``fps`` (0-d float64, NaN if unknown); the ``DepthMeaning`` fields
-``quantity``, ``near`` (0-d strings), ``affine_invariant``, ``metric`` (0-d bool),
+(frame numbers); ``fps`` (0-d float64, NaN if unknown); ``kind`` (0-d string: ``inverse``
+or ``depth``, the ``--output`` choice); the ``DepthMeaning`` fields ``quantity``, ``near`` (0-d strings), ``affine_invariant``, ``metric`` (0-d bool),
 ``range``, ``inverse_range`` (``float64 [2]``), ``normalized_to`` (``float64 [2]``, NaN
 pair if none), ``shift`` (0-d float64, NaN for inverse depth), ``to_inverse_depth``,
 ``notes`` and ``meaning`` (the whole meaning as JSON); all load without pickle.
@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from .base import Units, WholeFileExporter
-from .meaning import DepthMeaning, to_output_values
+from .meaning import OUTPUT_KINDS, DepthMeaning, to_output_values
 
 
 def _npy_bytes(value: np.ndarray) -> bytes:
@@ -38,6 +38,7 @@ def meaning_members(meaning: DepthMeaning) -> dict[str, np.ndarray]:
     """``DepthMeaning`` as npz members (no pickles)."""
     nan2 = np.array([np.nan, np.nan])
     return {
+        "kind": np.array(next(kind for kind, quantity in OUTPUT_KINDS.items() if quantity == meaning.quantity)),
         "quantity": np.array(meaning.quantity),
         "near": np.array(meaning.near),
         "affine_invariant": np.array(meaning.affine_invariant),
