@@ -117,6 +117,10 @@ def process_options(fn):
         click.option("--attention", type=click.Choice(["auto", "triton", "sdpa"]), default="auto", show_default=True,
                      help="cross-frame attention kernel: fused Triton (CUDA), torch SDPA, or auto"),
         click.option("--batch-size", type=int, help="snippets per UNet call (default: from free GPU memory; 4 on CPU)"),
+        click.option("--threads", type=click.IntRange(min=1),
+                     help="torch CPU threads (per worker on a cluster; default: torch's, on a local cluster the "
+                          "cores split between workers). CPU results differ in the last bits between thread "
+                          "counts: compare runs at the same count"),
         click.option("--coalign-memory", type=click.IntRange(min=16), default=1024, show_default=True,
                      help="co-alignment memory budget in MiB; past it the solver streams from disk"),
         click.option("--scratch", type=click.Choice(SCRATCH_MODES), default="auto", show_default=True,
@@ -185,7 +189,8 @@ def configs_from(kw: dict):
                             scratch=kw["scratch"], scratch_limit=int(kw["scratch_limit"] * 2**30),
                             keep_intermediates=kw["keep_intermediates"], unit_frames=kw["unit_frames"],
                             output=kw["output"], exr_dtype=kw["exr_dtype"], exr_compression=kw["exr_compression"],
-                            ply_every=kw["ply_every"], ply_stride=kw["ply_stride"], focal=kw["focal"], fov=kw["fov"])
+                            ply_every=kw["ply_every"], ply_stride=kw["ply_stride"], focal=kw["focal"], fov=kw["fov"],
+                            threads=kw["threads"], workers=kw.get("video_workers"), scheduler=kw.get("video_scheduler"))
     validate_options(opts)
     dtype, note = cpu_dtype_note(kw["preset"], kw["dtype"], kw["device"])
     cfg = resolve_config(kw["preset"], res=kw["res"], dilations=kw["dilations"], snippet_lens=kw["snippet_len"],
@@ -217,6 +222,12 @@ def cli() -> None:
 @cli.command()
 @click.argument("video", type=click.Path(path_type=str))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="output folder")
+@click.option("--workers", "video_workers", type=int,
+              help="spread this video's units over a local Dask cluster of N worker processes (one per GPU; "
+                   "on CPU they share the cores)")
+@click.option("--scheduler", "video_scheduler",
+              help="spread this video's units over the workers of a running Dask scheduler, e.g. "
+                   "tcp://10.0.0.5:8786 (OUT must be a folder every worker can reach)")
 @process_options
 def process(video: str, out_dir: Path, **kw) -> None:
     """Estimate depth for every frame of VIDEO into OUT (run store, npy, mp4, ...).
@@ -328,16 +339,20 @@ def evaluate(pred, gt, pairs_csv, pred_root, gt_root, out_dir, depth_scale, min_
 @click.option("--workers", type=int, help="local worker processes (default: one per GPU; 1 on CPU)")
 @click.option("--scheduler", help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
 @click.option("--cache-dir", help="worker-local folder for copies of URL inputs and staged URL outputs")
+@click.option("--split-frames", type=click.IntRange(min=0), default=20000, show_default=True,
+              help="videos of at least this many frames are not one task: their units spread over every worker "
+                   "(as `process --workers`); 0: never")
 @process_options
 def batch(inputs: tuple[str, ...], out_root: str, workers: int | None, scheduler: str | None,
-          cache_dir: str | None, **kw) -> None:
+          cache_dir: str | None, split_frames: int, **kw) -> None:
     """Process every video of INPUT... (videos, folders, list files, globs; paths or URLs) on Dask, resumably."""
     from .engine.batch.run import format_table, run_batch
 
     cfg, opts, note = configs_from(kw)
     if note:
         click.echo(f"note: {note}", err=True)
-    report = run_batch(inputs, out_root, cfg, opts, workers=workers, scheduler=scheduler, cache_dir=cache_dir)
+    report = run_batch(inputs, out_root, cfg, opts, workers=workers, scheduler=scheduler, cache_dir=cache_dir,
+                       split_frames=split_frames)
     click.echo(format_table(report))
     if report.failed:
         raise SystemExit(1)

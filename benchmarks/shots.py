@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..engine.execution import LocalExecutor
 from ..engine.model import Model, load_model
 from ..engine.pipeline import detected
 from ..engine.plan import frame_unit
@@ -52,8 +53,10 @@ def ingest_seconds(clip: Path, folder: Path, model: Model, detect: bool) -> floa
     frames = source.frames()
     if detect:
         frames = detected(frames, CutDetector(fps=source.info.fps))
+    executor = LocalExecutor(model)
+    executor.bind(store)
     started = time.perf_counter()
-    ingest(store, model, frames, source.info.frames_estimate, size, geometry, frame_unit(geometry), progress)
+    ingest(store, executor, frames, source.info.frames_estimate, size, geometry, frame_unit(geometry), progress)
     return time.perf_counter() - started
 
 

@@ -109,6 +109,9 @@ class ExecutionOptions:
     ply_stride: int = 1
     focal: float | None = None
     fov: float = 60.0
+    threads: int | None = None  # torch intra-op threads (per worker on a cluster); None: torch's default
+    workers: int | None = None  # one video's units on a local Dask cluster of this many workers
+    scheduler: str | None = None  # ... or on the workers of this running Dask scheduler
 
 
 OUTPUT_KINDS = ("inverse", "depth")
@@ -123,6 +126,16 @@ def validate_options(opts: ExecutionOptions) -> None:
 
     import matplotlib
 
+    if opts.threads is not None and opts.threads < 1:
+        raise ConfigError("--threads must be >= 1")
+    if opts.workers is not None and opts.workers < 1:
+        raise ConfigError("--workers must be >= 1")
+    if opts.workers is not None and opts.scheduler:
+        raise ConfigError("--workers starts a local cluster; it cannot be combined with --scheduler")
+    if opts.scheduler:
+        from .cluster.clusters import check_scheduler_address
+
+        check_scheduler_address(opts.scheduler)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", opts.device):
         raise ConfigError(f"--device '{opts.device}' is not supported: use {DEVICE_FORMS}")
     if opts.colormap not in matplotlib.colormaps:

@@ -106,14 +106,14 @@ def describe(store: RunStore) -> list[str]:
     return lines
 
 
-def check_array(store: RunStore, name: str, problems: list[str]) -> set[int]:
+def check_array(store: RunStore, name: str, problems: list[str]) -> set[int] | None:
     """Decompress every stored shard of ``name`` (each inner chunk's CRC32C is checked);
-    returns the first rows of the shards present."""
+    returns the first rows of the shards present (None: the array's metadata is unreadable)."""
     try:
         arr = store.array(name)
     except DamagedData as damage:
         problems.append(str(damage))
-        return set()
+        return None
     present = set()
     unit = max(1, arr.unit)
     for first in range(0, max(arr.shape[0], 1) if arr.shape else 1, unit):
@@ -159,7 +159,7 @@ def verify(store: RunStore) -> list[str]:
                     problems.append(f"record {stage}/{unit}: array {name} is missing")
                     continue
                 first = layout.chunk_unit_first(unit)
-                if not present[name]:
+                if present[name] is None:
                     continue  # unreadable metadata, said above
                 arr = store.array(name)
                 if first < arr.shape[0] and first - first % arr.unit not in present[name]:

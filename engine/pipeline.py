@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import IO, Iterator
 
 import numpy as np
-import torch
 
 from .. import __version__
 from ..storage import layout
@@ -25,15 +24,15 @@ from ..storage.inputs import FrameSource, InputWarning, open_input
 from ..storage.lock import RunLock, StoreLocked
 from ..storage.run_store import DamagedData, DamagedStore, RunStore, StoreMismatch
 from .config import SHOT_MODES, ExecutionOptions, RunConfig
-from .denoise import initial_noise
 from .errors import EngineError
+from .execution import Executor, LocalExecutor, torch_threads
 from .model import Model, load_model
 from .plan import frame_unit, make_plan
 from .progress import Progress
 from .repair import repair
 from .shots import CutDetector, read_cut_list
 from .stages.coalign import coalign
-from .stages.export import export, export_shots
+from .stages.export import ExportSettings, export, export_shots
 from .stages.ingest import frame_geometry, ingest
 from .stages.merge import merge, normalize
 from .stages.refine import refine
@@ -59,7 +58,7 @@ class RunResult:
 
 @dataclass
 class Run:
-    """One run in progress: the store, the input, the settings and the model."""
+    """One run in progress: the store, the input, the settings and where units are computed."""
 
     store: RunStore
     source: FrameSource
@@ -67,7 +66,7 @@ class Run:
     out_dir: Path
     cfg: RunConfig
     opts: ExecutionOptions
-    model: Model
+    executor: Executor
     progress: Progress
     device_timer: DeviceTimer | None
 
@@ -130,57 +129,89 @@ def input_warnings(progress: Progress):
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
+@contextmanager
+def executor_for(cfg: RunConfig, opts: ExecutionOptions, model: Model | None, cluster) -> Iterator[Executor]:
+    """Where this run's units are computed: here with ``model`` (loaded if None), or as tasks on
+    ``cluster`` (a ``cluster.clusters.Cluster``), or on one opened for ``opts.workers`` /
+    ``opts.scheduler`` (closed after the run)."""
+    if cluster is None and not (opts.workers or opts.scheduler):
+        model = model or load_model(cfg.checkpoint, opts.device, cfg.dtype, opts.attention)
+        with torch_threads(opts.threads):
+            yield LocalExecutor(model.as_published() if cfg.reproduce else model)
+        return
+    from .cluster.clusters import open_cluster
+    from .cluster.executor import ClusterExecutor, ModelSpec
+
+    def spec(opened) -> ModelSpec:
+        return ModelSpec(cfg.checkpoint, opts.device, cfg.dtype, opts.attention, cfg.reproduce,
+                         opts.threads or opened.threads, opened.pin_gpu)
+
+    if cluster is not None:
+        yield ClusterExecutor(cluster, spec(cluster))
+        return
+    with open_cluster(opts.workers, opts.scheduler, opts.device) as opened:
+        yield ClusterExecutor(opened, spec(opened))
+
+
 def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: ExecutionOptions,
                   model: Model | None = None, device_timer: DeviceTimer | None = None,
-                  progress_stream: IO[str] | None = None) -> RunResult:
+                  progress_stream: IO[str] | None = None, cluster=None) -> RunResult:
     """Run every stage on ``video`` (a video file or an image sequence) into ``out_dir``.
 
     The input is probed and the model loaded before the run store is touched, so a failed
     start leaves nothing to clean up. One process per store (``run.zarr.lock``); an OSError
     while writing becomes an EngineError saying the run can be resumed. ``model``: an already
     loaded model (else loaded from ``cfg.checkpoint``); ``device_timer``: times the snippet
-    stage's device work (benchmarks); ``progress_stream``: where progress goes (default stderr).
+    stage's device work (benchmarks); ``progress_stream``: where progress goes (default stderr);
+    ``cluster``: an open ``cluster.clusters.Cluster`` whose workers compute the units (with
+    ``opts.workers`` or ``opts.scheduler`` one is opened for this run).
     """
     started = time.perf_counter()
     progress = Progress(opts.progress, stream=progress_stream)
     with progress, input_warnings(progress):
         source = open_input(video, stream=cfg.stream, fps=opts.fps)
-        model = model or load_model(cfg.checkpoint, opts.device, cfg.dtype, opts.attention)
-        if cfg.reproduce:
-            model = model.as_published()
-        out_dir = Path(out_dir)
-        store_path = out_dir / layout.STORE_NAME
-        with write_errors_as_engine_errors(store_path):
-            out_dir.mkdir(parents=True, exist_ok=True)
-            lock = RunLock(store_path)
-            try:
-                lock.acquire()
-            except StoreLocked as exc:
-                raise EngineError(str(exc)) from None
+        with executor_for(cfg, opts, model, cluster) as executor:
+            if not isinstance(executor, LocalExecutor):
+                progress.note(f"units run as tasks on {executor.cluster.where}")
+            return run_locked(video, Path(out_dir), cfg, opts, source, executor, progress, device_timer, started)
+
+
+def run_locked(video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions, source: FrameSource,
+               executor: Executor, progress: Progress, device_timer: DeviceTimer | None, started: float) -> RunResult:
+    """Take the run lock, create or resume the store, run the stages; the store records the time spent."""
+    store_path = out_dir / layout.STORE_NAME
+    with write_errors_as_engine_errors(store_path):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(store_path)
         try:
-            if lock.took_over:
-                progress.note(f"took over the lock of process {lock.took_over.get('pid')} "
-                              f"(no longer running) on {store_path}")
-            with write_errors_as_engine_errors(store_path):
-                manifest = build_manifest(cfg, video, source, model.identity)
-                try:
-                    store = RunStore.create_or_resume(store_path, manifest, overwrite=opts.overwrite)
-                except (StoreMismatch, DamagedStore) as exc:
-                    raise EngineError(str(exc)) from None
-                store.update_info(input_stat=source.stat(), checkpoint_path=cfg.checkpoint)
-                run = Run(store, source, output_name(video, source), out_dir, cfg, opts, model, progress,
-                          device_timer)
-                try:
-                    result = repairing(run)
-                finally:
-                    seconds = time.perf_counter() - started
-                    store.update_info(seconds=store.info.get("seconds", 0.0) + seconds,
-                                      runs=store.info.get("runs", 0) + 1)
-                result.seconds, result.cumulative_seconds, result.runs = seconds, store.info["seconds"], \
-                    store.info["runs"]
-                return result
-        finally:
-            lock.release()
+            lock.acquire()
+        except StoreLocked as exc:
+            raise EngineError(str(exc)) from None
+    try:
+        if lock.took_over:
+            progress.note(f"took over the lock of process {lock.took_over.get('pid')} "
+                          f"(no longer running) on {store_path}")
+        with write_errors_as_engine_errors(store_path):
+            manifest = build_manifest(cfg, video, source, executor.facts.identity)
+            try:
+                store = RunStore.create_or_resume(store_path, manifest, overwrite=opts.overwrite)
+            except (StoreMismatch, DamagedStore) as exc:
+                raise EngineError(str(exc)) from None
+            store.update_info(input_stat=source.stat(), checkpoint_path=cfg.checkpoint)
+            executor.bind(store)
+            run = Run(store, source, output_name(video, source), out_dir, cfg, opts, executor, progress,
+                      device_timer)
+            try:
+                result = repairing(run)
+            finally:
+                seconds = time.perf_counter() - started
+                store.update_info(seconds=store.info.get("seconds", 0.0) + seconds,
+                                  runs=store.info.get("runs", 0) + 1)
+            result.seconds, result.cumulative_seconds, result.runs = seconds, store.info["seconds"], \
+                store.info["runs"]
+            return result
+    finally:
+        lock.release()
 
 
 def repairing(run: Run) -> RunResult:
@@ -196,7 +227,7 @@ def repairing(run: Run) -> RunResult:
 
 def run_stages(run: Run) -> RunResult:
     """The algorithm, stage after stage; each skips the units the store holds already."""
-    store, cfg, opts, model, progress = run.store, run.cfg, run.opts, run.model, run.progress
+    store, cfg, opts, executor, progress = run.store, run.cfg, run.opts, run.executor, run.progress
     info = run.source.info
     for record in store.withdraw_unreadable_records():
         progress.warning(f"damaged record {record} in {store.path}: its units are recomputed")
@@ -206,7 +237,7 @@ def run_stages(run: Run) -> RunResult:
         store.update_info(frame_unit=frame_unit(geometry, opts.unit_frames))
     detector = CutDetector(threshold=cfg.shot_threshold, fps=info.fps) if cfg.shots == "auto" else None
     frames = run.source.frames(cfg.start, cfg.frames)
-    num_frames = ingest(store, model, detected(frames, detector) if detector else frames, clip_length(info, cfg),
+    num_frames = ingest(store, executor, detected(frames, detector) if detector else frames, clip_length(info, cfg),
                         (info.height, info.width), geometry, store.info["frame_unit"], progress)
     if not num_frames:
         raise EngineError(f"no frames to process in {info.path} (start {cfg.start} is past the end?)")
@@ -217,41 +248,41 @@ def run_stages(run: Run) -> RunResult:
     if not store.has(layout.TIME):
         write_coordinates(store, frame_numbers(info, cfg, num_frames), info.fps)
 
-    free = torch.cuda.mem_get_info(model.device)[0] if model.device.type == "cuda" else None
-    plan, new = make_plan(store.info, cfg, opts, num_frames, geometry, np.dtype(model.storage_dtype).itemsize,
-                          free, model.device.type, run.out_dir)
+    facts = executor.facts
+    plan, new = make_plan(store.info, cfg, opts, num_frames, geometry, facts.itemsize, facts.free_memory,
+                          facts.device_type, run.out_dir)
     store.update_info(**new)
     for note in plan.notes:
         progress.note(note)
     if len(plan.shots) > 1:
         progress.note(f"{len(plan.shots)} shots: cuts at frames {', '.join(map(str, store.info['cuts'][:20]))}"
                       f"{' ...' if len(plan.shots) > 21 else ''}")
-    minima = infer_snippets(store, model, plan, cfg.seed, progress, run.device_timer)
+    minima = infer_snippets(store, executor, plan, cfg.seed, progress, run.device_timer)
     store.compact(layout.SNIPPETS)
     if not cfg.refine_steps:
         release(run, layout.RGB_LATENTS)
 
     scales, shifts = coalign(store, plan, minima, cfg.coalign, opts.coalign_memory, progress, cfg.exact_dtype)
     store.compact(layout.COALIGN)
-    merge(store, plan, model, scales, shifts, minima, progress, cfg.exact_dtype)
+    merge(store, plan, executor, scales, shifts, minima, progress, cfg.exact_dtype)
     store.compact(layout.MERGE)
     release(run, *(name(j) for j, rows in enumerate(plan.series_rows) if rows
                    for name in (layout.snippet_scratch, layout.snippet_samples)))
-    normalize(store, plan, progress, cfg.exact_dtype)
+    normalize(store, plan, executor, progress, cfg.exact_dtype)
     store.compact(layout.NORMALIZE)
     if cfg.refine_steps:
-        refine(store, model, plan, initial_noise(model, geometry.latent, cfg.seed), progress, cfg.exact_dtype)
+        refine(store, executor, plan, cfg.seed, progress, cfg.exact_dtype)
         for stage in (layout.REFINE_ENCODE, layout.REFINE, layout.REFINE_DECODE):
             store.compact(stage)
         release(run, layout.RGB_LATENTS, layout.refine_latents(0), layout.refine_latents(1))
 
     restore = (info.height, info.width) if opts.restore_res else None
     store.clear_unit(layout.COMPLETE, layout.COMPLETE_UNIT)  # rewritten below, once every output is complete again
-    outputs = export(store, run.out_dir, run.name, opts.save, lambda: run.source.frames(cfg.start, cfg.frames),
-                     info.path, plan.frame_unit, info.fps, opts.colormap, restore, progress, output=opts.output,
-                     frame_numbers=store.array(layout.FRAME)[:].tolist() if info.frame_numbers else None,
-                     exr_dtype=opts.exr_dtype, exr_compression=opts.exr_compression, ply_every=opts.ply_every,
-                     ply_stride=opts.ply_stride, focal=opts.focal, fov=opts.fov)
+    numbers = tuple(store.array(layout.FRAME)[:].tolist()) if info.frame_numbers else None
+    settings = ExportSettings(run.out_dir, run.name, opts.save, info.path, plan.frame_unit, info.fps, opts.colormap,
+                              restore, opts.output, numbers, opts.exr_dtype, opts.exr_compression, opts.ply_every,
+                              opts.ply_stride, opts.focal, opts.fov)
+    outputs = export(store, settings, lambda: run.source.frames(cfg.start, cfg.frames), progress, executor)
     if cfg.shots != "none":
         outputs.update(export_shots(store, run.out_dir, run.name, plan.shots,
                                     lambda: run.source.frames(cfg.start, cfg.frames), info.fps, cfg.start,

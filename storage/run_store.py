@@ -44,7 +44,10 @@ class DamagedData(RuntimeError):
     def __init__(self, name: str, first: int, stop: int, reason: str, metadata: bool = False):
         where = "metadata" if metadata else f"rows {first}..{stop - 1}"
         super().__init__(f"array {name} {where}: {reason}")
-        self.name, self.first, self.stop, self.metadata = name, first, stop, metadata
+        self.name, self.first, self.stop, self.metadata, self.reason = name, first, stop, metadata, reason
+
+    def __reduce__(self):  # raised on a cluster worker, re-raised by the run's process
+        return DamagedData, (self.name, self.first, self.stop, self.reason, self.metadata)
 
 
 ALL_ROWS = 2 ** 62

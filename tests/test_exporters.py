@@ -15,7 +15,7 @@ from PIL import Image
 from plyfile import PlyData
 
 from rdengine.engine.progress import Progress
-from rdengine.engine.stages.export import export
+from rdengine.engine.stages.export import ExportSettings, export
 from rdengine.engine.testing.synthetic_clip import write_clip
 from rdengine.storage import layout
 from rdengine.storage.exporters import OUTPUTS, output_path, scale_path
@@ -375,9 +375,9 @@ def test_export_stage_writes_agreeing_self_describing_outputs(tmp_path):
     store = depth_store(out / "run.zarr", inv)
     formats = ("npy", "npz", "png16", "exr", "ply", "gray16", "sbs")
     numbers = range(1001, 1001 + t)
-    kw = dict(output="depth", frame_numbers=numbers, ply_every=4)
-    outputs = export(store, out, "clip", formats, lambda: open_input(str(clip)).frames(), str(clip), 4, 12.0,
-                     "Spectral", None, Progress("quiet"), **kw)
+    kw = dict(output="depth", frame_numbers=tuple(numbers), ply_every=4)
+    settings = ExportSettings(out, "clip", formats, str(clip), 4, 12.0, **kw)
+    outputs = export(store, settings, lambda: open_input(str(clip)).frames(), Progress("quiet"))
     meaning = describe(float(inv.min()), float(inv.max()), "depth")
     values = to_output_values(inv, meaning)
     assert np.array_equal(np.load(outputs["npy"]), values)
@@ -396,6 +396,5 @@ def test_export_stage_writes_agreeing_self_describing_outputs(tmp_path):
     assert doc["size"] == {"height": h, "width": w} and doc["outputs"]["exr"] == "exr"
     assert doc["outputs"]["gray16_scale"] == "clip_depth16.scale.json" and doc["ply"]["every"] == 4
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix != ".json"}
-    export(store, out, "clip", formats, lambda: open_input(str(clip)).frames(), str(clip), 4, 12.0, "Spectral", None,
-           Progress("quiet"), **kw)
+    export(store, settings, lambda: open_input(str(clip)).frames(), Progress("quiet"))
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix != ".json"} == before

@@ -31,8 +31,8 @@ from ...storage.run_store import read_summary
 from ..config import ConfigError, ExecutionOptions, RunConfig
 from ..errors import EngineError
 from .archive import ArchiveVideo, archive_videos, is_url, local_path, short_hash
-from ..cluster.clusters import check_scheduler_address, open_cluster
-from ..cluster.progress import ProgressPrinter, TopicStream
+from ..cluster.clusters import Cluster, check_scheduler_address, open_cluster
+from ..cluster.progress import LabelledStream, ProgressPrinter, TopicStream
 from ..cluster.workers import pin_threads, worker_device, worker_model
 from .locations import fetch_input, filesystem, join, upload
 from .report import BatchReport, format_table, one_line, write_report
@@ -107,37 +107,42 @@ def stored_frames(out_dir: str) -> int | None:
 
 
 def run_video(video: ArchiveVideo, out: str, cfg: RunConfig, opts: ExecutionOptions, cache_dir: str | None,
-              threads: int | None = None, pin_gpu: bool = False) -> dict:
+              threads: int | None = None, pin_gpu: bool = False, cluster: Cluster | None = None) -> dict:
     """Process one video into ``out`` (local path or URL); never raises, returns its report row.
 
-    On a Dask worker its progress lines go to the client (``cluster.progress``)."""
+    As a Dask task the worker computes the whole video and its progress lines go to the client
+    (``cluster.progress``); given the ``cluster``, this process drives the video and its units
+    run as tasks on the cluster's workers (a long video)."""
     started = time.perf_counter()
     row = dict(video=video.source, name=video.name, out=out, status="failed", frames=None, seconds=0.0,
                fps=None, error=None, warnings=[], worker=None)
     try:
-        stream = None
-        try:
-            from distributed import get_worker
+        stream = LabelledStream(video.name) if cluster is not None else None
+        if cluster is None:
+            try:
+                from distributed import get_worker
 
-            row["worker"] = get_worker().address
-            stream = TopicStream(video.name)
-        except ValueError:
-            pass
+                row["worker"] = get_worker().address
+                stream = TopicStream(video.name)
+            except ValueError:
+                pass
         if not opts.overwrite and is_finished(out, cfg, opts, video.source):
             row.update(status="skipped", frames=stored_frames(out))
             return row
         from ..pipeline import process_video
 
-        pin_threads(threads)
         cache = Path(cache_dir or Path(tempfile.gettempdir()) / "rdengine-batch-cache")
         local_video = fetch_input(video.source, str(cache))
         target = Path(out) if not is_url(out) else cache / "staging" / f"{video.name}-{short_hash(out)}"
-        device = worker_device(opts.device, pin_gpu)
         mode = "quiet" if opts.progress == "quiet" or stream is None else \
             "json" if opts.progress == "json" else "plain"
-        opts = dataclasses.replace(opts, device=device, progress=mode)
-        model = worker_model(cfg.checkpoint, device, cfg.dtype, opts.attention)
-        result = process_video(local_video, target, cfg, opts, model=model, progress_stream=stream)
+        model = None
+        if cluster is None:
+            pin_threads(opts.threads or threads)
+            opts = dataclasses.replace(opts, device=worker_device(opts.device, pin_gpu))
+            model = worker_model(cfg.checkpoint, opts.device, cfg.dtype, opts.attention)
+        opts = dataclasses.replace(opts, progress=mode)
+        result = process_video(local_video, target, cfg, opts, model=model, progress_stream=stream, cluster=cluster)
         if is_url(out):
             upload(target, out)
             shutil.rmtree(target, ignore_errors=True)
@@ -159,12 +164,28 @@ def log(message: str, quiet: bool) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def estimated_frames(video: ArchiveVideo) -> int:
+    """The frame count a local input announces (0: unknown, a URL, or unreadable)."""
+    if is_url(video.source) or video.error:
+        return 0
+    from ...storage.inputs import InputError, open_input
+
+    try:
+        return open_input(local_path(video.source)).info.frames_estimate
+    except (InputError, OSError):
+        return 0
+
+
 def run_batch(inputs: list[str] | tuple[str, ...], out_root: str, cfg: RunConfig, opts: ExecutionOptions,
-              workers: int | None = None, scheduler: str | None = None, cache_dir: str | None = None) -> BatchReport:
+              workers: int | None = None, scheduler: str | None = None, cache_dir: str | None = None,
+              split_frames: int = 0) -> BatchReport:
     """Process every video of ``inputs`` into ``out_root``; writes and returns the report.
 
-    Ctrl-C (KeyboardInterrupt) shuts the cluster down quietly and propagates: every video
-    resumes from its run store on the next run."""
+    Each video is one task, except local videos of at least ``split_frames`` frames (0: none)
+    going to a folder (every worker must reach it):
+    this process drives those one after another, their units spread over every worker, while
+    the other videos run as tasks beside them. Ctrl-C (KeyboardInterrupt) shuts the cluster
+    down quietly and propagates: every video resumes from its run store on the next run."""
     from distributed import as_completed
 
     quiet = opts.progress == "quiet"
@@ -210,13 +231,20 @@ def run_batch(inputs: list[str] | tuple[str, ...], out_root: str, cfg: RunConfig
                     "several videos at once (start workers with --resources GPU=1)", quiet)
             log(f"[batch] running on {where}", quiet)
             printer = ProgressPrinter(cluster.client, json_lines=opts.progress == "json")
+            long = [(v, out) for v, out in pending
+                    if split_frames and not is_url(out) and estimated_frames(v) >= split_frames]
             futures = {}
-            for video, out in pending:
+            for video, out in [p for p in pending if p not in long]:
                 future = cluster.client.submit(run_video, video, out, cfg, opts, cache_dir, cluster.threads,
                                                cluster.pin_gpu, key=f"rdengine-video-{video.name}-{short_hash(out)}",
                                                pure=False, resources=cluster.resources)
                 futures[future] = (video, out)
-            done_frames, done_videos = 0, len(videos) - len(pending)
+            for video, out in long:
+                log(f"[batch] {video.name}: {estimated_frames(video)} frames, its units spread over the cluster",
+                    quiet)
+                rows[video.name] = run_video(video, out, cfg, opts, cache_dir, cluster=cluster)
+            done_frames = sum(rows[v.name]["frames"] or 0 for v, _ in long if rows[v.name]["status"].startswith("done"))
+            done_videos = len(videos) - len(pending) + len(long)
             for future in as_completed(futures):
                 video, out = futures[future]
                 try:

@@ -34,6 +34,30 @@ class TopicStream:
         return False
 
 
+class LabelledStream:
+    """A text stream that writes each line to ``stream`` prefixed by ``[label]`` (a video the
+    client itself drives among others)."""
+
+    def __init__(self, label: str, stream: IO[str] | None = None):
+        self.label, self.stream = label, stream or sys.stderr
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line.strip():
+                self.stream.write(f"[{self.label}] {line}\n")
+        self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
 class ProgressPrinter:
     """Client side: prints the progress lines workers send (JSON lines gain a ``video`` field)."""
 

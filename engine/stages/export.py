@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,6 +29,7 @@ from ...storage.exporters.ply import DEFAULT_EVERY, DEFAULT_FOV, DEFAULT_STRIDE,
 from ...storage.exporters.png16 import Png16Exporter
 from ...storage.run_store import RunStore
 from ..errors import EngineError
+from ..execution import Executor, UnitContext
 from ..latents import resize
 from ..progress import Progress
 from ..shots import contact_sheet, thumbnail, write_shots_json
@@ -74,77 +76,146 @@ def rgb_chunks(frames: Iterator[np.ndarray], t: int, unit: int, size: tuple[int,
                           "rerun with --overwrite")
 
 
-def export(store: RunStore, out_dir: Path, name: str, formats: tuple[str, ...], rgb: Callable[[], Iterator],
-           source: str, unit: int, fps: float, colormap: str, restore_size: tuple[int, int] | None,
-           progress: Progress, output: str = "inverse", frame_numbers=None, exr_dtype: str = "float",
-           exr_compression: str = "zip", ply_every: int = DEFAULT_EVERY, ply_stride: int = DEFAULT_STRIDE,
-           focal: float | None = None, fov: float = DEFAULT_FOV) -> dict[str, Path]:
+@dataclass(frozen=True)
+class ExportSettings:
+    """What to write where: output folder and stem, formats, the input (for RGB), frames per
+    unit, frame rate and numbers, and each format's options (see ``export``)."""
+
+    out_dir: Path
+    name: str
+    formats: tuple[str, ...]
+    source: str
+    unit: int
+    fps: float
+    colormap: str = "Spectral"
+    restore_size: tuple[int, int] | None = None
+    output: str = "inverse"
+    frame_numbers: tuple[int, ...] | None = None
+    exr_dtype: str = "float"
+    exr_compression: str = "zip"
+    ply_every: int = DEFAULT_EVERY
+    ply_stride: int = DEFAULT_STRIDE
+    focal: float | None = None
+    fov: float = DEFAULT_FOV
+
+
+PARALLEL_FORMATS = ("npy", "exr", "png16")  # chunks written independently, without the RGB frames
+
+
+def make_writers(settings: ExportSettings, formats: tuple[str, ...], t: int, size: tuple[int, int], lo: float,
+                 hi: float, units: StoreUnits, tidy: bool = True) -> tuple[dict[str, Path], list]:
+    """The exporters of ``formats`` for a ``t``-frame run of output frame ``size`` whose depth spans
+    ``[lo, hi]``, and their output paths. ``tidy``: remove what killed runs left (once, by the
+    run's own process)."""
+    s = settings
+    meaning = describe(lo, hi, s.output)
+    numbers = describe_numbers(s.frame_numbers, t)
+    outputs = {fmt: output_path(s.out_dir, s.name, fmt) for fmt in OUTPUTS if fmt in formats}
+    writers = []
+    if "npy" in formats:
+        writers.append(NpyExporter(outputs["npy"], (t, *size), units, params_key(s.name, t, size, meaning),
+                                   s.unit, meaning, tidy=tidy))
+    if "npz" in formats:
+        writers.append(NpzExporter(outputs["npz"], (t, *size), meaning, units,
+                                   params_key(s.name, t, size, meaning, s.fps, numbers), s.fps, s.frame_numbers))
+    if "png16" in formats:
+        writers.append(Png16Exporter(outputs["png16"], s.name, meaning, units,
+                                     params_key(s.name, t, size, meaning, numbers), t, s.frame_numbers, tidy=tidy))
+    if "exr" in formats:
+        writers.append(ExrExporter(outputs["exr"], s.name, meaning, units,
+                                   params_key(s.name, t, size, meaning, numbers, s.exr_dtype, s.exr_compression,
+                                              s.fps),
+                                   t, s.frame_numbers, s.exr_dtype, s.exr_compression, s.fps, tidy=tidy))
+    if "ply" in formats:
+        writers.append(PlyExporter(outputs["ply"], s.name, meaning, size, units,
+                                   params_key(s.name, t, size, meaning, numbers, s.ply_every, s.ply_stride, s.focal,
+                                              s.fov, s.source),
+                                   t, s.frame_numbers, s.ply_every, s.ply_stride, s.focal, s.fov))
+    if "gray16" in formats:
+        writers.append(Gray16Exporter(outputs["gray16"], s.fps, size, meaning, units,
+                                      params_key(s.name, t, size, meaning, s.fps)))
+    for fmt in ("mp4", "sbs"):
+        if fmt in formats:
+            writers.append(ColourVideoExporter(outputs[fmt], s.fps, size, lo, hi, s.colormap, fmt == "sbs", units,
+                                               params_key(s.name, t, size, lo, hi, s.fps, s.colormap, s.source)))
+    return outputs, writers
+
+
+def depth_chunk(depth, first: int, stop: int, restore_size: tuple[int, int] | None) -> np.ndarray:
+    """``float32 [n, H, W]`` depth of frames ``[first, stop)``, resized to ``restore_size`` if given."""
+    chunk = np.asarray(depth[first:stop])
+    if restore_size:
+        chunk = resize(torch.from_numpy(chunk)[:, None], restore_size)[:, 0].numpy()
+    return chunk
+
+
+class TaskUnits(StoreUnits):
+    """Export records of a task: passed to the run's process, which writes them."""
+
+    def __init__(self, ctx: UnitContext):
+        super().__init__(ctx.store)
+        self.ctx = ctx
+
+    def mark_done(self, unit: str) -> None:
+        self.ctx.done(STAGE, unit)
+
+
+def export_chunk(ctx: UnitContext, chunk: tuple[int, int], settings: ExportSettings, lo: float, hi: float) -> None:
+    """Task: frames ``[first, stop)`` of the formats that need no RGB and no order (``PARALLEL_FORMATS``)."""
+    first, stop = chunk
+    depth = ctx.store.array(layout.DEPTH)
+    formats = tuple(f for f in settings.formats if f in PARALLEL_FORMATS)
+    size = tuple(settings.restore_size or depth.shape[1:])
+    _, writers = make_writers(settings, formats, depth.shape[0], size, lo, hi, TaskUnits(ctx), tidy=False)
+    todo = [writer for writer in writers if writer.needs(first)]
+    values = depth_chunk(depth, first, stop, settings.restore_size)
+    for writer in todo:
+        writer.write(first, values, None)
+    for writer in writers:
+        writer.release()
+
+
+def export(store: RunStore, settings: ExportSettings, rgb: Callable[[], Iterator], progress: Progress,
+           executor: Executor | None = None) -> dict[str, Path]:
     """Write each requested format, then the ``sidecar`` saying what the values are; returns name -> path.
 
     ``rgb()`` opens the input's frames anew (single ``uint8 [H, W, 3]`` frames of the clip) for
-    outputs that show them; ``unit``: frames per export unit.
+    outputs that show them.
 
-    ``zarr`` is the run store itself (always relative inverse depth). ``output``:
+    ``zarr`` is the run store itself (always relative inverse depth). ``settings.output``:
     ``"inverse"`` (the run's relative inverse depth) or ``"depth"`` (relative depth, see
-    ``meaning``), the same in every value output. ``frame_numbers``: numbers of the frames
-    (a sequence of ``T`` ints, e.g. ``range(1001, 1001 + T)``), ``None`` for 0..T-1.
+    ``meaning``), the same in every value output. ``settings.frame_numbers``: numbers of the
+    frames (e.g. ``range(1001, 1001 + T)``), ``None`` for 0..T-1.
 
     Resumable: npy, png16, exr and ply skip units already recorded; npz, gray16 and
     colour videos are redone unless complete; every output appears under its final name
-    only when complete.
+    only when complete. With an ``executor`` of several workers, the chunks of
+    ``PARALLEL_FORMATS`` are written by its tasks first; the rest is written here in order.
     """
     depth = store.array(layout.DEPTH)
     t = depth.shape[0]
     if t != store.info["num_frames"]:
         raise EngineError(f"run store {store.path} holds {t} frames of depth for a {store.info['num_frames']}-frame "
                           "run: it is damaged; rerun with --overwrite")
-    size = tuple(restore_size or depth.shape[1:])
+    size = tuple(settings.restore_size or depth.shape[1:])
     lo, hi = value_range(depth)
-    meaning = describe(lo, hi, output)
-    numbers = describe_numbers(frame_numbers, t)
-    units = StoreUnits(store)
-    outputs: dict[str, Path] = {"zarr": store.path}
-    writers = []
-    for fmt in OUTPUTS:
-        if fmt in formats:
-            outputs[fmt] = output_path(out_dir, name, fmt)
-    if "npy" in formats:
-        writers.append(NpyExporter(outputs["npy"], (t, *size), units, params_key(name, t, size, meaning),
-                                   unit, meaning))
-    if "npz" in formats:
-        writers.append(NpzExporter(outputs["npz"], (t, *size), meaning, units,
-                                   params_key(name, t, size, meaning, fps, numbers), fps, frame_numbers))
-    if "png16" in formats:
-        writers.append(Png16Exporter(outputs["png16"], name, meaning, units,
-                                     params_key(name, t, size, meaning, numbers), t, frame_numbers))
-    if "exr" in formats:
-        writers.append(ExrExporter(outputs["exr"], name, meaning, units,
-                                   params_key(name, t, size, meaning, numbers, exr_dtype, exr_compression, fps),
-                                   t, frame_numbers, exr_dtype, exr_compression, fps))
-    if "ply" in formats:
-        writers.append(PlyExporter(outputs["ply"], name, meaning, size, units,
-                                   params_key(name, t, size, meaning, numbers, ply_every, ply_stride, focal, fov,
-                                              source),
-                                   t, frame_numbers, ply_every, ply_stride, focal, fov))
-    if "gray16" in formats:
-        writers.append(Gray16Exporter(outputs["gray16"], fps, size, meaning, units,
-                                      params_key(name, t, size, meaning, fps)))
-    for fmt in ("mp4", "sbs"):
-        if fmt in formats:
-            writers.append(ColourVideoExporter(outputs[fmt], fps, size, lo, hi, colormap, fmt == "sbs", units,
-                                               params_key(name, t, size, lo, hi, fps, colormap, source)))
-    needs_rgb = any(w.needs_rgb and not w.complete for w in writers)
-    frames = rgb_chunks(rgb(), t, unit, size, source) if needs_rgb else None
+    outputs, writers = make_writers(settings, settings.formats, t, size, lo, hi, StoreUnits(store))
+    outputs = {"zarr": store.path, **outputs}
     timer = progress.stage(STAGE, t)
-    for first, stop in time_chunks(t, unit):
+    by_tasks: set[int] = set()
+    parallel = [w for w in writers if w.fmt in PARALLEL_FORMATS]
+    if executor is not None and executor.workers > 1 and parallel:
+        pending = [(first, stop) for first, stop in time_chunks(t, settings.unit) if any(w.needs(first) for w in parallel)]
+        by_tasks = {first for (first, _), _ in executor.map(export_chunk, pending, settings, lo, hi)}
+    needs_rgb = any(w.needs_rgb and not w.complete for w in writers)
+    frames = rgb_chunks(rgb(), t, settings.unit, size, settings.source) if needs_rgb else None
+    for first, stop in time_chunks(t, settings.unit):
         colour = None if frames is None else next(frames)
         todo = [writer for writer in writers if writer.needs(first)]
         if not todo:
-            timer.advance(stop - first, reused=True)
+            timer.advance(stop - first, reused=first not in by_tasks)
             continue
-        chunk = np.asarray(depth[first:stop])
-        if restore_size:
-            chunk = resize(torch.from_numpy(chunk)[:, None], restore_size)[:, 0].numpy()
+        chunk = depth_chunk(depth, first, stop, settings.restore_size)
         for writer in todo:
             writer.write(first, chunk, colour)
         timer.advance(stop - first)
@@ -152,21 +223,28 @@ def export(store: RunStore, out_dir: Path, name: str, formats: tuple[str, ...], 
         next(frames, None)  # the input must end where the run does
     for writer in writers:
         writer.close()
-    outputs["sidecar"] = output_path(out_dir, name, "sidecar")
+    outputs["sidecar"] = output_path(settings.out_dir, settings.name, "sidecar")
+    write_sidecar(outputs, writers, settings, t, size, describe(lo, hi, settings.output))
+    return outputs
+
+
+def write_sidecar(outputs: dict[str, Path], writers: list, settings: ExportSettings, t: int,
+                  size: tuple[int, int], meaning) -> None:
+    """``NAME_depth.json``: what the values are, and where every output is."""
+    out_dir = settings.out_dir
     files = {fmt: _relative(path, out_dir) for fmt, path in outputs.items() if fmt != "sidecar"}
     files.update({f"{fmt}_scale": _relative(scale_path(outputs[fmt]), out_dir)
                   for fmt in ("png16", "gray16") if fmt in outputs})
-    extra = {"frames": t, "frame_numbers": numbers, "fps": fps, "size": {"height": size[0], "width": size[1]},
-             "outputs": files,
+    extra = {"frames": t, "frame_numbers": describe_numbers(settings.frame_numbers, t), "fps": settings.fps,
+             "size": {"height": size[0], "width": size[1]}, "outputs": files,
              "run_store": "zarr array 'depth' [T, H, W]: the run's relative inverse depth (inverse_range), "
                           "whatever 'quantity' the other outputs hold"}
-    if "ply" in formats:
+    if "ply" in outputs:
         ply = next(w for w in writers if isinstance(w, PlyExporter))
         extra["ply"] = {"every": ply.every, "stride": ply.stride, "focal_px": ply.focal,
                         "principal_point": [size[1] / 2, size[0] / 2], "axes": "OpenCV: x right, y down, z forward",
                         "z": "relative depth (see the ply files' comments)"}
     atomic_write_text(outputs["sidecar"], sidecar_json(meaning, extra))
-    return outputs
 
 
 def _relative(path: Path, root: Path) -> str:

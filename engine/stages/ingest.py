@@ -2,7 +2,8 @@
 
 Writes ``rgb_latents [T, 4, h, w]`` in units of ``unit`` frames (one shard each); frames are
 prepared one by one (so memory follows the processing size, not the source's) and encoded
-``ENCODE_BATCH`` at a time. Once the whole input is in, store info gets ``num_frames`` and the
+``ENCODE_BATCH`` at a time by the executor (here, or on a cluster's workers while this
+process decodes ahead; the latents are written here, in order). Once the whole input is in, store info gets ``num_frames`` and the
 frame ``Geometry`` (one attribute write, after every unit is recorded), and the ``frame`` and
 ``time`` coordinates are written.
 """
@@ -17,8 +18,8 @@ import torch.nn.functional as F
 
 from ...storage import layout
 from ...storage.run_store import RunStore
+from ..execution import Executor, UnitContext
 from ..latents import Geometry, encode, processing_size, resize_frame
-from ..model import Model
 from ..overlap import run_overlapped
 from ..progress import Progress
 
@@ -81,7 +82,15 @@ def unit_batches(frames: Iterable[np.ndarray], unit: int) -> Iterator[tuple[int,
             first, batch = index, []
 
 
-def ingest(store: RunStore, model: Model, frames: Iterable[np.ndarray], expected: int,
+def encode_images(ctx: UnitContext, images: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Task: prepared frames ``float32 [n, 3, H, W]`` -> RGB latents ``[n, 4, h, w]`` (storage dtype)."""
+    model = ctx.model
+    with torch.inference_mode():
+        latents = encode(model.vae, geometry.to_vae(torch.from_numpy(images).to(model.device, model.dtype)))
+    return latents.to(model.storage_torch_dtype).cpu().numpy()
+
+
+def ingest(store: RunStore, executor: Executor, frames: Iterable[np.ndarray], expected: int,
            source_size: tuple[int, int], geometry: Geometry, unit: int, progress: Progress) -> int:
     """Encode every frame of ``frames`` (the clip, in order) into ``rgb_latents``; returns the frame count.
 
@@ -97,6 +106,7 @@ def ingest(store: RunStore, model: Model, frames: Iterable[np.ndarray], expected
     # a container's frame count is a hint (0: none, VFR and cut streams differ): an estimate until the stream ends
     timer = progress.stage(STAGE, expected or None, estimate=True)
     latent_shape = (4, *geometry.latent)
+    dtype = executor.facts.storage_dtype
     pending: dict[int, np.ndarray] = {}  # unit first frame -> latents buffer being filled
     state = {"frames": 0, "array": None}
 
@@ -104,26 +114,24 @@ def ingest(store: RunStore, model: Model, frames: Iterable[np.ndarray], expected
         first, batch, _ = item
         if store.is_done(STAGE, layout.chunk_unit(first - first % unit)):
             return None
-        return torch.stack([prepare_frame(frame, source_size, geometry.frame) for frame in batch])
+        return torch.stack([prepare_frame(frame, source_size, geometry.frame) for frame in batch]).numpy()
 
     def compute(item, images):
-        if images is None:
-            return None
-        return encode(model.vae, geometry.to_vae(images.to(model.device, model.dtype))).cpu()
+        return None if images is None else executor.submit(encode_images, images, geometry)
 
-    def write(item, latents) -> None:
+    def write(item, handle) -> None:
         first, batch, ends_unit = item
         state["frames"] = first + len(batch)
         start = first - first % unit
-        if latents is None:
+        if handle is None:
             timer.advance(len(batch), reused=True)
             return
-        buffer = pending.setdefault(start, np.zeros((unit, *latent_shape), dtype=model.storage_dtype))
-        buffer[first - start:first - start + len(batch)] = latents.to(model.storage_torch_dtype).numpy()
+        buffer = pending.setdefault(start, np.zeros((unit, *latent_shape), dtype=dtype))
+        buffer[first - start:first - start + len(batch)] = executor.result(handle)
         if ends_unit:
             stop = first + len(batch)
             arr = state["array"] or (store.array(layout.RGB_LATENTS) if store.has(layout.RGB_LATENTS) else
-                                     store.require(layout.RGB_LATENTS, (stop, *latent_shape), model.storage_dtype,
+                                     store.require(layout.RGB_LATENTS, (stop, *latent_shape), dtype,
                                                    layout.LATENT_DIMS, unit))
             if arr.shape[0] < stop:
                 arr.zarr.resize((stop, *latent_shape))
@@ -132,8 +140,7 @@ def ingest(store: RunStore, model: Model, frames: Iterable[np.ndarray], expected
             store.mark_done(STAGE, layout.chunk_unit(start), {"frames": stop - start})
         timer.advance(len(batch))
 
-    with torch.inference_mode():
-        run_overlapped(unit_batches(frames, unit), load, compute, write)
+    run_overlapped(unit_batches(frames, unit), load, compute, write, depth=2 * executor.workers)
     num_frames = state["frames"]
     timer.set_total(num_frames)
     if num_frames == 0:

@@ -23,6 +23,7 @@ import torch
 
 from ...storage import layout
 from ...storage.run_store import CheckedArray, RunStore
+from ..execution import Executor, UnitContext
 from ..latents import Geometry, decode_depth
 from ..model import TORCH_DTYPES, Model
 from ..plan import RunPlan
@@ -111,30 +112,37 @@ def snippet_sources(store: RunStore, plan: RunPlan, model: Model) -> list:
     return [SeriesRows(series[g.series], g.offset, g.count, g.length) for g in plan.groups]
 
 
-def merge(store: RunStore, plan: RunPlan, model: Model, scales: list[np.ndarray], shifts: list[np.ndarray],
+def merge(store: RunStore, plan: RunPlan, executor: Executor, scales: list[np.ndarray], shifts: list[np.ndarray],
           minima: list[float], progress: Progress, exact_dtype: str | None = None) -> None:
-    """Write the merged depth unit by unit; each record holds the unit's checksum and, per shot
-    it touches, the range of its merged values."""
+    """Write the merged depth unit by unit (``merge_unit`` tasks)."""
     t, unit = plan.num_frames, plan.frame_unit
     timer = progress.stage(layout.MERGE, t)
     pending = list(pending_chunks(store, layout.MERGE, timer, t, unit))
     if not pending:
         return
-    out = store.require(layout.DEPTH, (t, *plan.geometry.depth), "float32", layout.FRAME_DIMS, unit,
-                        attrs={"coordinates": layout.TIME})
-    snippets = snippet_sources(store, plan, model)
+    store.require(layout.DEPTH, (t, *plan.geometry.depth), "float32", layout.FRAME_DIMS, unit,
+                  attrs={"coordinates": layout.TIME})
     group_minima = [minima[k] for k in plan.shot_of_group()]
-    for first, stop, unit_id in pending:
-        frames = np.empty((stop - first, *plan.geometry.depth), dtype=np.float32)
-        for a in range(first, stop, SUB_CHUNK):
-            b = min(a + SUB_CHUNK, stop)
-            frames[a - first:b - first] = merge_frames(snippets, plan.groups, scales, shifts, group_minima, a, b,
-                                                       exact_dtype)
-            timer.advance(b - a)
-        out.write(first, frames)
-        ranges = {str(k): [float(frames[a - first:b - first].min()), float(frames[a - first:b - first].max())]
-                  for k, a, b in plan.segments(first, stop)}
-        store.mark_done(layout.MERGE, unit_id, {"range": ranges, "crc": checksum(frames)})
+    for _ in executor.map(merge_unit, pending, plan, scales, shifts, group_minima, exact_dtype, timer=timer):
+        pass
+
+
+def merge_unit(ctx: UnitContext, chunk: tuple[int, int, str], plan: RunPlan, scales: list[np.ndarray],
+               shifts: list[np.ndarray], group_minima: list[float], exact_dtype: str | None) -> None:
+    """Task: merge frames ``[first, stop)`` into ``depth``; the record holds the unit's checksum
+    and, per shot it touches, the range of its merged values."""
+    first, stop, unit_id = chunk
+    snippets = snippet_sources(ctx.store, plan, ctx.model)
+    frames = np.empty((stop - first, *plan.geometry.depth), dtype=np.float32)
+    for a in range(first, stop, SUB_CHUNK):
+        b = min(a + SUB_CHUNK, stop)
+        frames[a - first:b - first] = merge_frames(snippets, plan.groups, scales, shifts, group_minima, a, b,
+                                                   exact_dtype)
+        ctx.advance(b - a)
+    ctx.store.array(layout.DEPTH).write(first, frames)
+    ranges = {str(k): [float(frames[a - first:b - first].min()), float(frames[a - first:b - first].max())]
+              for k, a, b in plan.segments(first, stop)}
+    ctx.done(layout.MERGE, unit_id, {"range": ranges, "crc": checksum(frames)})
 
 
 def value_ranges(store: RunStore, plan: RunPlan) -> list[tuple[float, float]]:
@@ -151,18 +159,29 @@ def value_ranges(store: RunStore, plan: RunPlan) -> list[tuple[float, float]]:
     return ranges
 
 
-def normalize(store: RunStore, plan: RunPlan, progress: Progress, exact_dtype: str | None = None) -> None:
+def normalize(store: RunStore, plan: RunPlan, executor: Executor, progress: Progress,
+              exact_dtype: str | None = None) -> None:
     """Rewrite ``depth`` as ``(x - lo) / (hi - lo) * 2 - 1`` per shot (``value_ranges``), unit by unit, in place."""
     t = plan.num_frames
     timer = progress.stage(layout.NORMALIZE, t)
     merged = store.done_units(layout.MERGE)
     ranges = value_ranges(store, plan)
-    for first, stop, unit_id in pending_chunks(store, layout.NORMALIZE, timer, t, plan.frame_unit):
-        depth = store.array(layout.DEPTH)
-        frames = np.asarray(depth[first:stop])
-        if checksum(frames) == merged[unit_id]["crc"]:  # still the merge's bytes
-            for k, a, b in plan.segments(first, stop):
-                frames[a - first:b - first] = normalized(frames[a - first:b - first], *ranges[k], exact_dtype)
-            depth.write(first, frames)
-        store.mark_done(layout.NORMALIZE, unit_id, {"crc": checksum(frames)})
-        timer.advance(stop - first)
+    pending = [(first, stop, unit_id, merged[unit_id]["crc"])
+               for first, stop, unit_id in pending_chunks(store, layout.NORMALIZE, timer, t, plan.frame_unit)]
+    for _ in executor.map(normalize_unit, pending, plan, ranges, exact_dtype, timer=timer):
+        pass
+
+
+def normalize_unit(ctx: UnitContext, chunk: tuple[int, int, str, int], plan: RunPlan,
+                   ranges: list[tuple[float, float]], exact_dtype: str | None) -> None:
+    """Task: normalize frames ``[first, stop)`` in place, unless they are no longer the merge's
+    bytes (``merged_crc``: normalized already by a run killed before its record)."""
+    first, stop, unit_id, merged_crc = chunk
+    depth = ctx.store.array(layout.DEPTH)
+    frames = np.asarray(depth[first:stop])
+    if checksum(frames) == merged_crc:
+        for k, a, b in plan.segments(first, stop):
+            frames[a - first:b - first] = normalized(frames[a - first:b - first], *ranges[k], exact_dtype)
+        depth.write(first, frames)
+    ctx.done(layout.NORMALIZE, unit_id, {"crc": checksum(frames)})
+    ctx.advance(stop - first)

@@ -24,6 +24,7 @@ from ..batching import SnippetUnit
 from ..coalign import sample_pixels
 from ..denoise import denoise_step, initial_noise, make_scheduler
 from ..errors import EngineError
+from ..execution import Executor, UnitContext
 from ..latents import Geometry, decode_depth
 from ..model import Model
 from ..overlap import run_overlapped
@@ -133,11 +134,12 @@ class SnippetWorker:
                           "checkpoint's weights are probably damaged (re-download them)")
 
 
-def infer_snippets(store: RunStore, model: Model, plan: RunPlan, seed: int, progress: Progress,
+def infer_snippets(store: RunStore, executor: Executor, plan: RunPlan, seed: int, progress: Progress,
                    device_timer: DeviceTimer | None = None) -> list[float]:
     """Run every planned unit not yet done; returns each shot's minimum depth.
 
-    ``device_timer``: times the UNet step and the VAE decode of every batch (benchmarks).
+    Here, all units go through one overlapped pipeline; on a cluster, each unit is a task.
+    ``device_timer``: times the UNet step and the VAE decode of every batch (benchmarks, here only).
     """
     timer = progress.stage(STAGE, plan.snippets, unit="snippets")
     todo = []
@@ -148,6 +150,20 @@ def infer_snippets(store: RunStore, model: Model, plan: RunPlan, seed: int, prog
             todo.append(unit)
     if not todo:
         return shot_minima(store, len(plan.shots))
+    scratch_arrays(store, plan, executor.facts.storage_dtype)  # created here: tasks only write their shards
+    chunks = [todo] if executor.workers == 1 else [[unit] for unit in todo]
+    widened = sum(result for _, result in executor.map(run_units, chunks, plan, seed, device_timer, timer=timer))
+    if widened:
+        progress.note(f"{widened} snippet batch(es) gave non-finite depth in the compute dtype "
+                      "(overflow) and were computed again in float32")
+    return shot_minima(store, len(plan.shots))
+
+
+def run_units(ctx: UnitContext, units: list[SnippetUnit], plan: RunPlan, seed: int,
+              device_timer: DeviceTimer | None = None) -> int:
+    """Task: compute ``units`` (load, UNet + decode, write overlapped), recording each when its
+    shards are written; returns how many batches needed float32."""
+    store, model = ctx.store, ctx.model
     arrays = scratch_arrays(store, plan, model.storage_dtype)
     groups, shot_of = plan.groups, plan.shot_of_group()
     rgb_latents = store.array(layout.RGB_LATENTS)
@@ -157,7 +173,7 @@ def infer_snippets(store: RunStore, model: Model, plan: RunPlan, seed: int, prog
     cuda = model.device.type == "cuda"
     if cuda:
         model.vae.to(memory_format=torch.channels_last)
-    items = [(unit, batch, b == len(unit.batches) - 1) for unit in todo for b, batch in enumerate(unit.batches)]
+    items = [(unit, batch, b == len(unit.batches) - 1) for unit in units for b, batch in enumerate(unit.batches)]
     buffers: dict[int, dict] = {}
 
     def load(item) -> torch.Tensor:
@@ -200,9 +216,9 @@ def infer_snippets(store: RunStore, model: Model, plan: RunPlan, seed: int, prog
                 if n > 0:
                     scratch.write(unit.first, state["scratch"][j][:n])
                     samples.write(unit.first, state["samples"][j][:n])
-            store.mark_done(STAGE, unit.id, {"min": state["min"]})
+            ctx.done(STAGE, unit.id, {"min": state["min"]})
             del buffers[unit.first]
-        timer.advance(len(batch.members))
+        ctx.advance(len(batch.members))
 
     def new_unit_buffers(unit: SnippetUnit, kept: np.ndarray, depth: np.ndarray) -> dict:
         rows = unit.stop - unit.first
@@ -213,7 +229,4 @@ def infer_snippets(store: RunStore, model: Model, plan: RunPlan, seed: int, prog
 
     with torch.inference_mode():
         run_overlapped(items, load, compute, write)
-    if worker.widened:
-        progress.note(f"{worker.widened} snippet batch(es) gave non-finite depth in {model.dtype} "
-                      "(overflow) and were computed again in float32")
-    return shot_minima(store, len(plan.shots))
+    return worker.widened

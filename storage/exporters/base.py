@@ -66,7 +66,10 @@ class Exporter:
         raise NotImplementedError
 
     def close(self) -> None:
-        pass
+        """Finish the output (final name, ``done`` record)."""
+
+    def release(self) -> None:
+        """Let go of open files without finishing (another process finishes the output)."""
 
 
 class WholeFileExporter(Exporter):
@@ -99,17 +102,18 @@ class FrameFilesExporter(Exporter):
     renamed; a chunk is recorded after all its files. Files of this name that this run
     would not write (left by an earlier, longer or differently numbered run) are removed.
     Subclasses define ``ext`` and ``write_frame(tmp_path, index, number, depth, rgb)``.
+    ``tidy=False`` (a cluster task writing some chunks) leaves the folder's other files alone.
     """
 
     ext = "?"
 
     def __init__(self, folder: Path, name: str, units: Units | None, key: str, frames: int | None = None,
-                 numbers: Sequence[int] | None = None):
+                 numbers: Sequence[int] | None = None, tidy: bool = True):
         super().__init__(folder, units, key)
         self.folder, self.name, self.numbers = folder, name, numbers
         if numbers is not None and frames is not None and len(numbers) != frames:
             raise ValueError(f"{len(numbers)} frame numbers for {frames} frames")
-        if self.complete:
+        if self.complete or not tidy:
             return
         folder.mkdir(parents=True, exist_ok=True)
         for tmp in folder.iterdir():  # a killed write's leftovers (not glob: names may hold [, * or ?)

@@ -71,7 +71,7 @@ class ExrExporter(FrameFilesExporter):
 
     def __init__(self, folder: Path, name: str, meaning: DepthMeaning, units: Units | None = None, key: str = "",
                  frames: int | None = None, numbers: Sequence[int] | None = None, dtype: str = "float",
-                 compression: str = "zip", fps: float | None = None):
+                 compression: str = "zip", fps: float | None = None, tidy: bool = True):
         if dtype not in DTYPES:
             raise ValueError(f"unknown EXR dtype '{dtype}' (choose from {', '.join(DTYPES)})")
         if compression not in COMPRESSIONS:
@@ -79,7 +79,7 @@ class ExrExporter(FrameFilesExporter):
         if dtype == "half" and max(abs(v) for v in meaning.range) > HALF_MAX:
             raise ValueError(f"values up to {max(abs(v) for v in meaning.range):g} do not fit EXR half "
                              f"(max {HALF_MAX:g}); use dtype float")
-        super().__init__(folder, name, units, key, frames, numbers)
+        super().__init__(folder, name, units, key, frames, numbers, tidy)
         self.meaning, self.dtype = meaning, DTYPES[dtype]
         self.header = {"compression": COMPRESSIONS[compression], "type": OpenEXR.scanlineimage,
                        **meaning_attributes(meaning)}

@@ -128,12 +128,14 @@ def to_output_values(depth_chunk: np.ndarray, meaning: DepthMeaning) -> np.ndarr
 
 
 def describe_numbers(numbers: Sequence[int] | None, frames: int) -> dict:
-    """How frames are numbered, for sidecars: a ``range`` as first/step/count, else the list."""
+    """How frames are numbered, for sidecars: evenly spaced numbers as first/step/count, else the list."""
     if numbers is None:
         numbers = range(frames)
-    if isinstance(numbers, range):
-        return {"first": numbers.start, "step": numbers.step, "count": len(numbers)}
-    return {"numbers": [int(n) for n in numbers], "count": len(numbers)}
+    numbers = [int(n) for n in numbers]
+    step = numbers[1] - numbers[0] if len(numbers) > 1 else 1
+    if numbers and step and numbers == list(range(numbers[0], numbers[0] + step * len(numbers), step)):
+        return {"first": numbers[0], "step": step, "count": len(numbers)}
+    return {"numbers": numbers, "count": len(numbers)}
 
 
 def sidecar_json(meaning: DepthMeaning, extra: dict) -> str:

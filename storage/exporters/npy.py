@@ -23,7 +23,7 @@ class NpyExporter(Exporter):
     fmt = "npy"
 
     def __init__(self, path: Path, shape: tuple[int, int, int], units: Units | None = None, key: str = "",
-                 chunk: int = 8, meaning: DepthMeaning | None = None):
+                 chunk: int = 8, meaning: DepthMeaning | None = None, tidy: bool = True):
         super().__init__(path, units, key)
         self.meaning = meaning
         self.tmp = path.with_name(path.name + ".partial")
@@ -32,6 +32,8 @@ class NpyExporter(Exporter):
         if self.complete:
             return
         offset = self._data_offset(self.tmp, shape) if self.tmp.exists() else None
+        if offset is None and not tidy:
+            raise RuntimeError(f"{self.tmp} is missing or not a {shape} float32 npy: the run's process makes it")
         if offset is None:
             if units is not None:
                 units.clear(self.unit(""))  # no (usable) partial file: its chunk records are void
@@ -87,4 +89,10 @@ class NpyExporter(Exporter):
         os.close(self.fd)
         os.replace(self.tmp, self.path)
         self._mark("done")
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = None
 

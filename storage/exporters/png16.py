@@ -25,10 +25,10 @@ class Png16Exporter(FrameFilesExporter):
     ext = ".png"
 
     def __init__(self, folder: Path, name: str, meaning: DepthMeaning, units: Units | None = None, key: str = "",
-                 frames: int | None = None, numbers: Sequence[int] | None = None):
-        super().__init__(folder, name, units, key, frames, numbers)
+                 frames: int | None = None, numbers: Sequence[int] | None = None, tidy: bool = True):
+        super().__init__(folder, name, units, key, frames, numbers, tidy)
         self.meaning, self.scale = meaning, Scale16.of(meaning)
-        if not self.complete:
+        if not self.complete and tidy:
             self.scale.write(scale_path(folder), meaning)
 
     def write_frame(self, tmp: Path, index: int, number: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
