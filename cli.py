@@ -128,8 +128,9 @@ def process_options(fn):
                           "device work), 'latent' keeps latents and decodes them again at merge time (a fraction "
                           "of the disk, one more VAE decode per snippet frame); auto: depth while it fits "
                           "--scratch-limit and half the free disk"),
-        click.option("--scratch-limit", type=click.FloatRange(min=0), default=2.0, show_default=True,
-                     help="GiB of full-resolution snippet scratch that --scratch auto allows"),
+        click.option("--scratch-limit", type=click.FloatRange(min=0), default=0.25, show_default=True,
+                     help="GiB of full-resolution snippet scratch that --scratch auto allows (at 768 px: a clip of "
+                          "about 40 frames; longer ones keep latents)"),
         click.option("--unit-frames", type=click.IntRange(min=1),
                      help="frames per work unit (default: 8..128 by frame size): smaller units lose less to a "
                           "kill and spread better over a cluster, at more files and records"),
@@ -502,6 +503,17 @@ def bench_film(args) -> None:
     from .benchmarks import film
 
     film.main(list(args))
+
+
+@bench.command("cluster", add_help_option=False,
+               context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_cluster(args) -> None:
+    """One video on 1 vs N local workers: snippet-stage speed-up, and a projection to N GPUs
+    (options: `rdengine bench cluster --help`)."""
+    from .benchmarks import cluster
+
+    cluster.main(list(args))
 
 
 @bench.command("shots", add_help_option=False,

@@ -10,7 +10,8 @@ bytes are everything in the store but the final ``depth`` array.
     rdengine bench film --frames 300 --size 768x432 --scratch latent     # bytes per frame at 768 px
 
 Every row is projected to a 2-hour 24 fps film (172,800 frames) at its own frame size:
-intermediate bytes scale with frames, files with frames per unit.
+bytes scale with frames; of the files, the shards (``c/...``) scale with frames and the
+metadata and gathered records stay as they are.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ from ..engine.testing.synthetic_clip import write_clip
 FILM_FRAMES = 2 * 3600 * 24
 
 
-def disk_use(folder: Path) -> tuple[int, int, int]:
-    """(allocated bytes of the store, of its ``depth`` array, file count) of a run store folder."""
-    total = depth = files = 0
+def disk_use(folder: Path) -> tuple[int, int, int, int]:
+    """(allocated bytes of the store, of its ``depth`` array, file count, shard files) of a run store folder."""
+    total = depth = files = shards = 0
     for root, _, names in os.walk(folder):
+        parts = Path(root).relative_to(folder).parts
         for name in names:
             try:
                 used = os.stat(os.path.join(root, name)).st_blocks * 512
@@ -42,9 +44,10 @@ def disk_use(folder: Path) -> tuple[int, int, int]:
                 continue
             total += used
             files += 1
-            if Path(root).relative_to(folder).parts[:1] == ("depth",):
+            shards += "c" in parts
+            if parts[:1] == ("depth",):
                 depth += used
-    return total, depth, files
+    return total, depth, files, shards
 
 
 def rss_mib(pid: int) -> float:
@@ -62,14 +65,15 @@ def measure(clip: Path, out: Path, checkpoint: Path, args: list[str], interval: 
     store = out / "run.zarr"
     cmd = [sys.executable, "-m", "rdengine.cli", "process", str(clip), "-o", str(out), "--checkpoint",
            str(checkpoint), "--device", "cpu", "--save", "npy", "--quiet", *args]
-    peak = {"store": 0, "intermediate": 0, "rss": 0.0}
+    peak = {"store": 0, "intermediate": 0, "rss": 0.0, "files": 0}
     done = threading.Event()
     started = time.perf_counter()
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def sample() -> None:
         while not done.wait(interval):
-            total, depth, _ = disk_use(store)
+            total, depth, files, _ = disk_use(store)
+            peak["files"] = max(peak["files"], files)
             peak["store"] = max(peak["store"], total)
             peak["intermediate"] = max(peak["intermediate"], total - depth)
             peak["rss"] = max(peak["rss"], rss_mib(child.pid))
@@ -82,11 +86,12 @@ def measure(clip: Path, out: Path, checkpoint: Path, args: list[str], interval: 
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"rdengine process failed: {child.stderr.read().decode()[-800:]}")
-    total, depth, files = disk_use(store)
+    total, depth, files, shards = disk_use(store)
     info = json.loads((store / "zarr.json").read_text())["attributes"]["info"]
     return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024, "peak_store": max(peak["store"], total),
             "peak_intermediate": max(peak["intermediate"], total - depth), "final_store": total,
-            "final_intermediate": total - depth, "files": files, "scratch": info["plan"]["scratch"],
+            "final_intermediate": total - depth, "files": files, "shard_files": shards,
+            "peak_files": max(peak["files"], files), "scratch": info["plan"]["scratch"],
             "frame_unit": info["frame_unit"], "snippet_unit": info["plan"]["snippet_unit"]}
 
 
@@ -109,7 +114,8 @@ def run(frames: list[int], width: int, height: int, preset: str = "fast", extra:
                        film={"intermediate_peak_gb": per["peak_intermediate"] * FILM_FRAMES / 1e9,
                              "intermediate_final_gb": per["final_intermediate"] * FILM_FRAMES / 1e9,
                              "store_final_gb": per["final_store"] * FILM_FRAMES / 1e9,
-                             "files": round(row["files"] * FILM_FRAMES / count),
+                             "files": round(row["files"] - row["shard_files"]
+                                            + row["shard_files"] * FILM_FRAMES / count),
                              "hours_at_this_rate": row["seconds"] / count * FILM_FRAMES / 3600})
             rows.append(row)
             print(format_row(row), flush=True)
@@ -127,7 +133,7 @@ def format_row(row: dict) -> str:
             f"{row['seconds_per_frame'] * 1000:7.1f} ms/frame, peak RSS {row['peak_rss_mib']:6.0f} MiB, "
             f"intermediates peak {row['peak_intermediate_per_frame'] / 1e6:6.3f} MB/frame, "
             f"final {row['final_intermediate_per_frame'] / 1e6:6.4f} MB/frame, store final "
-            f"{row['final_store_per_frame'] / 1e6:6.3f} MB/frame, {row['files']} files\n"
+            f"{row['final_store_per_frame'] / 1e6:6.3f} MB/frame, {row['files']} files (peak {row['peak_files']})\n"
             f"       2-hour 24 fps film at {row['width']}x{row['height']}: intermediates peak "
             f"{film['intermediate_peak_gb']:.1f} GB, final {film['intermediate_final_gb']:.2f} GB, store "
             f"{film['store_final_gb']:.1f} GB, ~{film['files']} files, {film['hours_at_this_rate']:.1f} h at this rate")

@@ -99,7 +99,7 @@ class ExecutionOptions:
     overwrite: bool = False
     coalign_memory: int = 1 << 30
     scratch: str = "auto"
-    scratch_limit: int = 2 << 30
+    scratch_limit: int = 1 << 28  # bytes of depth scratch --scratch auto allows (a short clip's)
     keep_intermediates: bool = False
     unit_frames: int | None = None
     output: str = "inverse"  # what value outputs hold: relative inverse depth, or relative depth

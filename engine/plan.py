@@ -12,8 +12,8 @@ the global minimum and the co-alignment samples); the merge needs those maps aga
   ``frames x observations x H x W x 2-4`` bytes of disk until the merge is done;
 - ``latent`` keeps the snippet latents (64x fewer values) and decodes them again at merge
   time: one more VAE decode per snippet frame, a small fraction of the disk;
-- ``auto`` (default) takes ``depth`` while it needs at most ``--scratch-limit`` and half the
-  free disk, ``latent`` beyond (long videos).
+- ``auto`` (default) takes ``depth`` while it needs at most ``--scratch-limit`` (default
+  0.25 GiB: short clips) and half the free disk, ``latent`` beyond.
 """
 
 from __future__ import annotations

@@ -381,3 +381,22 @@ def test_input_errors_name_the_file(tmp_path, case):
         evaluate_video(kwargs.pop("pred_path"), kwargs.pop("gt_path"), **kwargs)
     message = str(info.value)
     assert cases[case][1] in message and "\n" not in message
+
+
+def test_per_frame_plot_never_hides_a_curve_on_the_axis_edge(tmp_path):
+    """A perfect prediction (AbsRel 0 %, delta1 100 %) is drawn as fully as a middling one."""
+    from PIL import Image
+
+    from rdengine.engine.eval.plots import plot_per_frame
+
+    def coloured(path, rgb) -> int:
+        pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        return int((np.abs(pixels - np.array(rgb)).sum(-1) < 60).sum())
+
+    frames = 100
+    perfect = plot_per_frame(np.zeros(frames), np.ones(frames), video_abs_rel=0.0, video_delta1=1.0, title="perfect",
+                             path=tmp_path / "perfect.png")
+    middling = plot_per_frame(np.full(frames, 0.05), np.full(frames, 0.95), video_abs_rel=0.05, video_delta1=0.95,
+                              title="middling", path=tmp_path / "middling.png")
+    for rgb in ((214, 39, 40), (31, 119, 180)):  # tab:red (AbsRel), tab:blue (delta1)
+        assert coloured(perfect, rgb) >= 0.8 * coloured(middling, rgb) > 0

@@ -269,3 +269,35 @@ def test_summary_of_a_fully_reused_run_claims_no_rate():
     event = json.loads(progress.stream.getvalue().splitlines()[-1])
     assert event["event"] == "summary" and event["fully_reused"] and event["rate"] is None
     assert (event["computed_frames"], event["reused_frames"]) == (0, 1800)
+
+
+# ------------------------------------------------------------------ a real run, off and on a terminal
+
+RUN = ("--res", "64", "--dtype", "fp32", "--device", "cpu", "--save", "npy", "--dilations", "1", "4",
+       "--batch-size", "2", "--shots", "none")
+STAGES = ("ingest", "snippets", "coalign", "merge", "normalize", "export")
+
+
+def test_a_real_run_off_a_terminal_prints_plain_lines(clip, tiny_checkpoint, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "rdengine.cli", "process", str(clip), "-o", str(tmp_path / "out"),
+                           "--checkpoint", str(tiny_checkpoint), *RUN], capture_output=True, text=True, timeout=600,
+                          env=child_env())
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert "\r" not in proc.stderr and not any("%|" in line for line in lines)  # no bars in a log
+    for stage in STAGES:
+        assert any(re.fullmatch(rf"\[{stage}\] start: ~?\d+ \w+( \(estimated\))?", line) for line in lines), stage
+        assert any(re.fullmatch(rf"\[{stage}\] done in [\d.]+m?s: .*", line) for line in lines), stage
+    assert all(PERIODIC.match(line) for line in lines if re.match(r"\[\w+\]  \d", line))
+    assert re.match(r"24 frames: 24 computed in this run \([\d.]+ s, [\d.]+ frames/s\)", proc.stdout)
+
+
+def test_a_real_run_on_a_terminal_shows_live_bars(clip, tiny_checkpoint, tmp_path):
+    script = ("import sys\nfrom rdengine.cli import main\n"
+              f"main({['process', str(clip), '-o', str(tmp_path / 'out'), '--checkpoint', str(tiny_checkpoint), *RUN]!r})")
+    stdout, screen = run_on_terminal(script, timeout=300)
+    frames = [f for f in re.split(r"[\r\n]+", screen) if f.strip()]
+    assert "\r" in screen and "24 frames: 24 computed" in stdout, screen
+    for stage in STAGES:
+        assert any(re.search(rf"\[{stage}\] 100%\|.*\[done in", f) for f in frames), (stage, frames)
+    assert any(re.search(r"\[\w+\] +\d{1,3}%\|", f) for f in frames)

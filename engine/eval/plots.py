@@ -40,8 +40,9 @@ def plot_per_frame(
 ) -> Path:
     """Per-frame AbsRel and delta1 (``[T]`` fractions, NaN = no valid pixel) as % over frames.
 
-    Dashed lines mark the pooled video values. The AbsRel axis starts at 0; the delta1 axis spans
-    at least 90-100 % so that tiny dips are not magnified. Returns ``path``.
+    Dashed lines mark the pooled video values. The AbsRel axis starts just below 0 and the delta1
+    axis spans at least 90-100 % (tiny dips are not magnified), each with a margin so that a curve
+    at 0 % or 100 % is drawn inside the axes, never hidden on their edge. Returns ``path``.
     """
     fig = _new_figure()
     top, bottom = fig.subplots(2, 1, sharex=True)
@@ -56,7 +57,8 @@ def plot_per_frame(
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(alpha=0.3)
         ax.legend(loc="best")
-    top.set_ylim(bottom=0.0)
+    highest = np.nanmax(100 * abs_rel, initial=0.0)
+    top.set_ylim(-0.03 * max(highest, 1.0), max(highest, 1.0) * 1.08)
     lowest = np.nanmin(100 * delta1, initial=100.0)
     bottom.set_ylim(min(90.0, lowest - 2.0), 100.5)
     bottom.set_xlabel("frame")
