@@ -121,7 +121,7 @@ def process_options(fn):
                      help="torch CPU threads (per worker on a cluster; default: torch's, on a local cluster the "
                           "cores split between workers). CPU results differ in the last bits between thread "
                           "counts: compare runs at the same count"),
-        click.option("--coalign-memory", type=click.IntRange(min=16), default=1024, show_default=True,
+        click.option("--coalign-memory", type=click.IntRange(min=16), default=256, show_default=True,
                      help="co-alignment memory budget in MiB; past it the solver streams from disk"),
         click.option("--scratch", type=click.Choice(SCRATCH_MODES), default="auto", show_default=True,
                      help="snippet scratch: 'depth' keeps full-resolution snippet depth until the merge (no extra "

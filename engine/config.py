@@ -97,7 +97,7 @@ class ExecutionOptions:
     fps: float | None = None
     progress: str = "auto"  # engine.progress modes: auto, bar, plain, json, quiet
     overwrite: bool = False
-    coalign_memory: int = 1 << 30
+    coalign_memory: int = 1 << 28  # bytes: co-alignment samples and factor in memory, then streamed from disk
     scratch: str = "auto"
     scratch_limit: int = 1 << 28  # bytes of depth scratch --scratch auto allows (a short clip's)
     keep_intermediates: bool = False

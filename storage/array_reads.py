@@ -38,10 +38,12 @@ class RowCache:
         return out.reshape(*np.shape(indices), *self.array.shape[1:])
 
 
-def value_range(array, max_bytes: int = 1 << 28) -> tuple[float, float]:
-    """(min, max) of an array-like (numpy, zarr), read in slices along axis 0 of at most ``max_bytes``."""
+def value_range(array, max_bytes: int = 1 << 22) -> tuple[float, float]:
+    """(min, max) of an array-like (numpy, zarr), read in slices along axis 0 of at most ``max_bytes``
+    (whole shards of a ``CheckedArray``)."""
     row_bytes = max(1, array.dtype.itemsize * int(np.prod(array.shape[1:])))
-    step = max(1, max_bytes // row_bytes)
+    unit = getattr(array, "unit", 1)
+    step = max(unit, max_bytes // row_bytes // unit * unit)
     lo, hi = np.inf, -np.inf
     for first in range(0, array.shape[0], step):
         part = np.asarray(array[first:first + step])
