@@ -252,7 +252,8 @@ def process(video: str, out_dir: Path, **kw) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--size", type=click.Choice(["tiny", "full"]), default="tiny", show_default=True,
               help="tiny: a few MB, for tests; full: the real architecture's size, for timing")
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="seed of the random weights")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="seed of the random weights")
 @click.option("--overwrite", is_flag=True, help="replace an existing folder at PATH")
 def make_checkpoint(path: Path, size: str, seed: int, overwrite: bool) -> None:
     """Write a random-weight checkpoint in the real RollingDepth layout (depth is meaningless)."""

@@ -119,10 +119,10 @@ def format_report(report: dict) -> str:
     for w, seconds in report["median_seconds"].items():
         lines.append(f"  {w} worker(s): snippet stage {seconds:7.2f} s   speed-up {report['speedup'][w]:.2f}x")
     lines.append(f"per unit: reads {report['unit_read_bytes'] / 1e6:.2f} MB, writes "
-                 f"{report['unit_written_bytes'] / 1e6:.2f} MB, client record {report['client_seconds_per_unit'] * 1e3:.2f}"
-                 f" ms, CPU compute {report['cpu_seconds_per_unit']:.3f} s")
-    lines.append(f"projected snippet-stage speed-up on N GPUs (shared storage {report['bandwidth_bytes_per_s'] / 1e9:.1f}"
-                 " GB/s per worker):")
+                 f"{report['unit_written_bytes'] / 1e6:.2f} MB, client record "
+                 f"{report['client_seconds_per_unit'] * 1e3:.2f} ms, CPU compute {report['cpu_seconds_per_unit']:.3f} s")
+    lines.append("projected snippet-stage speed-up on N GPUs (shared storage "
+                 f"{report['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s per worker):")
     for row in report["projection"]:
         cells = "  ".join(f"N={n}: {s:.1f}x" for n, s in row["speedup"].items())
         lines.append(f"  unit computed in {row['unit_seconds']:.3f} s (+{row['io_seconds'] * 1e3:.1f} ms I/O): {cells}")

@@ -109,7 +109,8 @@ def run(frames: list[int], width: int, height: int, preset: str = "fast", extra:
             clip.unlink()
             per = {k: row[k] / count for k in ("peak_store", "peak_intermediate", "final_store",
                                                "final_intermediate")}
-            row.update(frames=count, width=width, height=height, preset=preset, seconds_per_frame=row["seconds"] / count,
+            row.update(frames=count, width=width, height=height, preset=preset,
+                       seconds_per_frame=row["seconds"] / count,
                        **{f"{k}_per_frame": v for k, v in per.items()},
                        film={"intermediate_peak_gb": per["peak_intermediate"] * FILM_FRAMES / 1e9,
                              "intermediate_final_gb": per["final_intermediate"] * FILM_FRAMES / 1e9,

@@ -89,7 +89,8 @@ def describe(store: RunStore) -> list[str]:
         state = "" if expected is None else ("  complete" if done >= expected else "  partial" if done else "  pending")
         lines.append(f"  {stage:<14} {done:>5} / {'?' if expected is None else expected:<5}{state}")
     complete = store.done_units(layout.COMPLETE).get(layout.COMPLETE_UNIT)
-    lines.append(f"status      {'COMPLETE (finished ' + complete.get('finished', '?') + ')' if complete else 'not complete'}")
+    status = f"COMPLETE (finished {complete.get('finished', '?')})" if complete else "not complete"
+    lines.append(f"status      {status}")
     lines.append("arrays")
     for name in store.array_names():
         try:

@@ -73,7 +73,8 @@ def resolve_backend(backend: str, device: torch.device | str, dtype: torch.dtype
     if backend == "auto":
         return "triton" if on_cuda and dtype_ok and _triton_installed() else "sdpa"
     if not _triton_installed():
-        raise ValueError("attention backend 'triton' needs the triton package: pip install 'rdengine[cuda]' (or use 'sdpa')")
+        raise ValueError("attention backend 'triton' needs the triton package: pip install 'rdengine[cuda]' "
+                         "(or use 'sdpa')")
     if not dtype_ok:
         raise ValueError(f"attention backend 'triton' supports {TRITON_DTYPES}, not {dtype}; use 'sdpa'")
     if not on_cuda and not _triton_interpreter_on():

@@ -35,7 +35,8 @@ def test_eval_refuses_an_unfinished_run_store(tmp_path, clip, tiny_checkpoint):
     proc = run_rdengine("process", clip, "-o", out, "--checkpoint", tiny_checkpoint, "--res", "64", "--quiet",
                         "--save", "npy")
     assert proc.returncode == 0, proc.stderr
-    np.save(tmp_path / "gt.npy", np.ones((24, 48, 64), np.float32))
+    gt = np.random.default_rng(0).uniform(1.0, 10.0, (24, 48, 64)).astype(np.float32)
+    np.save(tmp_path / "gt.npy", gt)
     assert run_rdengine("eval", out, tmp_path / "gt.npy").returncode == 0
     shutil.rmtree(out / "run.zarr" / "_units" / "complete")  # as if killed before the end
     proc = run_rdengine("eval", out, tmp_path / "gt.npy")

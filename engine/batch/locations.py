@@ -49,7 +49,10 @@ def upload(staging: Path, out: str) -> None:
     fs, root = filesystem(out)
     root = root.rstrip("/")
     fs.makedirs(root, exist_ok=True)
-    for local in sorted(staging.rglob("*"), key=lambda p: (layout.STORE_NAME in p.relative_to(staging).parts[:1], str(p))):
+    def store_last(p: Path) -> tuple:
+        return layout.STORE_NAME in p.relative_to(staging).parts[:1], str(p)
+
+    for local in sorted(staging.rglob("*"), key=store_last):
         if local.is_file() and not local.name.endswith(".lock"):
             fs.put_file(str(local), f"{root}/{local.relative_to(staging).as_posix()}")
 

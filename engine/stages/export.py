@@ -205,7 +205,8 @@ def export(store: RunStore, settings: ExportSettings, rgb: Callable[[], Iterator
     by_tasks: set[int] = set()
     parallel = [w for w in writers if w.fmt in PARALLEL_FORMATS]
     if executor is not None and executor.workers > 1 and parallel:
-        pending = [(first, stop) for first, stop in time_chunks(t, settings.unit) if any(w.needs(first) for w in parallel)]
+        pending = [(first, stop) for first, stop in time_chunks(t, settings.unit)
+                   if any(w.needs(first) for w in parallel)]
         by_tasks = {first for (first, _), _ in executor.map(export_chunk, pending, settings, lo, hi)}
     needs_rgb = any(w.needs_rgb and not w.complete for w in writers)
     frames = rgb_chunks(rgb(), t, settings.unit, size, settings.source) if needs_rgb else None

@@ -3,9 +3,9 @@
 Writes ``rgb_latents [T, 4, h, w]`` in units of ``unit`` frames (one shard each); frames are
 prepared one by one (so memory follows the processing size, not the source's) and encoded
 ``ENCODE_BATCH`` at a time by the executor (here, or on a cluster's workers while this
-process decodes ahead; the latents are written here, in order). Once the whole input is in, store info gets ``num_frames`` and the
-frame ``Geometry`` (one attribute write, after every unit is recorded), and the ``frame`` and
-``time`` coordinates are written.
+process decodes ahead; the latents are written here, in order). Once the whole input is in,
+store info gets ``num_frames`` and the frame ``Geometry`` (one attribute write, after every
+unit is recorded), and the ``frame`` and ``time`` coordinates are written.
 """
 
 from __future__ import annotations
