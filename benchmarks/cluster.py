@@ -31,7 +31,7 @@ from ..engine.testing.synthetic_clip import write_clip
 from ..storage.run_store import RunStore
 
 ENGINE = ("--device", "cpu", "--dtype", "fp32", "--threads", "1", "--save", "npy", "--shots", "none",
-          "--log-format", "json", "--scratch", "latent")
+          "--log-format", "json", "--scratch", "latent", "--keep-intermediates")  # kept: to measure unit writes
 
 
 def snippet_seconds(stderr: str) -> float:
@@ -132,7 +132,7 @@ def format_report(report: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="rdengine bench cluster", description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (first: the base)")
-    parser.add_argument("--frames", type=int, default=192)
+    parser.add_argument("--frames", type=int, default=192, help="clip length")
     parser.add_argument("--size", default="256x144", help="synthetic clip WxH, processed at its own size")
     parser.add_argument("--pairs", type=int, default=3, help="runs per worker count, alternating")
     parser.add_argument("--unit-frames", type=int, default=16, help="snippet starts per unit (task)")

@@ -3,8 +3,10 @@
 Each run is ``rdengine process`` in a fresh child process on a synthetic clip written
 frame by frame (never held in memory), with the tiny random checkpoint. While it runs, a
 sampler reads the child's resident memory and walks the run store every ``interval``
-seconds; the store's bytes are counted as allocated on disk (``du``), and "intermediate"
-bytes are everything in the store but the final ``depth`` array.
+seconds (less often when a walk takes long, so that sampling costs under 5% of a core); the
+store's bytes are counted as allocated on disk (``du``), and "intermediate" bytes are
+everything in the store but the final ``depth`` array. Stage times come from the run's JSON
+progress events.
 
     rdengine bench film --frames 2000 10000 50000 --size 64x48          # flat cost per frame
     rdengine bench film --frames 300 --size 768x432 --scratch latent     # bytes per frame at 768 px
@@ -31,6 +33,19 @@ from ..engine.testing.synthetic_clip import write_clip
 
 FILM_FRAMES = 2 * 3600 * 24
 
+# Runs the command as its own child and writes that child's peak RSS (KiB) to argv[1]. A
+# process's ru_maxrss includes the memory of whatever process exec'd it (Linux records the
+# old address space's peak at exec, and spawn shares the parent's until then), and this
+# benchmark's own process holds a checkpoint and a freshly encoded clip: the run is therefore
+# started from this small launcher, whose own footprint is a bare interpreter.
+LAUNCHER = """import os, sys
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
 
 def disk_use(folder: Path) -> tuple[int, int, int, int]:
     """(allocated bytes of the store, of its ``depth`` array, file count, shard files) of a run store folder."""
@@ -50,49 +65,58 @@ def disk_use(folder: Path) -> tuple[int, int, int, int]:
     return total, depth, files, shards
 
 
-def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def measure(clip: Path, out: Path, checkpoint: Path, args: list[str], interval: float) -> dict:
     """One ``rdengine process`` run: wall time, peak RSS, peak and final store use."""
     store = out / "run.zarr"
     cmd = [sys.executable, "-m", "rdengine.cli", "process", str(clip), "-o", str(out), "--checkpoint",
-           str(checkpoint), "--device", "cpu", "--save", "npy", "--quiet", *args]
-    peak = {"store": 0, "intermediate": 0, "rss": 0.0, "files": 0}
+           str(checkpoint), "--device", "cpu", "--save", "npy", "--log-format", "json", *args]
+    peak = {"store": 0, "intermediate": 0, "files": 0}
     done = threading.Event()
+    maxrss = out.with_name(out.name + ".maxrss")
     started = time.perf_counter()
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-I", "-S", "-c", LAUNCHER, str(maxrss), *cmd],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def sample() -> None:
-        while not done.wait(interval):
+        wait = interval
+        while not done.wait(wait):
+            walk = time.perf_counter()
             total, depth, files, _ = disk_use(store)
+            wait = max(interval, 20 * (time.perf_counter() - walk))
             peak["files"] = max(peak["files"], files)
             peak["store"] = max(peak["store"], total)
             peak["intermediate"] = max(peak["intermediate"], total - depth)
-            peak["rss"] = max(peak["rss"], rss_mib(child.pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    _, status, usage = os.wait4(child.pid, 0)
+    log = child.stderr.read().decode()
+    status = child.wait()
     done.set()
     sampler.join()
     seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"rdengine process failed: {child.stderr.read().decode()[-800:]}")
+    if status != 0:
+        raise RuntimeError(f"rdengine process failed: {log[-800:]}")
     total, depth, files, shards = disk_use(store)
     info = json.loads((store / "zarr.json").read_text())["attributes"]["info"]
-    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024, "peak_store": max(peak["store"], total),
+    return {"seconds": seconds, "peak_rss_mib": int(maxrss.read_text()) / 1024, "peak_store": max(peak["store"], total),
             "peak_intermediate": max(peak["intermediate"], total - depth), "final_store": total,
             "final_intermediate": total - depth, "files": files, "shard_files": shards,
             "peak_files": max(peak["files"], files), "scratch": info["plan"]["scratch"],
-            "frame_unit": info["frame_unit"], "snippet_unit": info["plan"]["snippet_unit"]}
+            "frame_unit": info["frame_unit"], "snippet_unit": info["plan"]["snippet_unit"],
+            "stage_seconds": stage_seconds(log)}
+
+
+def stage_seconds(log: str) -> dict[str, float]:
+    """Seconds of each stage, from the ``stage_end`` events of a run's JSON progress."""
+    seconds = {}
+    for line in log.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == "stage_end":
+            seconds[event["stage"]] = seconds.get(event["stage"], 0.0) + float(event["seconds"])
+    return seconds
 
 
 def run(frames: list[int], width: int, height: int, preset: str = "fast", extra: list[str] | None = None,
@@ -137,16 +161,19 @@ def format_row(row: dict) -> str:
             f"{row['final_store_per_frame'] / 1e6:6.3f} MB/frame, {row['files']} files (peak {row['peak_files']})\n"
             f"       2-hour 24 fps film at {row['width']}x{row['height']}: intermediates peak "
             f"{film['intermediate_peak_gb']:.1f} GB, final {film['intermediate_final_gb']:.2f} GB, store "
-            f"{film['store_final_gb']:.1f} GB, ~{film['files']} files, {film['hours_at_this_rate']:.1f} h at this rate")
+            f"{film['store_final_gb']:.1f} GB, ~{film['files']} files, {film['hours_at_this_rate']:.1f} h at this rate\n"
+            "       ms/frame by stage: " + ", ".join(f"{stage} {seconds / row['frames'] * 1000:.1f}"
+                                                   for stage, seconds in row["stage_seconds"].items()))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="rdengine bench film", description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, nargs="+", default=[2000, 10000, 50000])
+    parser.add_argument("--frames", type=int, nargs="+", default=[2000, 10000, 50000],
+                        help="clip lengths, one run each")
     parser.add_argument("--size", default="64x48", help="synthetic clip WxH (processed at its own size)")
-    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--preset", default="fast", help="rdengine process preset; other options pass through")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between store samples")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args, extra = parser.parse_known_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     rows = run(args.frames, width, height, args.preset, extra, args.interval)

@@ -63,8 +63,8 @@ def ingest_seconds(clip: Path, folder: Path, model: Model, detect: bool) -> floa
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="rdengine bench shots", description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="768x432", help="synthetic clip WxH, processed at its own size")
-    parser.add_argument("--frames", type=int, default=240)
-    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--frames", type=int, default=240, help="clip length")
+    parser.add_argument("--pairs", type=int, default=5, help="runs of each, alternating")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     print(f"detector: {detector_ms(width, height):.3f} ms/frame at {width}x{height}")

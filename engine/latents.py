@@ -97,7 +97,6 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return resize(torch.cat(strips, dim=2), size)[0]
 
 
-
 @torch.no_grad()
 def encode(vae, images: torch.Tensor) -> torch.Tensor:
     """VAE encoder -> quant_conv -> posterior mean (first 4 of 8 channels) -> x 0.18215."""

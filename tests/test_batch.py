@@ -327,6 +327,8 @@ def test_scheduler_address_errors_are_one_line(tmp_path, tiny_checkpoint):
     assert bad_scheme.stderr.strip().splitlines()[-1].startswith("error: --scheduler 'foo://host:1'")
     nobody = f"tcp://127.0.0.1:{free_port()}"
     unreachable = run_rdengine("batch", clip, "-o", tmp_path / "o", "--scheduler", nobody,
-                               *engine_args(tiny_checkpoint), timeout=120)
+                               *engine_args(tiny_checkpoint), timeout=120,
+                               env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"})
     assert unreachable.returncode == 2 and "Traceback" not in unreachable.stderr, unreachable.stderr
-    assert unreachable.stderr.strip().splitlines()[-1].startswith(f"error: cannot reach the Dask scheduler at {nobody}")
+    assert unreachable.stderr.strip().splitlines()[-1].startswith(
+        f"error: cannot reach the Dask scheduler at {nobody} within 2 s")

@@ -90,3 +90,18 @@ def test_bench_cli_routes_video_and_subcommands(tmp_path):
     assert runner.invoke(cli, ["bench", "scaling", "extra"]).exit_code == 2
     pytest.importorskip("rdengine.benchmarks.coalign")
     assert runner.invoke(cli, ["bench", "coalign", "--help"]).exit_code == 0
+
+
+def test_film_bench_reads_stage_times_and_counts_store_files(tmp_path):
+    from rdengine.benchmarks import film
+
+    log = "\n".join(['not json', '{"event": "stage_end", "stage": "ingest", "seconds": 1.5}',
+                     '{"event": "unit", "stage": "ingest"}', '{"event": "stage_end", "stage": "snippets", "seconds": 4}',
+                     '{"event": "stage_end", "stage": "ingest", "seconds": 0.5}'])
+    assert film.stage_seconds(log) == {"ingest": 2.0, "snippets": 4.0}
+    store = tmp_path / "run.zarr"
+    for rel, size in (("zarr.json", 10), ("depth/c/0/0/0", 8192), ("snippets/g0/c/0", 4096), ("_units/x/zarr.json", 5)):
+        (store / rel).parent.mkdir(parents=True, exist_ok=True)
+        (store / rel).write_bytes(b"x" * size)
+    total, depth, files, shards = film.disk_use(store)
+    assert (files, shards) == (4, 2) and depth >= 8192 and total >= depth + 4096

@@ -87,11 +87,17 @@ def cluster_resources(client, wait: float = 60) -> dict | None:
     return None
 
 
-def connect(address: str, timeout: float = 20):
-    """A client of the running scheduler at ``address``; unreachable: one clear error."""
+def connect(address: str):
+    """A client of the running scheduler at ``address``; unreachable: one clear error.
+
+    It waits Dask's connect timeout (``distributed.comm.timeouts.connect``, 30 s unless set,
+    e.g. by ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s``)."""
+    import dask.config
+    from dask.utils import parse_timedelta
     from distributed import Client
 
     check_scheduler_address(address)
+    timeout = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="s")
     try:
         return Client(address, timeout=f"{timeout:.0f}s")
     except (OSError, TimeoutError) as exc:

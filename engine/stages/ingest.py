@@ -1,16 +1,16 @@
 """Ingest stage: stream frames one at a time, resize, VAE-encode, commit RGB latents.
 
 Writes ``rgb_latents [T, 4, h, w]`` in units of ``unit`` frames (one shard each); frames are
-prepared one by one (so memory follows the processing size, not the source's) and encoded
-``ENCODE_BATCH`` at a time by the executor (here, or on a cluster's workers while this
-process decodes ahead; the latents are written here, in order). Once the whole input is in,
+prepared one by one as they are read (so memory follows the processing size, not the
+source's) and encoded ``ENCODE_BATCH`` at a time by the executor (here, or on a cluster's
+workers while this process decodes ahead; the latents are written here, in order). Once the whole input is in,
 store info gets ``num_frames`` and the frame ``Geometry`` (one attribute write, after every
 unit is recorded), and the ``frame`` and ``time`` coordinates are written.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -66,15 +66,18 @@ def prepare_frame(frame: np.ndarray, source_size: tuple[int, int], size: tuple[i
     return x
 
 
-def unit_batches(frames: Iterable[np.ndarray], unit: int) -> Iterator[tuple[int, list[np.ndarray], bool]]:
-    """``(first index, frames, ends_unit)``: at most ``ENCODE_BATCH`` frames, never across a unit
-    boundary; ``ends_unit`` is true for a unit's last batch (the input's last one included)."""
-    batch: list[np.ndarray] = []
+def unit_batches(frames: Iterable[np.ndarray], unit: int,
+                 prepare: Callable[[int, np.ndarray], Any]) -> Iterator[tuple[int, list, bool]]:
+    """``(first index, prepared frames, ends_unit)``: at most ``ENCODE_BATCH`` frames, never across
+    a unit boundary; ``ends_unit`` is true for a unit's last batch (the input's last one included).
+    Each frame goes through ``prepare(index, frame)`` as it is read, so at most one source frame
+    (the one read ahead) is held whatever the batch size."""
+    batch: list = []
     first = 0
     iterator = iter(frames)
     upcoming = next(iterator, None)
     while upcoming is not None:
-        batch.append(upcoming)
+        batch.append(prepare(first + len(batch), upcoming))
         upcoming = next(iterator, None)
         index = first + len(batch)
         if upcoming is None or index % unit == 0 or len(batch) == ENCODE_BATCH:
@@ -110,11 +113,17 @@ def ingest(store: RunStore, executor: Executor, frames: Iterable[np.ndarray], ex
     pending: dict[int, np.ndarray] = {}  # unit first frame -> latents buffer being filled
     state = {"frames": 0, "array": None}
 
-    def load(item):
-        first, batch, _ = item
-        if store.is_done(STAGE, layout.chunk_unit(first - first % unit)):
+    done = set(store.done_units(STAGE))
+
+    def prepare(index: int, frame: np.ndarray) -> torch.Tensor | None:
+        """The frame at processing size; ``None`` in a unit already recorded (decoded past)."""
+        if layout.chunk_unit(index - index % unit) in done:
             return None
-        return torch.stack([prepare_frame(frame, source_size, geometry.frame) for frame in batch]).numpy()
+        return prepare_frame(frame, source_size, geometry.frame)
+
+    def load(item):
+        _, batch, _ = item
+        return None if batch[0] is None else torch.stack(batch).numpy()
 
     def compute(item, images):
         return None if images is None else executor.submit(encode_images, images, geometry)
@@ -140,7 +149,7 @@ def ingest(store: RunStore, executor: Executor, frames: Iterable[np.ndarray], ex
             store.mark_done(STAGE, layout.chunk_unit(start), {"frames": stop - start})
         timer.advance(len(batch))
 
-    run_overlapped(unit_batches(frames, unit), load, compute, write, depth=2 * executor.workers)
+    run_overlapped(unit_batches(frames, unit, prepare), load, compute, write, depth=2 * executor.workers)
     num_frames = state["frames"]
     timer.set_total(num_frames)
     if num_frames == 0:
