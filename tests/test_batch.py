@@ -21,7 +21,7 @@ from rdengine.engine.errors import EngineError
 from rdengine.engine.testing.synthetic_clip import write_clip
 from rdengine.storage.run_store import RunSummary, read_summary
 
-from .conftest import run_rdengine
+from .conftest import default_sigint, run_rdengine
 
 EMPTY = RunSummary({}, {}, False)
 GOOD = {"a/clip.mp4": 0, "b/clip.mp4": 1, "c/other.mp4": 2}  # two share a file name in different folders
@@ -301,7 +301,8 @@ def test_ctrl_c_ends_a_batch_with_one_line_and_it_resumes(archive, tiny_checkpoi
     out = tmp_path / "out"
     args = [sys.executable, "-m", "rdengine.cli", "batch", str(archive / "a"), str(archive / "c"), "-o", str(out),
             "--workers", "2", *engine_args(tiny_checkpoint)]
-    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     seen = []
     for line in proc.stderr:
         seen.append(line)

@@ -15,7 +15,7 @@ import pytest
 
 from rdengine.cli import cli as rdengine_cli
 from rdengine.cli import join_list_options
-from tests.conftest import run_rdengine
+from tests.conftest import default_sigint, run_rdengine
 
 FAST = ("--res", "64", "--dtype", "fp32", "--device", "cpu", "--save", "npy", "--dilations", "1", "4",
         "--shots", "none")
@@ -112,7 +112,7 @@ def test_an_interrupt_says_how_to_resume_and_the_rerun_finishes(tmp_path, clip, 
     args = ["process", str(clip), "-o", str(out), "--checkpoint", str(tiny_checkpoint), *FAST, "--batch-size", "2",
             "--unit-frames", "8"]
     stopped = subprocess.run([sys.executable, "-c", INTERRUPTER, which, *args], capture_output=True, text=True,
-                             timeout=600)
+                             timeout=600, preexec_fn=default_sigint)
     assert stopped.returncode == 130 and "Traceback" not in stopped.stderr, stopped.stderr
     assert stopped.stderr.rstrip().splitlines()[-1] == "interrupted: rerun the same command to resume"
     assert not (out / "run.zarr.lock").exists()
