@@ -29,21 +29,10 @@ import numpy as np
 from ..engine.testing.random_checkpoint import write_random_checkpoint
 from ..engine.testing.synthetic_clip import write_clip
 from ..storage.run_store import RunStore
+from .film import stage_seconds
 
 ENGINE = ("--device", "cpu", "--dtype", "fp32", "--threads", "1", "--save", "npy", "--shots", "none",
           "--log-format", "json", "--scratch", "latent", "--keep-intermediates")  # kept: to measure unit writes
-
-
-def snippet_seconds(stderr: str) -> float:
-    """The snippet stage's seconds from a run's JSON progress events."""
-    for line in stderr.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if event.get("event") == "stage_end" and event.get("stage") == "snippets":
-            return float(event["seconds"])
-    raise RuntimeError(f"no snippet stage in the run's output: {stderr[-800:]}")
 
 
 def one_run(clip: Path, out: Path, checkpoint: Path, workers: int, args: list[str]) -> float:
@@ -52,7 +41,10 @@ def one_run(clip: Path, out: Path, checkpoint: Path, workers: int, args: list[st
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"rdengine process failed: {proc.stderr[-800:]}")
-    return snippet_seconds(proc.stderr)
+    seconds = stage_seconds(proc.stderr).get("snippets")
+    if seconds is None:
+        raise RuntimeError(f"no snippet stage in the run's output: {proc.stderr[-800:]}")
+    return seconds
 
 
 def unit_traffic(store_path: Path) -> dict:

@@ -1,9 +1,9 @@
 """Film-scale benchmark: time per frame, peak memory, and the run store's disk use and files.
 
 Each run is ``rdengine process`` in a fresh child process on a synthetic clip written
-frame by frame (never held in memory), with the tiny random checkpoint. While it runs, a
-sampler reads the child's resident memory and walks the run store every ``interval``
-seconds (less often when a walk takes long, so that sampling costs under 5% of a core); the
+frame by frame (never held in memory), with the tiny random checkpoint. Peak memory is the
+run's own ``ru_maxrss`` (see ``LAUNCHER``). While it runs, a sampler walks the run store
+every ``interval`` seconds (less often when a walk takes long, so that sampling costs under 5% of a core); the
 store's bytes are counted as allocated on disk (``du``), and "intermediate" bytes are
 everything in the store but the final ``depth`` array. Stage times come from the run's JSON
 progress events.

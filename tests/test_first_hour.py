@@ -13,8 +13,7 @@ import click
 import numpy as np
 import pytest
 
-from rdengine.cli import cli as rdengine_cli
-from rdengine.cli import join_list_options
+from rdengine.cli import cli as rdengine_cli, join_list_options
 from tests.conftest import default_sigint, run_rdengine
 
 FAST = ("--res", "64", "--dtype", "fp32", "--device", "cpu", "--save", "npy", "--dilations", "1", "4",

@@ -1,11 +1,12 @@
 """Ingest stage: stream frames one at a time, resize, VAE-encode, commit RGB latents.
 
 Writes ``rgb_latents [T, 4, h, w]`` in units of ``unit`` frames (one shard each); frames are
-prepared one by one as they are read (so memory follows the processing size, not the
-source's) and encoded ``ENCODE_BATCH`` at a time by the executor (here, or on a cluster's
-workers while this process decodes ahead; the latents are written here, in order). Once the whole input is in,
-store info gets ``num_frames`` and the frame ``Geometry`` (one attribute write, after every
-unit is recorded), and the ``frame`` and ``time`` coordinates are written.
+resized one by one as they are read, so batches hold processing-size frames only (source
+frames are held while decoded and resized, never a batch of them), and encoded
+``ENCODE_BATCH`` at a time by the executor (here, or on a cluster's workers while this
+process decodes ahead; the latents are written here, in order). Once the whole input is
+in, store info gets ``num_frames`` and the frame ``Geometry`` (one attribute write, after
+every unit is recorded), and the ``frame`` and ``time`` coordinates are written.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ def unit_batches(frames: Iterable[np.ndarray], unit: int,
                  prepare: Callable[[int, np.ndarray], Any]) -> Iterator[tuple[int, list, bool]]:
     """``(first index, prepared frames, ends_unit)``: at most ``ENCODE_BATCH`` frames, never across
     a unit boundary; ``ends_unit`` is true for a unit's last batch (the input's last one included).
-    Each frame goes through ``prepare(index, frame)`` as it is read, so at most one source frame
-    (the one read ahead) is held whatever the batch size."""
+    Each frame goes through ``prepare(index, frame)`` as it is read, so the batches never hold
+    source frames, whatever their size."""
     batch: list = []
     first = 0
     iterator = iter(frames)

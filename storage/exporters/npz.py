@@ -3,8 +3,9 @@
 Members (``np.load(path)[key]``): ``depth`` ``float32 [T, H, W]``; ``frames`` ``int64 [T]``
 (frame numbers); ``fps`` (0-d float64, NaN if unknown); ``kind`` (0-d string: ``inverse``
 or ``depth``, the ``--output`` choice); the ``DepthMeaning`` fields ``quantity``, ``near``
-(0-d strings), ``affine_invariant``, ``metric`` (0-d bool), ``range``, ``inverse_range`` (``float64 [2]``), ``normalized_to`` (``float64 [2]``, NaN
-pair if none), ``shift`` (0-d float64, NaN for inverse depth), ``to_inverse_depth``,
+(0-d strings), ``affine_invariant``, ``metric`` (0-d bool), ``range``, ``inverse_range``
+(``float64 [2]``), ``normalized_to`` (``float64 [2]``, NaN pair if none), ``shift`` (0-d
+float64, NaN for inverse depth), ``to_inverse_depth``,
 ``notes`` and ``meaning`` (the whole meaning as JSON); all load without pickle.
 
 Memory stays at one chunk: ``depth.npy`` is written into the zip through a deflate
