@@ -10,6 +10,12 @@ progress events.
 
     rdengine bench film --frames 2000 10000 50000 --size 64x48          # flat cost per frame
     rdengine bench film --frames 300 --size 768x432 --scratch latent     # bytes per frame at 768 px
+    rdengine bench film --frames 24 --size 1280x720 7680x4320 --res 64  # memory against the source size
+
+Each row also gives the peak RSS of a process that only decodes the clip as a run does
+(``VideoSource.views``, nothing converted): the part of a run's memory that is the codec's.
+``--x264-params`` sets how the clip is encoded (default: x264's own, B-frames and 3
+reference frames; ``bframes=0:ref=1`` a low-delay stream, ``keyint=1`` all intra).
 
 Every row is projected to a 2-hour 24 fps film (172,800 frames) at its own frame size:
 bytes scale with frames; of the files, the shards (``c/...``) scale with frames and the
@@ -45,6 +51,19 @@ with open(sys.argv[1], "w") as f:
     f.write(str(usage.ru_maxrss))
 sys.exit(os.waitstatus_to_exitcode(status))
 """
+# Decodes the clip (argv[1]) as a run does, converting nothing: the codec's share of a run's memory.
+DECODE_ONLY = """import sys
+from rdengine.storage.inputs import open_input
+for view in open_input(sys.argv[1]).views():
+    del view
+"""
+
+
+def peak_rss_mib(cmd: list[str], maxrss: Path) -> float:
+    """Peak RSS (MiB) of ``cmd`` run to its end from ``LAUNCHER``."""
+    subprocess.run([sys.executable, "-I", "-S", "-c", LAUNCHER, str(maxrss), *cmd], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return int(maxrss.read_text()) / 1024
 
 
 def disk_use(folder: Path) -> tuple[int, int, int, int]:
@@ -119,17 +138,21 @@ def stage_seconds(log: str) -> dict[str, float]:
     return seconds
 
 
-def run(frames: list[int], width: int, height: int, preset: str = "fast", extra: list[str] | None = None,
-        interval: float = 1.0, workdir: Path | None = None) -> list[dict]:
-    """One measured run per frame count; prints and returns the rows."""
+def run(frames: list[int], sizes: list[tuple[int, int]], preset: str = "fast", extra: list[str] | None = None,
+        interval: float = 1.0, workdir: Path | None = None, x264_params: str = "") -> list[dict]:
+    """One measured run per frame size and count (``sizes``: ``(width, height)``); prints and returns the rows."""
     rows = []
     with tempfile.TemporaryDirectory(dir=workdir, prefix="rdengine-film-") as tmp:
         tmp = Path(tmp)
         checkpoint = write_random_checkpoint(tmp / "tiny", size="tiny")
-        for count in frames:
-            clip = write_clip(tmp / f"clip{count}.mp4", frames=count, width=width, height=height, fps=24)
-            row = measure(clip, tmp / f"out{count}", checkpoint,
+        for (width, height), count in ((size, count) for size in sizes for count in frames):
+            name = f"{width}x{height}_{count}"
+            clip = write_clip(tmp / f"clip{name}.mp4", frames=count, width=width, height=height, fps=24,
+                              options={"x264-params": x264_params} if x264_params else None)
+            decoding = peak_rss_mib([sys.executable, "-c", DECODE_ONLY, str(clip)], tmp / "decode.maxrss")
+            row = measure(clip, tmp / f"out{name}", checkpoint,
                           ["--preset", preset, "--res", str(max(width, height)), *(extra or [])], interval)
+            row["decode_rss_mib"] = decoding
             clip.unlink()
             per = {k: row[k] / count for k in ("peak_store", "peak_intermediate", "final_store",
                                                "final_intermediate")}
@@ -146,16 +169,19 @@ def run(frames: list[int], width: int, height: int, preset: str = "fast", extra:
             print(format_row(row), flush=True)
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
-        print(f"{last['frames']} vs {first['frames']} frames: time per frame "
+        print(f"{last['frames']} frames {last['width']}x{last['height']} vs {first['frames']} frames "
+              f"{first['width']}x{first['height']}: time per frame "
               f"{last['seconds_per_frame'] / first['seconds_per_frame']:.3f}x, peak RSS "
-              f"{last['peak_rss_mib'] / first['peak_rss_mib']:.3f}x (flat means <= 1.15x)")
+              f"{last['peak_rss_mib'] / first['peak_rss_mib']:.3f}x ({last['peak_rss_mib'] - first['peak_rss_mib']:+.0f} "
+              f"MiB, of which decoding alone {last['decode_rss_mib'] - first['decode_rss_mib']:+.0f} MiB)")
     return rows
 
 
 def format_row(row: dict) -> str:
     film = row["film"]
     return (f"{row['frames']:6d} frames {row['width']}x{row['height']} ({row['scratch']} scratch): "
-            f"{row['seconds_per_frame'] * 1000:7.1f} ms/frame, peak RSS {row['peak_rss_mib']:6.0f} MiB, "
+            f"{row['seconds_per_frame'] * 1000:7.1f} ms/frame, peak RSS {row['peak_rss_mib']:6.0f} MiB "
+            f"(decoding alone {row['decode_rss_mib']:.0f}), "
             f"intermediates peak {row['peak_intermediate_per_frame'] / 1e6:6.3f} MB/frame, "
             f"final {row['final_intermediate_per_frame'] / 1e6:6.4f} MB/frame, store final "
             f"{row['final_store_per_frame'] / 1e6:6.3f} MB/frame, {row['files']} files (peak {row['peak_files']})\n"
@@ -170,13 +196,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="rdengine bench film", description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, nargs="+", default=[2000, 10000, 50000],
                         help="clip lengths, one run each")
-    parser.add_argument("--size", default="64x48", help="synthetic clip WxH (processed at its own size)")
+    parser.add_argument("--size", nargs="+", default=["64x48"],
+                        help="synthetic clip WxH, one or more (processed at its own size unless --res is given)")
+    parser.add_argument("--x264-params", default="", help="how the clip is encoded, e.g. bframes=0:ref=1")
     parser.add_argument("--preset", default="fast", help="rdengine process preset; other options pass through")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between store samples")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args, extra = parser.parse_known_args(argv)
-    width, height = (int(v) for v in args.size.lower().split("x"))
-    rows = run(args.frames, width, height, args.preset, extra, args.interval)
+    sizes = [tuple(int(v) for v in size.lower().split("x")) for size in args.size]
+    rows = run(args.frames, sizes, args.preset, extra, args.interval, x264_params=args.x264_params)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

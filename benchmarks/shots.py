@@ -50,7 +50,7 @@ def ingest_seconds(clip: Path, folder: Path, model: Model, detect: bool) -> floa
     size = (source.info.height, source.info.width)
     geometry = frame_geometry(size, max(size), "pad", progress)
     store = RunStore.create_or_resume(folder / "run.zarr", {"bench": "shots"}, overwrite=True)
-    frames = source.frames()
+    frames = source.views()
     if detect:
         frames = detected(frames, CutDetector(fps=source.info.fps))
     executor = LocalExecutor(model)

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..storage.inputs.source import FULL_SCALE, FrameView, to_uint8
+
 LATENT_SCALE = 0.18215
 VAE_FACTOR = 8
 GEOMETRIES = ("pad", "authors")
@@ -80,21 +82,37 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
-STRIP_VALUES = 1 << 22  # float32 values of one strip of a large frame during its resize
+STRIP_VALUES = 1 << 20  # float32 values (4 MiB) of one strip of a large frame during its resize
 
 
-def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+def resize_frame(frame: FrameView, size: tuple[int, int]) -> torch.Tensor:
     """One ``[H0, W0, C]`` frame (any dtype, values kept) -> float32 ``[C, *size]``, like
-    ``resize``. A large frame is resized in strips of rows, columns first: the same bytes as
-    one ``resize`` of the whole frame (its antialiased bilinear filter is separable and runs
-    along the columns first), with memory bounded by ``STRIP_VALUES`` whatever the source size."""
+    ``resize``. A large frame is read and resized in strips of rows, columns first: the same
+    bytes as one ``resize`` of the whole frame (its antialiased bilinear filter is separable
+    and runs along the columns first), with memory bounded by ``STRIP_VALUES`` whatever the
+    source size (the whole frame is never read at once)."""
     h0, w0, c = frame.shape
-    rows = max(1, STRIP_VALUES // (w0 * c))
+    rows = max(2, STRIP_VALUES // (w0 * c) // 2 * 2)  # even: whole chroma rows of a 4:2:0 video frame
     if h0 <= rows or w0 == size[1]:
-        return resize(torch.from_numpy(frame).permute(2, 0, 1)[None].float(), size)[0]
-    strips = [resize(torch.from_numpy(frame[a:a + rows]).permute(2, 0, 1)[None].float(), (min(rows, h0 - a), size[1]))
-              for a in range(0, h0, rows)]
-    return resize(torch.cat(strips, dim=2), size)[0]
+        return resize(image_tensor(frame.array()), size)[0]
+    columns = torch.empty(1, c, h0, size[1])  # allocated first: the strips' buffers are freed around it, not under it
+    for a in range(0, h0, rows):
+        columns[:, :, a:a + rows] = resize(image_tensor(frame.rows(a, min(a + rows, h0))), (min(rows, h0 - a), size[1]))
+    return resize(columns, size)[0]
+
+
+def display_frame(frame: FrameView, size: tuple[int, int]) -> np.ndarray:
+    """``uint8 [*size, 3]`` of a frame for showing it (contact sheets, side-by-side videos,
+    point colours): ``resize_frame`` rounded to 0-255, so read in bands like it."""
+    if tuple(frame.shape[:2]) == tuple(size):
+        return to_uint8(frame.array())
+    rgb = resize_frame(frame, size).permute(1, 2, 0).numpy()
+    return to_uint8(rgb / FULL_SCALE.get(frame.dtype, 1.0))
+
+
+def image_tensor(rows: np.ndarray) -> torch.Tensor:
+    """``[H, W, C]`` array -> float32 ``[1, C, H, W]``, contiguous (one copy)."""
+    return torch.from_numpy(rows).permute(2, 0, 1)[None].to(torch.float32, memory_format=torch.contiguous_format)
 
 
 @torch.no_grad()

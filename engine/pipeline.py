@@ -19,10 +19,10 @@ import numpy as np
 
 from .. import __version__
 from ..storage import layout
-from ..storage.exporters.colour_video import display_rgb
-from ..storage.inputs import FrameSource, InputWarning, open_input
+from ..storage.inputs import FrameSource, FrameView, InputWarning, open_input
 from ..storage.lock import RunLock, StoreLocked
 from ..storage.run_store import DamagedData, DamagedStore, RunStore, StoreMismatch
+from .allocator import return_free_memory
 from .config import SHOT_MODES, ExecutionOptions, RunConfig
 from .errors import EngineError
 from .execution import Executor, LocalExecutor, torch_threads
@@ -236,9 +236,10 @@ def run_stages(run: Run) -> RunResult:
     if "frame_unit" not in store.info:  # ingest's units: fixed before the first is written
         store.update_info(frame_unit=frame_unit(geometry, opts.unit_frames))
     detector = CutDetector(threshold=cfg.shot_threshold, fps=info.fps) if cfg.shots == "auto" else None
-    frames = run.source.frames(cfg.start, cfg.frames)
+    frames = run.source.views(cfg.start, cfg.frames)
     num_frames = ingest(store, executor, detected(frames, detector) if detector else frames, clip_length(info, cfg),
                         (info.height, info.width), geometry, store.info["frame_unit"], progress)
+    return_free_memory()  # what decoding held (a large input's tables and buffers)
     if not num_frames:
         raise EngineError(f"no frames to process in {info.path} (start {cfg.start} is past the end?)")
     warnings = record_decoding(run, geometry.frame)
@@ -282,10 +283,11 @@ def run_stages(run: Run) -> RunResult:
     settings = ExportSettings(run.out_dir, run.name, opts.save, info.path, plan.frame_unit, info.fps, opts.colormap,
                               restore, opts.output, numbers, opts.exr_dtype, opts.exr_compression, opts.ply_every,
                               opts.ply_stride, opts.focal, opts.fov)
-    outputs = export(store, settings, lambda: run.source.frames(cfg.start, cfg.frames), progress, executor)
+    outputs = export(store, settings, lambda: run.source.views(cfg.start, cfg.frames), progress, executor)
+    return_free_memory()
     if cfg.shots != "none":
         outputs.update(export_shots(store, run.out_dir, run.name, plan.shots,
-                                    lambda: run.source.frames(cfg.start, cfg.frames), info.fps, cfg.start,
+                                    lambda: run.source.views(cfg.start, cfg.frames), info.fps, cfg.start,
                                     {"method": cfg.shots if cfg.shots in SHOT_MODES else "file",
                                      "threshold": cfg.shot_threshold}, opts.colormap, progress))
     store.compact(layout.EXPORT)
@@ -296,11 +298,14 @@ def run_stages(run: Run) -> RunResult:
                      stages=[stage.record() for stage in progress.stages], warnings=warnings)
 
 
-def detected(frames: Iterator[np.ndarray], detector: CutDetector) -> Iterator[np.ndarray]:
+def detected(frames: Iterator[FrameView], detector: CutDetector) -> Iterator[FrameView]:
     """``frames``, each shown to the cut detector on its way to ingest (no second decode)."""
-    for index, frame in enumerate(frames):
-        detector.feed(index, display_rgb(frame, frame.shape[:2]))
+    index = 0
+    for frame in frames:
+        detector.feed(index, frame)
         yield frame
+        del frame  # not held while the next frame decodes
+        index += 1
 
 
 def find_cuts(cfg: RunConfig, detector: CutDetector | None, fps: float, num_frames: int) -> list[int]:

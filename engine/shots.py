@@ -17,6 +17,7 @@ import csv
 import inspect
 import json
 import math
+import mmap
 import os
 import re
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..storage.inputs.source import ArrayView, FrameView, to_uint8
 from .snippets import SnippetGroup, plan_snippets, refinement_dilations
 
 # --------------------------------------------------------------------------------------------
@@ -117,6 +119,32 @@ ADAPTIVE_MIN_CONTENT = 15.0
 ADAPTIVE_WINDOW = 2
 MIN_SHOT_SECONDS = 0.5
 DETECT_SIDE = 256  # frames are downscaled to this longer side before detection, as PySceneDetect does
+SAMPLE_BAND_VALUES = 1 << 22  # values read at once from a FrameView (see CutDetector._sampled)
+
+
+def untouched_canvas(shape: tuple[int, ...]) -> np.ndarray:
+    """A zero ``uint8`` array of ``shape`` whose pages become resident only where written: an
+    anonymous mapping with transparent huge pages off (a 2 MiB huge page would make every
+    written row pull in its 90-odd neighbours at 8K)."""
+    memory = mmap.mmap(-1, max(1, math.prod(shape)))
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        memory.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(memory, np.uint8).reshape(shape)
+
+
+def sampled_rows(height: int, out_height: int) -> list[tuple[int, int]]:
+    """Row ranges ``[start, stop)`` that cover every source row OpenCV's bilinear resize from
+    ``height`` to ``out_height`` rows reads (rows ``floor((y + 0.5) * height / out_height - 0.5)``
+    and the next, for each output row ``y``; one row of margin either side)."""
+    ranges: list[tuple[int, int]] = []
+    for y in range(out_height):
+        row = math.floor((y + 0.5) * height / out_height - 0.5)
+        start, stop = max(0, row - 1), min(height, row + 3)
+        if ranges and start <= ranges[-1][1]:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], stop))
+        else:
+            ranges.append((start, stop))
+    return ranges
 
 
 def default_min_shot(fps: float | None) -> int:
@@ -129,11 +157,14 @@ class CutDetector:
     ``AdaptiveDetector`` does the scoring.
 
     ``feed(i, rgb)`` once per frame, indices consecutive; ``cuts()`` after the last frame.
-    Frames are RGB ``uint8 [H, W, 3]`` of any size (gray and RGBA are accepted). Frames whose
-    longer side exceeds ``max_side`` px are first downscaled to it with bilinear interpolation,
-    exactly as PySceneDetect's own ``SceneManager`` does by default (so its default thresholds
-    apply as tuned), every frame to the size of the first one's; then converted to the BGR order
-    PySceneDetect expects.
+    Frames are RGB ``uint8 [H, W, 3]`` arrays of any size (gray and RGBA are accepted), or
+    ``FrameView``s of any dtype (rounded to uint8). Frames whose longer side exceeds
+    ``max_side`` px are first downscaled to it with OpenCV's bilinear interpolation, exactly as
+    PySceneDetect's own ``SceneManager`` does by default (so its default thresholds apply as
+    tuned), every frame to the size of the first one's; then converted to the BGR order
+    PySceneDetect expects. Of a ``FrameView`` only the rows that downscale reads are read
+    (``sampled_rows``), into a frame-sized canvas whose other rows are never touched (so never
+    resident): the same thumbnail at a fraction of the memory and conversion.
 
     ``threshold``: None for :data:`DEFAULT_THRESHOLDS` of ``method``. ``min_shot``: no cut is
     reported less than this many frames after the previous one (or the first frame); None for
@@ -171,6 +202,7 @@ class CutDetector:
         first = next(iter(inspect.signature(self._detector.process_frame).parameters))
         self._timecodes = first != "frame_num"
         self._size: tuple[int, int] | None = None  # (width, height) fed to the detector
+        self._canvas: np.ndarray | None = None  # see _sampled
         self._first: int | None = None
         self._last: int | None = None
         self._cuts: set[int] = set()
@@ -198,8 +230,32 @@ class CutDetector:
         self._cuts.update(new)
         return new
 
-    def _prepare(self, frame: np.ndarray) -> np.ndarray:
-        frame = np.asarray(frame)
+    def _sampled(self, view: FrameView) -> np.ndarray:
+        """``uint8 [H, W, 3]`` holding the rows of ``view`` the downscale reads (others left 0)."""
+        h, w = view.shape[:2]
+        size = self._size or self._detect_size(h, w)
+        if size[1] >= h:
+            return to_uint8(view.array())
+        if self._canvas is None or self._canvas.shape != (h, w, 3):
+            self._canvas = untouched_canvas((h, w, 3))
+        needed = np.zeros(h, bool)
+        for start, stop in sampled_rows(h, size[1]):
+            needed[start:stop] = True
+        band = max(1, SAMPLE_BAND_VALUES // (w * 3))
+        for first in range(0, h, band):
+            rows = first + np.flatnonzero(needed[first:first + band])
+            if rows.size:  # one read per band: a read's fixed cost exceeds converting the rows between
+                block = to_uint8(view.rows(int(rows[0]), int(rows[-1]) + 1))
+                self._canvas[rows] = block[rows - rows[0]]
+        return self._canvas
+
+    def _detect_size(self, h: int, w: int) -> tuple[int, int]:
+        """``(width, height)`` of the thumbnails: the longer side at most ``max_side``."""
+        scale = min(1.0, self.max_side / max(h, w))
+        return max(1, round(w * scale)), max(1, round(h * scale))
+
+    def _prepare(self, frame: np.ndarray | FrameView) -> np.ndarray:
+        frame = self._sampled(frame) if isinstance(frame, FrameView) else np.asarray(frame)
         if frame.dtype != np.uint8 or frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
             raise ValueError(f"cut detection needs uint8 [H, W, 3] RGB frames, got {frame.dtype} {frame.shape}")
         if frame.ndim == 2 or frame.shape[2] == 1:
@@ -207,13 +263,12 @@ class CutDetector:
         frame = frame[..., :3]
         h, w = frame.shape[:2]
         if self._size is None:
-            scale = min(1.0, self.max_side / max(h, w))
-            self._size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            self._size = self._detect_size(h, w)
         if (w, h) != self._size:
             frame = self._cv2.resize(frame, self._size, interpolation=self._cv2.INTER_LINEAR)
         return self._cv2.cvtColor(np.ascontiguousarray(frame), self._cv2.COLOR_RGB2BGR)
 
-    def feed(self, frame_index: int, frame_rgb_uint8: np.ndarray) -> list[int]:
+    def feed(self, frame_index: int, frame_rgb_uint8: np.ndarray | FrameView) -> list[int]:
         """Score one frame; returns the cuts confirmed by it (usually none; see ``lag``)."""
         if self._finished:
             raise RuntimeError("CutDetector.feed after cuts(): the detector has finished")
@@ -513,20 +568,23 @@ def read_shots_json(path: str | Path) -> tuple[list[Shot], dict]:
     return shots, doc
 
 
-def thumbnail(frame: np.ndarray, max_side: int = 160) -> np.ndarray:
-    """``frame`` (RGB ``uint8 [H, W, 3]`` or depth ``float [H, W]``) shrunk so its longer side is at
-    most ``max_side`` px (aspect kept, never enlarged; area-averaged for RGB, bilinear for depth)."""
+def thumbnail(frame: np.ndarray | FrameView, max_side: int = 160) -> np.ndarray:
+    """``frame`` shrunk so its longer side is at most ``max_side`` px (aspect kept, never enlarged).
+
+    RGB (an ``[H, W, 3]`` array or a ``FrameView``, uint8, uint16 or float in [0, 1]) ->
+    ``uint8 [h, w, 3]``, antialiased bilinear, read in bands of rows (an 8K frame is never
+    converted whole); depth ``float [H, W]`` -> float32 ``[h, w]``, bilinear."""
     from PIL import Image
 
-    frame = np.asarray(frame)
+    from .latents import display_frame
+
     h, w = frame.shape[:2]
     scale = min(1.0, max_side / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if size == (w, h):
-        return frame.copy()
-    if frame.dtype == np.uint8:
-        return np.asarray(Image.fromarray(frame).resize(size, Image.BOX))
-    return np.asarray(Image.fromarray(np.ascontiguousarray(frame, dtype=np.float32)).resize(size, Image.BILINEAR))
+    if len(frame.shape) == 2:
+        depth = np.ascontiguousarray(frame, dtype=np.float32)
+        return depth.copy() if size == (w, h) else np.asarray(Image.fromarray(depth).resize(size, Image.BILINEAR))
+    return display_frame(frame if isinstance(frame, FrameView) else ArrayView(np.asarray(frame)), size[::-1])
 
 
 SHEET_PAD = 6  # px around and between tiles

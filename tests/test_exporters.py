@@ -377,7 +377,7 @@ def test_export_stage_writes_agreeing_self_describing_outputs(tmp_path):
     numbers = range(1001, 1001 + t)
     kw = dict(output="depth", frame_numbers=tuple(numbers), ply_every=4)
     settings = ExportSettings(out, "clip", formats, str(clip), 4, 12.0, **kw)
-    outputs = export(store, settings, lambda: open_input(str(clip)).frames(), Progress("quiet"))
+    outputs = export(store, settings, lambda: open_input(str(clip)).views(), Progress("quiet"))
     meaning = describe(float(inv.min()), float(inv.max()), "depth")
     values = to_output_values(inv, meaning)
     assert np.array_equal(np.load(outputs["npy"]), values)
@@ -396,5 +396,5 @@ def test_export_stage_writes_agreeing_self_describing_outputs(tmp_path):
     assert doc["size"] == {"height": h, "width": w} and doc["outputs"]["exr"] == "exr"
     assert doc["outputs"]["gray16_scale"] == "clip_depth16.scale.json" and doc["ply"]["every"] == 4
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix != ".json"}
-    export(store, settings, lambda: open_input(str(clip)).frames(), Progress("quiet"))
+    export(store, settings, lambda: open_input(str(clip)).views(), Progress("quiet"))
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix != ".json"} == before

@@ -15,6 +15,7 @@ from diffusers import AutoencoderKL
 
 from rdengine.engine.latents import Geometry, decode_depth, encode
 from rdengine.engine.stages.ingest import prepare_frame
+from rdengine.storage.inputs import ArrayView
 
 CHANNELS = 8
 
@@ -66,7 +67,7 @@ def edge_position(profile: np.ndarray, window: slice, dark: float, bright: float
 
 
 def reconstruct(vae, frame: np.ndarray, geometry: Geometry) -> np.ndarray:
-    images = geometry.to_vae(prepare_frame(frame, frame.shape[:2], geometry.frame)[None])
+    images = geometry.to_vae(prepare_frame(ArrayView(frame), frame.shape[:2], geometry.frame)[None])
     return decode_depth(vae, encode(vae, images), geometry)[0].numpy()
 
 
@@ -113,7 +114,7 @@ def test_stretching_the_decoded_map_would_move_the_edge(vae):
 
     geometry = Geometry((85, 128), "pad")
     frame = step_frame(85, 128, row=60)
-    full = decode_depth(vae, encode(vae, geometry.to_vae(prepare_frame(frame, (85, 128), (85, 128))[None])),
+    full = decode_depth(vae, encode(vae, geometry.to_vae(prepare_frame(ArrayView(frame), (85, 128), (85, 128))[None])),
                         Geometry((88, 128), "pad"))
     stretched = resize(full[:, None], (85, 128))[0, 0].numpy()[:, 64]
     assert abs(edge_position(stretched, slice(40, 80), stretched[:32].mean(), stretched[-1]) - 60) > 1.5

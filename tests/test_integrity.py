@@ -19,6 +19,7 @@ from rdengine.engine.errors import EngineError
 from rdengine.engine.pipeline import process_video
 from rdengine.engine.stages.export import rgb_chunks
 from rdengine.engine.testing.synthetic_clip import encode_frames, synthetic_frames, write_clip
+from rdengine.storage.inputs import ArrayView
 from rdengine.storage.run_store import read_summary
 from tests.conftest import run_rdengine
 
@@ -223,12 +224,12 @@ def test_weights_replaced_in_place_are_a_different_model_and_path_spelling_is_no
 
 
 def test_an_input_that_decodes_shorter_at_export_is_an_error():
-    frames = iter(np.zeros((10, 4, 4, 3), np.uint8))
+    frames = (ArrayView(f) for f in np.zeros((10, 4, 4, 3), np.uint8))
     chunks = rgb_chunks(frames, 12, 8, (4, 4), "clip.mp4")
     assert next(chunks).shape == (8, 4, 4, 3)
     with pytest.raises(EngineError, match="now decodes to 10 frames, but the run has 12"):
         next(chunks)
-    longer = rgb_chunks(iter(np.zeros((13, 4, 4, 3), np.uint8)), 12, 8, (4, 4), "clip.mp4")
+    longer = rgb_chunks((ArrayView(f) for f in np.zeros((13, 4, 4, 3), np.uint8)), 12, 8, (4, 4), "clip.mp4")
     with pytest.raises(EngineError, match="more than the run's 12"):
         list(longer)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -19,7 +20,7 @@ from ...storage import layout
 from ...storage.array_reads import value_range
 from ...storage.exporters import OUTPUTS, output_path, scale_path
 from ...storage.exporters.base import atomic_write_text
-from ...storage.exporters.colour_video import ColourVideoExporter, display_rgb
+from ...storage.exporters.colour_video import ColourVideoExporter
 from ...storage.exporters.exr import ExrExporter
 from ...storage.exporters.gray16 import Gray16Exporter
 from ...storage.exporters.meaning import describe, describe_numbers, sidecar_json
@@ -27,10 +28,11 @@ from ...storage.exporters.npy import NpyExporter
 from ...storage.exporters.npz import NpzExporter
 from ...storage.exporters.ply import DEFAULT_EVERY, DEFAULT_FOV, DEFAULT_STRIDE, PlyExporter
 from ...storage.exporters.png16 import Png16Exporter
+from ...storage.inputs.source import FrameView
 from ...storage.run_store import RunStore
 from ..errors import EngineError
 from ..execution import Executor, UnitContext
-from ..latents import resize
+from ..latents import display_frame, resize
 from ..progress import Progress
 from ..shots import contact_sheet, thumbnail, write_shots_json
 from .chunks import time_chunks
@@ -61,12 +63,16 @@ def params_key(*values) -> str:
     return hashlib.sha256(json.dumps([str(v) for v in values]).encode()).hexdigest()[:10]
 
 
-def rgb_chunks(frames: Iterator[np.ndarray], t: int, unit: int, size: tuple[int, int],
+def rgb_chunks(frames: Iterator[FrameView], t: int, unit: int, size: tuple[int, int],
                source: str) -> Iterator[np.ndarray]:
-    """``uint8 [n, *size, 3]`` per export unit from single frames; an input that now decodes to
-    fewer or more than the run's ``t`` frames is an error, never a short or shifted output."""
+    """``uint8 [n, *size, 3]`` per export unit from single frames (``display_frame``); an input
+    that now decodes to fewer or more than the run's ``t`` frames is an error, never a short or
+    shifted output."""
     for first, stop in time_chunks(t, unit):
-        chunk = [display_rgb(frame, size) for _, frame in zip(range(stop - first), frames)]
+        chunk = []
+        for frame in islice(frames, stop - first):
+            chunk.append(display_frame(frame, size))
+            del frame  # not held while the next frame decodes
         if len(chunk) < stop - first:
             raise EngineError(f"{source} now decodes to {first + len(chunk)} frames, but the run has {t}: "
                               "the input changed or is damaged; rerun with --overwrite")
@@ -175,12 +181,11 @@ def export_chunk(ctx: UnitContext, chunk: tuple[int, int], settings: ExportSetti
         writer.release()
 
 
-def export(store: RunStore, settings: ExportSettings, rgb: Callable[[], Iterator], progress: Progress,
+def export(store: RunStore, settings: ExportSettings, rgb: Callable[[], Iterator[FrameView]], progress: Progress,
            executor: Executor | None = None) -> dict[str, Path]:
     """Write each requested format, then the ``sidecar`` saying what the values are; returns name -> path.
 
-    ``rgb()`` opens the input's frames anew (single ``uint8 [H, W, 3]`` frames of the clip) for
-    outputs that show them.
+    ``rgb()`` opens the input's frames anew (``FrameView``s of the clip) for outputs that show them.
 
     ``zarr`` is the run store itself (always relative inverse depth). ``settings.output``:
     ``"inverse"`` (the run's relative inverse depth) or ``"depth"`` (relative depth, see
@@ -255,8 +260,8 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def export_shots(store: RunStore, out_dir: Path, name: str, shots: list, rgb: Callable[[], Iterator], fps: float,
-                 start: int, source: dict, colormap: str, progress: Progress) -> dict[str, Path]:
+def export_shots(store: RunStore, out_dir: Path, name: str, shots: list, rgb: Callable[[], Iterator[FrameView]],
+                 fps: float, start: int, source: dict, colormap: str, progress: Progress) -> dict[str, Path]:
     """``shots.json`` (start, end, frames, seconds of every shot) and a contact sheet: the RGB and
     depth thumbnails of each shot's middle frame (one more pass over the input's frames).
     Redone only when the shots, the colormap or the run (its manifest) changed."""
@@ -270,12 +275,14 @@ def export_shots(store: RunStore, out_dir: Path, name: str, shots: list, rgb: Ca
     write_shots_json(paths["shots"], shots, fps, source, start)
     middles = {s.middle: k for k, s in enumerate(shots)}
     thumbnails: list = [None] * len(shots)
-    for index, frame in enumerate(rgb()):
+    index = 0
+    for frame in rgb():  # views: frames other than the middles are decoded, never converted
         if index in middles:
-            thumbnails[middles[index]] = (thumbnail(display_rgb(frame, frame.shape[:2])),
-                                          np.asarray(depth[index]))
+            thumbnails[middles[index]] = (thumbnail(frame), np.asarray(depth[index]))
+        del frame
         if index >= max(middles):
             break
+        index += 1
     contact_sheet(paths["contact"], thumbnails, shots, colormap)
     store.mark_done(STAGE, unit)
     return paths

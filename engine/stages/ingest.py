@@ -1,10 +1,11 @@
 """Ingest stage: stream frames one at a time, resize, VAE-encode, commit RGB latents.
 
-Writes ``rgb_latents [T, 4, h, w]`` in units of ``unit`` frames (one shard each); frames are
-resized one by one as they are read, so batches hold processing-size frames only (source
-frames are held while decoded and resized, never a batch of them), and encoded
-``ENCODE_BATCH`` at a time by the executor (here, or on a cluster's workers while this
-process decodes ahead; the latents are written here, in order). Once the whole input is
+Writes ``rgb_latents [T, 4, h, w]`` in units of ``unit`` frames (one shard each). Frames are
+resized one by one as they are read, each read in bands of rows (a ``FrameView``: a video
+frame is converted to RGB band by band where swscale allows), so one source frame is held at
+a time and batches hold processing-size frames only. Batches are encoded ``ENCODE_BATCH`` at
+a time by the executor (here, or on a cluster's workers while this process decodes ahead;
+the latents are written here, in order). Once the whole input is
 in, store info gets ``num_frames`` and the frame ``Geometry`` (one attribute write, after
 every unit is recorded), and the ``frame`` and ``time`` coordinates are written.
 """
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ...storage import layout
+from ...storage.inputs.source import FULL_SCALE, FrameView
 from ...storage.run_store import RunStore
 from ..execution import Executor, UnitContext
 from ..latents import Geometry, encode, processing_size, resize_frame
@@ -45,8 +47,6 @@ def stored_geometry(info: dict) -> Geometry:
     return Geometry(tuple(info["frame_size"]), info["geometry"])
 
 
-FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}  # floats are in [0, 1] already
-
 
 def fitted_size(frame_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
     """The largest size of ``frame_size``'s aspect inside ``size``."""
@@ -54,7 +54,7 @@ def fitted_size(frame_size: tuple[int, int], size: tuple[int, int]) -> tuple[int
     return min(size[0], max(1, round(h * size[1] / w))), min(size[1], max(1, round(w * size[0] / h)))
 
 
-def prepare_frame(frame: np.ndarray, source_size: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+def prepare_frame(frame: FrameView, source_size: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
     """One frame -> float32 ``[3, *size]`` in [-1, 1]: resized on its own value scale, then
     ``/ full scale * 2 - 1`` (SPEC). A frame of another size than the input's first,
     ``source_size`` (a resolution change mid-stream), is fitted into ``size`` with its aspect
@@ -67,18 +67,20 @@ def prepare_frame(frame: np.ndarray, source_size: tuple[int, int], size: tuple[i
     return x
 
 
-def unit_batches(frames: Iterable[np.ndarray], unit: int,
-                 prepare: Callable[[int, np.ndarray], Any]) -> Iterator[tuple[int, list, bool]]:
+def unit_batches(frames: Iterable[FrameView], unit: int,
+                 prepare: Callable[[int, FrameView], Any]) -> Iterator[tuple[int, list, bool]]:
     """``(first index, prepared frames, ends_unit)``: at most ``ENCODE_BATCH`` frames, never across
     a unit boundary; ``ends_unit`` is true for a unit's last batch (the input's last one included).
-    Each frame goes through ``prepare(index, frame)`` as it is read, so the batches never hold
-    source frames, whatever their size."""
+    Each frame goes through ``prepare(index, frame)`` as it is read and is dropped before the
+    next is read, so one source frame is held at a time and the batches hold none."""
     batch: list = []
     first = 0
     iterator = iter(frames)
     upcoming = next(iterator, None)
     while upcoming is not None:
-        batch.append(prepare(first + len(batch), upcoming))
+        prepared = prepare(first + len(batch), upcoming)
+        upcoming = None  # dropped before the next frame decodes
+        batch.append(prepared)
         upcoming = next(iterator, None)
         index = first + len(batch)
         if upcoming is None or index % unit == 0 or len(batch) == ENCODE_BATCH:
@@ -94,7 +96,7 @@ def encode_images(ctx: UnitContext, images: np.ndarray, geometry: Geometry) -> n
     return latents.to(model.storage_torch_dtype).cpu().numpy()
 
 
-def ingest(store: RunStore, executor: Executor, frames: Iterable[np.ndarray], expected: int,
+def ingest(store: RunStore, executor: Executor, frames: Iterable[FrameView], expected: int,
            source_size: tuple[int, int], geometry: Geometry, unit: int, progress: Progress) -> int:
     """Encode every frame of ``frames`` (the clip, in order) into ``rgb_latents``; returns the frame count.
 
@@ -116,7 +118,7 @@ def ingest(store: RunStore, executor: Executor, frames: Iterable[np.ndarray], ex
 
     done = set(store.done_units(STAGE))
 
-    def prepare(index: int, frame: np.ndarray) -> torch.Tensor | None:
+    def prepare(index: int, frame: FrameView) -> torch.Tensor | None:
         """The frame at processing size; ``None`` in a unit already recorded (decoded past)."""
         if layout.chunk_unit(index - index % unit) in done:
             return None

@@ -51,12 +51,14 @@ def synthetic_edit(shot_lengths: Sequence[int], width: int, height: int, seed: i
 
 
 def encode_frames(path: str | Path, frames: Iterable[np.ndarray], fps: int = 12, codec: str = "libx264",
-                  pix_fmt: str = "yuv420p") -> Path:
-    """Encode ``uint8 [H, W, 3]`` RGB frames to ``path`` (H.264 mp4 by default); returns the path."""
+                  pix_fmt: str = "yuv420p", options: dict[str, str] | None = None) -> Path:
+    """Encode ``uint8 [H, W, 3]`` RGB frames to ``path`` (H.264 mp4 by default; ``options``: the
+    encoder's, e.g. ``{"x264-params": "bframes=0"}``); returns the path."""
     path = Path(path)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.pix_fmt = pix_fmt
+        stream.options = options or {}
         for k, rgb in enumerate(frames):
             if k == 0:
                 stream.height, stream.width = rgb.shape[:2]
@@ -68,6 +70,8 @@ def encode_frames(path: str | Path, frames: Iterable[np.ndarray], fps: int = 12,
 
 
 def write_clip(path: str | Path, frames: int = 24, width: int = 64, height: int = 48, fps: int = 12,
-               seed: int = 0, codec: str = "libx264", pix_fmt: str = "yuv420p") -> Path:
-    """Encode a synthetic clip to ``path`` (H.264 mp4 by default); returns the path."""
-    return encode_frames(path, iter_synthetic_frames(frames, width, height, seed), fps, codec, pix_fmt)
+               seed: int = 0, codec: str = "libx264", pix_fmt: str = "yuv420p",
+               options: dict[str, str] | None = None) -> Path:
+    """Encode a synthetic clip to ``path`` (H.264 mp4 by default; ``options`` as in
+    ``encode_frames``); returns the path."""
+    return encode_frames(path, iter_synthetic_frames(frames, width, height, seed), fps, codec, pix_fmt, options)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image
 
 from .base import Units, WholeFileExporter
 
@@ -57,17 +56,6 @@ class ColourVideoExporter(WholeFileExporter):
             return
         self.writer.close()
         self._publish(self.tmp)
-
-
-def display_rgb(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """One ``[h, w, 3]`` frame (uint8, uint16 or float in [0, 1]) -> ``uint8 [H, W, 3]`` (bilinear; display only)."""
-    if frame.dtype != np.uint8:
-        scale = 65535.0 if frame.dtype == np.uint16 else 1.0
-        frame = np.clip(np.rint(frame.astype(np.float32) / scale * 255), 0, 255).astype(np.uint8)
-    h, w = size
-    if frame.shape[:2] == (h, w):
-        return frame
-    return np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR))
 
 
 class VideoWriter:

@@ -2,7 +2,8 @@
 
 ``open_input(path)`` returns a ``FrameSource``: ``info`` (a ``SourceInfo``), ``frames(start,
 count)`` streaming ``[H, W, 3]`` RGB frames one at a time (``uint8``, ``uint16`` or ``float32``
-in [0, 1]; ``to_unit_float`` unifies them), ``report`` (a ``DecodeReport`` filled as frames
+in [0, 1]; ``to_unit_float`` unifies them) or, with ``views(start, count)``, as
+``FrameView``s read a band of rows at a time, ``report`` (a ``DecodeReport`` filled as frames
 are read) and ``identity()`` (sha256 of the content). User errors raise ``InputError`` (one
 line naming the file); things kept but worth a line are ``InputWarning``.
 """
@@ -12,11 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .image_sequence import ImageSequence, is_sequence_spec
-from .source import DecodeReport, FrameSource, InputError, InputWarning, SourceInfo, to_unit_float
+from .source import (ArrayView, DecodeReport, FrameSource, FrameView, InputError, InputWarning, SourceInfo, to_uint8,
+                     to_unit_float)
 from .video import VideoSource
 
-__all__ = ["open_input", "FrameSource", "SourceInfo", "DecodeReport", "InputError", "InputWarning",
-           "to_unit_float", "VideoSource", "ImageSequence"]
+__all__ = ["open_input", "FrameSource", "FrameView", "ArrayView", "SourceInfo", "DecodeReport", "InputError",
+           "InputWarning", "to_uint8", "to_unit_float", "VideoSource", "ImageSequence"]
 
 
 def open_input(path: str, *, stream: int | None = None, fps: float | None = None) -> FrameSource:

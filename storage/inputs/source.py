@@ -2,7 +2,12 @@
 
 Frames are RGB in display orientation, one ``[H, W, 3]`` array at a time: ``uint8``
 (8-bit sources), ``uint16`` (sources of more than 8 bits per channel) or ``float32`` in
-[0, 1] (float sources). ``to_unit_float`` brings any of them to float32 [0, 1].
+[0, 1] (float sources). ``to_unit_float`` brings any of them to float32 [0, 1], ``to_uint8``
+to 0-255.
+
+``FrameSource.views`` streams the same frames as ``FrameView``s, read a band of rows at a
+time: what ingest uses, so that a frame far larger than the processing size (8K) is never
+converted to RGB whole (a video's decoded frame converts band by band, see ``video``).
 """
 
 from __future__ import annotations
@@ -88,6 +93,40 @@ class DecodeReport:
         return lines
 
 
+class FrameView(ABC):
+    """One frame, ``shape`` ``(H, W, 3)`` of ``dtype``, read a band of rows at a time.
+
+    ``rows(start, stop)`` gives the same values as ``array()[start:stop]`` without needing the
+    whole frame in memory at once (where the source allows). A view holds its source frame:
+    drop it before asking for the next one.
+    """
+
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+
+    @abstractmethod
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """``[stop - start, W, 3]``: rows ``[start, stop)`` of the frame."""
+
+    def array(self) -> np.ndarray:
+        """The whole frame ``[H, W, 3]``."""
+        return self.rows(0, self.shape[0])
+
+
+class ArrayView(FrameView):
+    """A frame already in memory as an array."""
+
+    def __init__(self, frame: np.ndarray):
+        self.frame = frame
+        self.shape, self.dtype = frame.shape, frame.dtype
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        return self.frame[start:stop]
+
+    def array(self) -> np.ndarray:
+        return self.frame
+
+
 class FrameSource(ABC):
     """An opened input: ``info`` at once, frames streamed one at a time, a content identity."""
 
@@ -98,6 +137,12 @@ class FrameSource(ABC):
     def frames(self, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
         """Yield frames ``[start, start + count)`` (to the end when ``count`` is None), one
         ``[H, W, 3]`` array at a time; ``report`` is renewed and filled as they are read."""
+
+    def views(self, start: int = 0, count: int | None = None) -> Iterator[FrameView]:
+        """The frames of ``frames(start, count)`` as ``FrameView``s (this default wraps each array)."""
+        for frame in self.frames(start, count):
+            yield ArrayView(frame)
+            del frame  # not held while the next is read
 
     @abstractmethod
     def identity(self) -> str:
@@ -119,10 +164,18 @@ def check_range(start: int, count: int | None) -> None:
         raise ValueError(f"start and count must be >= 0 (got start={start}, count={count})")
 
 
+FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}  # the value of white; floats: 1.0
+
+
+def to_uint8(frame: np.ndarray) -> np.ndarray:
+    """Any frame (or rows of one) -> uint8: uint16 and float [0, 1] values rounded to 0-255."""
+    if frame.dtype == np.uint8:
+        return frame
+    return np.clip(np.rint(to_unit_float(frame) * 255), 0, 255).astype(np.uint8)
+
+
 def to_unit_float(frame: np.ndarray) -> np.ndarray:
     """Any frame ``[H, W, 3]`` -> float32 in [0, 1]: uint8 / 255, uint16 / 65535, float unchanged."""
-    if frame.dtype == np.uint8:
-        return frame.astype(np.float32) / 255.0
-    if frame.dtype == np.uint16:
-        return frame.astype(np.float32) / 65535.0
+    if frame.dtype in FULL_SCALE:
+        return frame.astype(np.float32) / FULL_SCALE[frame.dtype]
     return frame.astype(np.float32, copy=False)

@@ -5,6 +5,12 @@ alpha dropped: ``uint8 [H, W, 3]`` for 8-bit streams, ``uint16 [H, W, 3]`` (``rg
 full 0-65535 range) for streams of more than 8 bits per channel, ``float32`` for float
 streams. Each frame keeps its own decoded size, so a resolution change mid-stream shows
 as frames of another shape (recorded in ``DecodeReport.size_changes``).
+
+Memory follows the frame size in two places, both bounded here: ``DecodedFrame`` converts a
+decoded frame to RGB a band of rows at a time (the same bytes as converting it whole), and
+frames above ``FRAME_THREADS_MAX_PIXELS`` decode with slice threads only (FFmpeg's frame
+threads each hold a frame in flight). What remains is the codec's own: a long-GOP stream's
+reference and reordering frames.
 """
 
 from __future__ import annotations
@@ -17,12 +23,19 @@ from typing import Iterator
 import av
 import numpy as np
 from av.stream import Disposition
+from av.video.reformatter import VideoReformatter
 
-from .source import DecodeReport, FrameSource, InputError, SourceInfo, check_range
+from .source import DecodeReport, FrameSource, FrameView, InputError, SourceInfo, check_range
 
 # Codecs whose streams of one frame (or an unknown count) are pictures (posters, thumbnails), not the video.
 STILL_CODECS = frozenset({"mjpeg", "png", "bmp", "webp", "tiff"})
 DEFAULT_FPS = Fraction(25)  # when the container announces no rate at all
+FRAME_THREADS_MAX_PIXELS = 3840 * 2160  # larger frames: slice threads only (no extra frames in flight)
+WHOLE_MAX_VALUES = 1 << 22  # frames of up to this many RGB values convert whole, once; larger ones band by band
+# 8-bit 4:2:0 formats that swscale converts to rgb24 two rows at a time (its direct
+# converter, used at even sizes), so that bands of even rows convert to the same bytes;
+# formats without vertical chroma subsampling convert row by row at any size.
+BANDED_420 = frozenset({"yuv420p", "yuvj420p", "yuva420p"})
 
 
 def error_reason(exc: BaseException) -> str:
@@ -77,6 +90,50 @@ def frame_to_rgb(frame: av.VideoFrame, fmt: str) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
 
 
+def converts_in_bands(frame: av.VideoFrame, fmt: str) -> bool:
+    """Whether bands of ``frame``'s rows convert to ``fmt`` with the same bytes as the whole
+    frame: no rotation, even width and height, and either no vertical chroma subsampling or
+    one of ``BANDED_420`` to ``rgb24`` (tests/test_frame_views.py checks the formats on real frames)."""
+    pixel = frame.format
+    if quarter_turns(frame) or frame.width % 2 or frame.height % 2:
+        return False
+    if pixel.has_palette or pixel.is_bayer or pixel.is_bit_stream:
+        return False
+    if all(plane.height == frame.height for plane in frame.planes):
+        return True
+    return pixel.name in BANDED_420 and fmt == "rgb24"
+
+
+class DecodedFrame(FrameView):
+    """A decoded frame in RGB format ``fmt`` (see ``rgb_format``), display orientation,
+    converted by swscale a band of rows at a time where that gives the bytes of
+    ``frame_to_rgb`` (``converts_in_bands``) and the frame is larger than
+    ``WHOLE_MAX_VALUES``; else converted whole on first use and kept."""
+
+    def __init__(self, frame: av.VideoFrame, fmt: str, reformatter: VideoReformatter | None = None):
+        self.frame, self.fmt = frame, fmt
+        self.reformatter = reformatter or VideoReformatter()  # one per stream: its swscale set-up is reused
+        self.shape = (*display_size(frame), 3)
+        self.dtype = np.dtype({"rgb24": np.uint8, "rgb48le": np.uint16}.get(fmt, np.float32))
+        self.banded = converts_in_bands(frame, fmt) and frame.width * frame.height * 3 > WHOLE_MAX_VALUES
+        self.whole: np.ndarray | None = None
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        if not self.banded:
+            if self.whole is None:
+                self.whole = frame_to_rgb(self.frame, self.fmt)
+            return self.whole[start:stop]
+        first, last = start - start % 2, stop + stop % 2  # whole chroma rows (the height is even)
+        band = av.VideoFrame(self.frame.width, last - first, self.frame.format.name)
+        for source, target in zip(self.frame.planes, band.planes):
+            step = self.frame.height // source.height  # 1, or 2 for 4:2:0 chroma
+            rows = np.frombuffer(source, np.uint8).reshape(-1, source.line_size)[first // step:last // step]
+            width = min(source.line_size, target.line_size)
+            np.frombuffer(target, np.uint8).reshape(-1, target.line_size)[:len(rows), :width] = rows[:, :width]
+        band.colorspace, band.color_range = self.frame.colorspace, self.frame.color_range
+        return self.reformatter.reformat(band, format=self.fmt).to_ndarray()[start - first:stop - first]
+
+
 def decode_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
                   report: DecodeReport) -> Iterator[av.VideoFrame]:
     """Demux ``stream`` packet by packet and decode each, as ffmpeg does.
@@ -84,7 +141,7 @@ def decode_frames(container: av.container.InputContainer, stream: av.video.strea
     A packet the decoder rejects counts in ``report.dropped`` and decoding goes on with the
     next; frames output with concealed errors count in ``report.concealed`` and are kept. A
     container that cannot be read further (``report.read_error``) ends the stream after the
-    decoder is flushed.
+    decoder is flushed. No frame is held here while the next packet decodes.
     """
     packets = container.demux(stream)
     while True:
@@ -100,9 +157,12 @@ def decode_frames(container: av.container.InputContainer, stream: av.video.strea
         except av.error.FFmpegError:
             report.dropped += 1
             decoded = []
-        for frame in decoded:
+        decoded.reverse()  # popped one by one, so the list keeps no frame already yielded
+        while decoded:
+            frame = decoded.pop()
             report.concealed += bool(frame.is_corrupt)
             yield frame
+            del frame
         if packet is None:
             return
 
@@ -223,6 +283,12 @@ class VideoSource(FrameSource):
     def frames(self, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
         """Frames ``[start, start + count)`` in decode order (frames before ``start`` are
         decoded and skipped); see the module docstring for dtypes."""
+        for view in self.views(start, count):
+            yield view.array()
+            del view
+
+    def views(self, start: int = 0, count: int | None = None) -> Iterator[DecodedFrame]:
+        """The frames of ``frames`` as ``DecodedFrame`` views, converted to RGB as they are read."""
         check_range(start, count)
         report = self.report = DecodeReport(expected=self.info.frames_estimate)
         stop = None if count is None else start + count
@@ -231,17 +297,23 @@ class VideoSource(FrameSource):
         size = (self.info.height, self.info.width)
         with open_container(self.path) as container:
             stream = container.streams[self.stream_index]
-            stream.thread_type = "AUTO"
-            for index, frame in enumerate(decode_frames(container, stream, report)):
+            stream.thread_type = "AUTO" if self.info.width * self.info.height <= FRAME_THREADS_MAX_PIXELS else "SLICE"
+            index = -1
+            reformatter = VideoReformatter()
+            for frame in decode_frames(container, stream, report):
+                index += 1
                 report.frames_read = index + 1
                 if display_size(frame) != size:
                     size = display_size(frame)
                     report.size_changes.append((index, size))
                 if index < start:
+                    del frame
                     continue
-                rgb = frame_to_rgb(frame, self.rgb_format)
+                view = DecodedFrame(frame, self.rgb_format, reformatter)
+                del frame
                 report.decoded += 1
-                yield rgb
+                yield view
+                del view  # the caller's turn is over: not held while the next frame decodes
                 if stop is not None and index + 1 >= stop:
                     return
         report.reached_end = True
