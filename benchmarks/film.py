@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from itertools import product
 from pathlib import Path
 
 from ..engine.testing.random_checkpoint import write_random_checkpoint
@@ -145,7 +146,7 @@ def run(frames: list[int], sizes: list[tuple[int, int]], preset: str = "fast", e
     with tempfile.TemporaryDirectory(dir=workdir, prefix="rdengine-film-") as tmp:
         tmp = Path(tmp)
         checkpoint = write_random_checkpoint(tmp / "tiny", size="tiny")
-        for (width, height), count in ((size, count) for size in sizes for count in frames):
+        for (width, height), count in product(sizes, frames):
             name = f"{width}x{height}_{count}"
             clip = write_clip(tmp / f"clip{name}.mp4", frames=count, width=width, height=height, fps=24,
                               options={"x264-params": x264_params} if x264_params else None)

@@ -14,9 +14,10 @@ import ctypes.util
 
 
 def return_free_memory() -> bool:
-    """glibc's ``malloc_trim(0)``; False where the C library has none (it then does nothing)."""
+    """glibc's ``malloc_trim(0)``: True if memory was returned; False if none was, or where the C
+    library has no ``malloc_trim`` (it then does nothing)."""
     try:
         trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return False
     return bool(trim(0))

@@ -47,7 +47,6 @@ def stored_geometry(info: dict) -> Geometry:
     return Geometry(tuple(info["frame_size"]), info["geometry"])
 
 
-
 def fitted_size(frame_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
     """The largest size of ``frame_size``'s aspect inside ``size``."""
     h, w = frame_size

@@ -255,6 +255,7 @@ class ImageSequence(FrameSource):
             report.frames_read = index + 1
             report.decoded += 1
             yield rgb
+            del rgb  # not held while the next file is read
         report.reached_end = stop == len(self.paths)
 
     def files(self) -> list[Path]:

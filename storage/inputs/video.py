@@ -6,11 +6,14 @@ full 0-65535 range) for streams of more than 8 bits per channel, ``float32`` for
 streams. Each frame keeps its own decoded size, so a resolution change mid-stream shows
 as frames of another shape (recorded in ``DecodeReport.size_changes``).
 
-Memory follows the frame size in two places, both bounded here: ``DecodedFrame`` converts a
-decoded frame to RGB a band of rows at a time (the same bytes as converting it whole), and
-frames above ``FRAME_THREADS_MAX_PIXELS`` decode with slice threads only (FFmpeg's frame
-threads each hold a frame in flight). What remains is the codec's own: a long-GOP stream's
-reference and reordering frames.
+Memory follows the frame size in two places, both bounded here where it can be:
+``DecodedFrame`` converts a decoded frame to RGB a band of rows at a time where that gives
+the bytes of converting it whole (``converts_in_bands``: 8-bit video and formats without
+chroma subsampling; others are converted whole), and frames above
+``FRAME_THREADS_MAX_PIXELS`` decode with slice threads only (FFmpeg's frame threads each
+hold a frame in flight; a stream of one slice per frame, x264's default, then decodes on
+one thread). What remains is the codec's own: a long-GOP stream's reference and
+reordering frames.
 """
 
 from __future__ import annotations
@@ -32,10 +35,13 @@ STILL_CODECS = frozenset({"mjpeg", "png", "bmp", "webp", "tiff"})
 DEFAULT_FPS = Fraction(25)  # when the container announces no rate at all
 FRAME_THREADS_MAX_PIXELS = 3840 * 2160  # larger frames: slice threads only (no extra frames in flight)
 WHOLE_MAX_VALUES = 1 << 22  # frames of up to this many RGB values convert whole, once; larger ones band by band
-# 8-bit 4:2:0 formats that swscale converts to rgb24 two rows at a time (its direct
-# converter, used at even sizes), so that bands of even rows convert to the same bytes;
-# formats without vertical chroma subsampling convert row by row at any size.
-BANDED_420 = frozenset({"yuv420p", "yuvj420p", "yuva420p"})
+# 8-bit chroma-subsampled formats that swscale converts to rgb24 with its direct converter
+# (at even sizes; two rows at a time for 4:2:0), which ignores chroma siting: bands of even
+# rows convert to the same bytes. Formats without chroma subsampling convert row by row.
+# Other subsampled formats (10-bit 4:2:0 or 4:2:2, nv12) go through swscale's filtering
+# path, which follows the frame's chroma siting: PyAV does not expose it, so they are
+# converted whole.
+BANDED_SUBSAMPLED = frozenset({"yuv420p", "yuvj420p", "yuva420p", "yuv422p", "yuvj422p"})
 
 
 def error_reason(exc: BaseException) -> str:
@@ -92,16 +98,17 @@ def frame_to_rgb(frame: av.VideoFrame, fmt: str) -> np.ndarray:
 
 def converts_in_bands(frame: av.VideoFrame, fmt: str) -> bool:
     """Whether bands of ``frame``'s rows convert to ``fmt`` with the same bytes as the whole
-    frame: no rotation, even width and height, and either no vertical chroma subsampling or
-    one of ``BANDED_420`` to ``rgb24`` (tests/test_frame_views.py checks the formats on real frames)."""
+    frame: no rotation, even width and height, rows stored top down, and either no chroma
+    subsampling or one of ``BANDED_SUBSAMPLED`` to ``rgb24`` (tests/test_frame_views.py checks
+    the formats on real frames)."""
     pixel = frame.format
     if quarter_turns(frame) or frame.width % 2 or frame.height % 2:
         return False
-    if pixel.has_palette or pixel.is_bayer or pixel.is_bit_stream:
+    if pixel.has_palette or pixel.is_bayer or pixel.is_bit_stream or any(p.line_size <= 0 for p in frame.planes):
         return False
-    if all(plane.height == frame.height for plane in frame.planes):
-        return True
-    return pixel.name in BANDED_420 and fmt == "rgb24"
+    if (pixel.chroma_width(frame.width), pixel.chroma_height(frame.height)) == (frame.width, frame.height):
+        return True  # no chroma subsampling
+    return pixel.name in BANDED_SUBSAMPLED and fmt == "rgb24"
 
 
 class DecodedFrame(FrameView):
@@ -123,7 +130,7 @@ class DecodedFrame(FrameView):
             if self.whole is None:
                 self.whole = frame_to_rgb(self.frame, self.fmt)
             return self.whole[start:stop]
-        first, last = start - start % 2, stop + stop % 2  # whole chroma rows (the height is even)
+        first, last = start - start % 2, stop + stop % 2  # whole 4:2:0 chroma rows (the height is even)
         band = av.VideoFrame(self.frame.width, last - first, self.frame.format.name)
         for source, target in zip(self.frame.planes, band.planes):
             step = self.frame.height // source.height  # 1, or 2 for 4:2:0 chroma
@@ -132,6 +139,11 @@ class DecodedFrame(FrameView):
             np.frombuffer(target, np.uint8).reshape(-1, target.line_size)[:len(rows), :width] = rows[:, :width]
         band.colorspace, band.color_range = self.frame.colorspace, self.frame.color_range
         return self.reformatter.reformat(band, format=self.fmt).to_ndarray()[start - first:stop - first]
+
+    def array(self) -> np.ndarray:
+        if self.whole is not None:
+            return self.whole
+        return frame_to_rgb(self.frame, self.fmt)  # not kept when banded: the caller holds it
 
 
 def decode_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
