@@ -132,6 +132,12 @@ def untouched_canvas(shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(memory, np.uint8).reshape(shape)
 
 
+def shrunk_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """``(width, height)`` with the longer side at most ``max_side`` px (aspect kept, never enlarged)."""
+    scale = min(1.0, max_side / max(height, width))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def sampled_rows(height: int, out_height: int, most: int) -> list[tuple[int, int]]:
     """Row ranges ``[start, stop)`` of at most ``most`` rows that cover every source row OpenCV's
     bilinear resize from ``height`` to ``out_height`` rows reads (rows ``floor((y + 0.5) * height
@@ -235,7 +241,7 @@ class CutDetector:
     def _sampled(self, view: FrameView) -> np.ndarray:
         """``uint8 [H, W, 3]`` holding the rows of ``view`` the downscale reads (others left 0)."""
         h, w = view.shape[:2]
-        size = self._size or self._detect_size(h, w)
+        size = self._size or shrunk_size(h, w, self.max_side)
         if size[1] >= h:
             return to_uint8(view.array())
         if self._canvas is None or self._canvas.shape != (h, w, 3):
@@ -243,11 +249,6 @@ class CutDetector:
         for start, stop in sampled_rows(h, size[1], max(1, SAMPLE_BAND_VALUES // (w * 3))):
             self._canvas[start:stop] = to_uint8(view.rows(start, stop))
         return self._canvas
-
-    def _detect_size(self, h: int, w: int) -> tuple[int, int]:
-        """``(width, height)`` of the thumbnails: the longer side at most ``max_side``."""
-        scale = min(1.0, self.max_side / max(h, w))
-        return max(1, round(w * scale)), max(1, round(h * scale))
 
     def _prepare(self, frame: np.ndarray | FrameView) -> np.ndarray:
         frame = self._sampled(frame) if isinstance(frame, FrameView) else np.asarray(frame)
@@ -258,7 +259,7 @@ class CutDetector:
         frame = frame[..., :3]
         h, w = frame.shape[:2]
         if self._size is None:
-            self._size = self._detect_size(h, w)
+            self._size = shrunk_size(h, w, self.max_side)
         if (w, h) != self._size:
             frame = self._cv2.resize(frame, self._size, interpolation=self._cv2.INTER_LINEAR)
         return self._cv2.cvtColor(np.ascontiguousarray(frame), self._cv2.COLOR_RGB2BGR)
@@ -575,8 +576,7 @@ def thumbnail(frame: np.ndarray | FrameView, max_side: int = 160) -> np.ndarray:
     from .latents import display_frame
 
     h, w = frame.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    size = shrunk_size(h, w, max_side)
     if len(frame.shape) == 2:
         depth = np.ascontiguousarray(frame, dtype=np.float32)
         return depth.copy() if size == (w, h) else np.asarray(Image.fromarray(depth).resize(size, Image.BILINEAR))

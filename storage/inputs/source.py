@@ -108,9 +108,9 @@ class FrameView(ABC):
     def rows(self, start: int, stop: int) -> np.ndarray:
         """``[stop - start, W, 3]``: rows ``[start, stop)`` of the frame."""
 
+    @abstractmethod
     def array(self) -> np.ndarray:
         """The whole frame ``[H, W, 3]``."""
-        return self.rows(0, self.shape[0])
 
 
 class ArrayView(FrameView):

@@ -141,9 +141,9 @@ class DecodedFrame(FrameView):
         return self.reformatter.reformat(band, format=self.fmt).to_ndarray()[start - first:stop - first]
 
     def array(self) -> np.ndarray:
-        if self.whole is not None:
-            return self.whole
-        return frame_to_rgb(self.frame, self.fmt)  # not kept when banded: the caller holds it
+        if self.banded:
+            return frame_to_rgb(self.frame, self.fmt)  # not kept: the caller holds it
+        return self.rows(0, self.shape[0])  # converted once, kept for the view's other readers
 
 
 def decode_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
