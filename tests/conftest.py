@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,15 +22,3 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def clip(tmp_path_factory) -> Path:
     """A real H.264 mp4 (24 frames, 64x48) made with PyAV."""
     return write_clip(tmp_path_factory.mktemp("clips") / "clip.mp4", frames=24, width=64, height=48)
-
-
-def default_sigint() -> None:
-    """``preexec_fn`` giving a child Ctrl-C's default action even when the tests run with SIGINT
-    ignored (started in the background by a non-interactive shell: children inherit that)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def run_rdengine(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the installed CLI in a fresh process (as a user would)."""
-    return subprocess.run([sys.executable, "-m", "rdengine.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})

@@ -19,7 +19,7 @@ from rdengine.engine.pipeline import process_video
 from rdengine.engine.testing.synthetic_clip import synthetic_frames
 from rdengine.storage.inputs import open_input
 from rdengine.storage.run_store import read_summary
-from tests.conftest import run_rdengine
+from rdengine.engine.testing.processes import run_rdengine
 
 
 def encode(path: Path, frames: np.ndarray, codec: str = "libx264", pix_fmt: str = "yuv420p", src: str = "rgb24",

@@ -21,7 +21,7 @@ from rdengine.engine.errors import EngineError
 from rdengine.engine.testing.synthetic_clip import write_clip
 from rdengine.storage.run_store import RunSummary, read_summary
 
-from .conftest import default_sigint, run_rdengine
+from rdengine.engine.testing.processes import default_sigint, run_rdengine
 
 EMPTY = RunSummary({}, {}, False)
 GOOD = {"a/clip.mp4": 0, "b/clip.mp4": 1, "c/other.mp4": 2}  # two share a file name in different folders

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import run_rdengine
+from rdengine.engine.testing.processes import run_rdengine
 
 
 def assert_one_line_error(proc, *needles: str) -> None:

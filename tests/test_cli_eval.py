@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 
-from tests.conftest import run_rdengine
+from rdengine.engine.testing.processes import run_rdengine
 
 
 def test_eval_scores_an_affine_prediction_perfectly_and_writes_plots(tmp_path):

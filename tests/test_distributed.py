@@ -17,7 +17,7 @@ import pytest
 from rdengine.engine.testing.synthetic_clip import write_clip
 from rdengine.storage.run_store import RunStore
 
-from .conftest import run_rdengine
+from rdengine.engine.testing.processes import run_rdengine
 
 pytestmark = pytest.mark.slow
 

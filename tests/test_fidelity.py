@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_rdengine
+from rdengine.engine.testing.processes import run_rdengine
 
 FIXTURES = Path(__file__).parent / "fidelity"
 CASES = {  # clip, their output, the preset and processing resolution of their call

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rdengine.cli import cli as rdengine_cli, join_list_options
-from tests.conftest import default_sigint, run_rdengine
+from rdengine.engine.testing.processes import default_sigint, run_rdengine
 
 FAST = ("--res", "64", "--dtype", "fp32", "--device", "cpu", "--save", "npy", "--dilations", "1", "4",
         "--shots", "none")

@@ -14,7 +14,7 @@ from rdengine.engine.config import ExecutionOptions, resolve_config
 from rdengine.engine.pipeline import process_video
 from rdengine.engine.testing.synthetic_clip import encode_frames, synthetic_frames
 from rdengine.storage.inputs import open_input
-from tests.test_inputs import write_exr, write_image
+from rdengine.engine.testing.image_files import write_exr, write_image
 
 OpenEXR = pytest.importorskip("OpenEXR")
 FRAMES, WIDTH, HEIGHT = 14, 64, 48

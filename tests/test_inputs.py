@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 import re
 import warnings
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rdengine.engine.testing.image_files import write_exr, write_image
 from rdengine.storage.inputs import InputError, InputWarning, open_input, to_unit_float
 
 OpenEXR = pytest.importorskip("OpenEXR")
@@ -41,22 +41,6 @@ def encode(path: Path, frames: np.ndarray, fmt: str | None = None, gop: int = 12
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    return path
-
-
-def write_image(path: Path, array: np.ndarray, codec: str, src: str, pix_fmt: str) -> Path:
-    """One image file written by FFmpeg's ``codec`` encoder (16-bit png, dpx)."""
-    cc = av.CodecContext.create(codec, "w")
-    cc.height, cc.width = array.shape[:2]
-    cc.pix_fmt, cc.time_base = pix_fmt, Fraction(1, 24)
-    frame = av.VideoFrame.from_ndarray(array, format=src).reformat(format=pix_fmt)
-    path.write_bytes(b"".join(bytes(p) for p in cc.encode(frame) + cc.encode(None)))
-    return path
-
-
-def write_exr(path: Path, channels: dict, **header) -> Path:
-    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, **header},
-                 channels).write(str(path))
     return path
 
 

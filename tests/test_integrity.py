@@ -21,7 +21,7 @@ from rdengine.engine.stages.export import rgb_chunks
 from rdengine.engine.testing.synthetic_clip import encode_frames, synthetic_frames, write_clip
 from rdengine.storage.inputs import ArrayView
 from rdengine.storage.run_store import read_summary
-from tests.conftest import run_rdengine
+from rdengine.engine.testing.processes import run_rdengine
 
 ENGINE = ("--checkpoint", None, "--res", "64", "--dtype", "fp32", "--device", "cpu", "--save", "npy",
           "--dilations", "1", "4", "--batch-size", "4", "--shots", "none")

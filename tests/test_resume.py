@@ -20,7 +20,7 @@ import pytest
 import zarr
 
 from rdengine.storage.run_store import RunStore
-from tests.conftest import run_rdengine
+from rdengine.engine.testing.processes import run_rdengine
 
 FULL = ("--preset", "full", "--res", "64", "--dtype", "fp32", "--device", "cpu", "--dilations", "1", "4",
         "--refine-steps", "3", "--batch-size", "4", "--unit-frames", "8", "--save", "npy", "--save", "png16", "-q")

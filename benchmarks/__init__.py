@@ -1,1 +1,0 @@
-"""Throughput, memory and scaling benchmarks (`rdengine bench` runs them)."""

@@ -1,1 +1,0 @@
-"""Inference engine: config, model, snippet plans, scheduling, alignment, refinement, pipeline."""

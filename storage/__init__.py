@@ -1,1 +1,0 @@
-"""Storage: the Zarr run store, PyAV video decode/encode and exporters."""
