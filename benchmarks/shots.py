@@ -21,7 +21,7 @@ from ..engine.model import Model, load_model
 from ..engine.pipeline import detected
 from ..engine.plan import frame_unit
 from ..engine.progress import Progress
-from ..engine.shots import CutDetector
+from ..engine.shots.detector import CutDetector
 from ..engine.stages.ingest import frame_geometry, ingest
 from ..engine.testing.random_checkpoint import write_random_checkpoint
 from ..engine.testing.synthetic_clip import synthetic_frames, write_clip

@@ -19,6 +19,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
 from ..kernels.attention import resolve_backend
+from ..storage.files import write_text_atomically
 from .cross_frame_attention import install_cross_frame_attention
 from .config import DEVICE_FORMS
 from .errors import EngineError
@@ -138,9 +139,7 @@ def checkpoint_identity(checkpoint: str, folder: Path) -> dict:
         total.update(f"{path.relative_to(folder).as_posix()}:{file_digest(path, cache)}\n".encode())
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, cache_file)
+        write_text_atomically(cache_file, json.dumps(cache), durable=False)
     except OSError:
         pass  # no cache: hashed again next time
     return {"weights": total.hexdigest()}

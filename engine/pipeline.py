@@ -30,7 +30,8 @@ from .model import Model, load_model
 from .plan import frame_unit, make_plan
 from .progress import Progress
 from .repair import repair
-from .shots import CutDetector, read_cut_list
+from .shots.cut_lists import read_cut_list
+from .shots.detector import CutDetector
 from .stages.coalign import coalign
 from .stages.export import ExportSettings, export, export_shots
 from .stages.ingest import frame_geometry, ingest

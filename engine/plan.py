@@ -28,7 +28,7 @@ from ..storage import layout
 from .batching import SnippetUnit, default_batch_size, plan_units
 from .config import ExecutionOptions, RunConfig
 from .latents import Geometry
-from .shots import Shot, plan_shot_snippets, shot_refinement_dilations, shots_from_cuts
+from .shots.model import Shot, plan_shot_snippets, shot_refinement_dilations, shots_from_cuts
 from .snippets import SnippetGroup
 
 SCRATCH_MODES = ("auto", "depth", "latent")

@@ -22,6 +22,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from . import layout
+from .files import write_text_atomically
 
 CODECS = [BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"), Crc32cCodec()]
 # Write every chunk, even one equal to the fill value: a recorded unit's chunks then always
@@ -299,7 +300,7 @@ class RunStore:
             return
         target = self._record_file(stage, layout.COMPACTED)
         target.parent.mkdir(exist_ok=True)
-        atomic_write(target, group_metadata(wrap_record({"units": records})), sync=True)
+        write_text_atomically(target, group_metadata(wrap_record({"units": records})))
         for unit in records:
             if unit != layout.COMPACTED:
                 shutil.rmtree(folder / unit, ignore_errors=True)
@@ -314,9 +315,9 @@ class RunStore:
         for folder in (target.parent.parent.parent, target.parent.parent):  # _units/ and _units/<stage>/
             if not (folder / "zarr.json").exists():
                 folder.mkdir(parents=True, exist_ok=True)
-                atomic_write(folder / "zarr.json", group_metadata({}), sync=False)
+                write_text_atomically(folder / "zarr.json", group_metadata({}), durable=False)
         target.parent.mkdir(exist_ok=True)
-        atomic_write(target, group_metadata(wrap_record(record or {})), sync=True)
+        write_text_atomically(target, group_metadata(wrap_record(record or {})))
 
     def clear_unit(self, stage: str, unit: str) -> None:
         """Withdraw a completion record (before its data is rewritten)."""
@@ -326,8 +327,8 @@ class RunStore:
         gathered = self._compacted(stage)
         if unit in gathered:
             rest = {u: r for u, r in gathered.items() if u != unit}
-            atomic_write(self._record_file(stage, layout.COMPACTED), group_metadata(wrap_record({"units": rest})),
-                         sync=True)
+            write_text_atomically(self._record_file(stage, layout.COMPACTED),
+                                  group_metadata(wrap_record({"units": rest})))
 
     def clear_stage(self, stage: str) -> None:
         """Withdraw every record of ``stage``."""
@@ -365,16 +366,6 @@ def node_type(meta: Path) -> str | None:
         return json.loads(meta.read_text()).get("node_type")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def atomic_write(path: Path, text: str, sync: bool) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as f:
-        f.write(text)
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def group_metadata(attributes: dict) -> str:

@@ -13,7 +13,8 @@ import torch
 
 from rdengine.engine import latents
 from rdengine.engine.latents import resize, resize_frame
-from rdengine.engine.shots import CutDetector, thumbnail
+from rdengine.engine.shots.contact_sheet import thumbnail
+from rdengine.engine.shots.detector import CutDetector
 from rdengine.engine.testing.synthetic_clip import encode_frames, synthetic_edit
 from rdengine.storage.inputs import ArrayView, open_input, to_uint8
 from rdengine.storage.inputs import video

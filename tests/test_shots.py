@@ -11,10 +11,11 @@ import pytest
 from PIL import Image
 
 from rdengine.engine.batching import plan_units
-from rdengine.engine.shots import (CutDetector, Shot, contact_sheet, default_min_shot, parse_time,
-                                   plan_shot_snippets, read_cut_list, read_shots_json, sheet_layout,
-                                   shot_refinement_dilations, shots_from_cuts, smpte_to_frame, thumbnail,
-                                   write_shots_json)
+from rdengine.engine.shots.contact_sheet import contact_sheet, sheet_layout, thumbnail
+from rdengine.engine.shots.cut_lists import parse_time, read_cut_list, smpte_to_frame
+from rdengine.engine.shots.detector import CutDetector, default_min_shot
+from rdengine.engine.shots.model import Shot, plan_shot_snippets, shot_refinement_dilations, shots_from_cuts
+from rdengine.engine.shots.shots_json import read_shots_json, write_shots_json
 from rdengine.engine.snippets import SnippetGroup, plan_snippets, refinement_dilations, uncovered_frames
 from rdengine.engine.testing.synthetic_clip import encode_frames, synthetic_edit, synthetic_frames
 from rdengine.storage.exporters.colour_video import colour_table

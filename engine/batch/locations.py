@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ...storage import layout
+from ...storage.files import replace_atomically
 from ..errors import EngineError
 from .archive import is_url, local_path, short_hash
 
@@ -35,12 +36,10 @@ def fetch_input(source: str, cache_dir: str) -> str:
     if target.exists() and target.stat().st_size == size:
         return str(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
-        fs.get_file(path, str(tmp))
+        replace_atomically(target, lambda tmp: fs.get_file(path, str(tmp)), durable=False)
     except FileNotFoundError:
         raise EngineError(f"input not found: {source}") from None
-    os.replace(tmp, target)
     return str(target)
 
 

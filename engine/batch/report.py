@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...storage.files import write_text_atomically
 from .archive import is_url
 from .locations import filesystem, join
 
@@ -82,8 +82,6 @@ def write_report(report: BatchReport) -> str:
         with fs.open(path, "wt") as f:
             f.write(blob)
     else:
-        tmp = location + ".tmp"
-        Path(tmp).write_text(blob)
-        os.replace(tmp, location)
+        write_text_atomically(Path(location), blob)
     return location
 

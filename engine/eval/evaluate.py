@@ -347,7 +347,8 @@ def _open_video(name: str, pred_path: PathLike, gt_path: PathLike, opts: EvalOpt
 
 def _shot_ranges(pred_path: Path, frames: int) -> tuple[tuple[int, int], ...]:
     """The shots of a prediction: from its run store's cuts, or a ``*_shots.json`` beside it."""
-    from ..shots import read_shots_json, shots_from_cuts
+    from ..shots.model import shots_from_cuts
+    from ..shots.shots_json import read_shots_json
 
     store = pred_path / layout.STORE_NAME if (pred_path / layout.STORE_NAME).is_dir() else pred_path
     summary = read_summary(str(store)) if store.is_dir() else None

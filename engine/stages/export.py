@@ -19,7 +19,7 @@ import torch
 from ...storage import layout
 from ...storage.array_reads import value_range
 from ...storage.exporters import OUTPUTS, output_path, scale_path
-from ...storage.exporters.base import atomic_write_text
+from ...storage.files import write_text_atomically
 from ...storage.exporters.colour_video import ColourVideoExporter
 from ...storage.exporters.exr import ExrExporter
 from ...storage.exporters.gray16 import Gray16Exporter
@@ -34,7 +34,8 @@ from ..errors import EngineError
 from ..execution import Executor, UnitContext
 from ..latents import display_frame, resize
 from ..progress import Progress
-from ..shots import contact_sheet, thumbnail, write_shots_json
+from ..shots.contact_sheet import contact_sheet, thumbnail
+from ..shots.shots_json import write_shots_json
 from .chunks import time_chunks
 
 STAGE = layout.EXPORT
@@ -250,7 +251,7 @@ def write_sidecar(outputs: dict[str, Path], writers: list, settings: ExportSetti
         extra["ply"] = {"every": ply.every, "stride": ply.stride, "focal_px": ply.focal,
                         "principal_point": [size[1] / 2, size[0] / 2], "axes": "OpenCV: x right, y down, z forward",
                         "z": "relative depth (see the ply files' comments)"}
-    atomic_write_text(outputs["sidecar"], sidecar_json(meaning, extra))
+    write_text_atomically(outputs["sidecar"], sidecar_json(meaning, extra))
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -12,13 +12,13 @@ under its final name.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
 
 from .. import layout
+from ..files import publish, replace_atomically
 from . import frame_file_number, frame_path
 
 
@@ -30,12 +30,6 @@ class Units(Protocol):
     def mark_done(self, unit: str) -> None: ...
 
     def clear(self, prefix: str) -> None: ...
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class Exporter:
@@ -87,9 +81,7 @@ class WholeFileExporter(Exporter):
 
     def _publish(self, tmp: Path) -> None:
         """Make the finished ``tmp`` durable, put it under the final name, then record the output done."""
-        with tmp.open("rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        publish(tmp, self.path)
         self._mark("done")
 
 
@@ -165,10 +157,9 @@ class FrameFilesExporter(Exporter):
             index = first + i
             if not self.selected(index):
                 continue
-            path = self.frame_path(index)
-            tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-            self.write_frame(tmp, index, self.number(index), depth[i], None if rgb is None else rgb[i])
-            os.replace(tmp, path)
+            number, frame_rgb = self.number(index), None if rgb is None else rgb[i]
+            replace_atomically(self.frame_path(index),
+                               lambda tmp: self.write_frame(tmp, index, number, depth[i], frame_rgb))
         self._mark(layout.chunk_unit(first))
 
     def write_frame(self, tmp: Path, index: int, number: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:

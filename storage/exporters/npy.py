@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import layout
+from ..files import publish
 from .base import Exporter, Units
 from .meaning import DepthMeaning, to_output_values
 
@@ -85,9 +86,8 @@ class NpyExporter(Exporter):
     def close(self) -> None:
         if self.complete:
             return
-        os.fsync(self.fd)
         os.close(self.fd)
-        os.replace(self.tmp, self.path)
+        publish(self.tmp, self.path)
         self._mark("done")
 
     def release(self) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import atomic_write_text
+from ..files import write_text_atomically
 from .meaning import DepthMeaning, to_output_values
 
 MAX_CODE = 65535
@@ -48,4 +48,4 @@ class Scale16:
                 "quantity": meaning.quantity, "meaning": meaning.to_dict()}
 
     def write(self, path: Path, meaning: DepthMeaning) -> None:
-        atomic_write_text(path, json.dumps(self.to_dict(meaning), indent=2) + "\n")
+        write_text_atomically(path, json.dumps(self.to_dict(meaning), indent=2) + "\n")
