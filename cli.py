@@ -124,16 +124,19 @@ def process_options(fn):
         click.option("--coalign-memory", type=click.IntRange(min=16), default=256, show_default=True,
                      help="co-alignment memory budget in MiB; past it the solver streams from disk"),
         click.option("--scratch", type=click.Choice(SCRATCH_MODES), default="auto", show_default=True,
-                     help="snippet scratch: 'depth' keeps full-resolution snippet depth until the merge (no extra "
-                          "device work), 'latent' keeps latents and decodes them again at merge time (a fraction "
-                          "of the disk, one more VAE decode per snippet frame); auto: depth while it fits "
-                          "--scratch-limit and half the free disk"),
-        click.option("--scratch-limit", type=click.FloatRange(min=0), default=0.25, show_default=True,
-                     help="GiB of full-resolution snippet scratch that --scratch auto allows (at 768 px: a clip of "
-                          "about 40 frames; longer ones keep latents)"),
+                     help="snippet scratch, per shot: 'depth' keeps full-resolution snippet depth (compressed, "
+                          "lossless) until the shot's merge (the method's device work), 'latent' keeps latents and "
+                          "decodes them again at merge time (a fraction of the disk, one more VAE decode per snippet "
+                          "frame); auto: depth for every shot that fits --scratch-budget, latent for a longer take"),
+        click.option("--scratch-budget", type=click.FloatRange(min=0), default=8.0, show_default=True,
+                     help="GiB of snippet scratch the shots in flight may hold (at most half the free disk); at "
+                          "768 px a shot of about 4 minutes fits 8 GiB"),
         click.option("--unit-frames", type=click.IntRange(min=1),
-                     help="frames per work unit (default: 8..128 by frame size): smaller units lose less to a "
-                          "kill and spread better over a cluster, at more files and records"),
+                     help="frames per shard of the per-frame arrays (default: 8..128 by frame size): smaller shards "
+                          "spread better over a cluster, at more files and records"),
+        click.option("--unit-seconds", type=click.FloatRange(min=0.01), default=60.0, show_default=True,
+                     help="device work per snippet unit, measured as the run goes: a kill loses at most about "
+                          "this much"),
         click.option("--keep-intermediates", is_flag=True,
                      help="keep every intermediate array in the run store (default: released once used)"),
         # outputs
@@ -187,7 +190,8 @@ def configs_from(kw: dict):
                             restore_res=kw["restore_res"], fps=kw["fps"],
                             progress="quiet" if kw["quiet"] else kw["log_format"],
                             overwrite=kw["overwrite"], coalign_memory=kw["coalign_memory"] << 20,
-                            scratch=kw["scratch"], scratch_limit=int(kw["scratch_limit"] * 2**30),
+                            scratch=kw["scratch"], scratch_budget=int(kw["scratch_budget"] * 2**30),
+                            unit_seconds=kw["unit_seconds"],
                             keep_intermediates=kw["keep_intermediates"], unit_frames=kw["unit_frames"],
                             output=kw["output"], exr_dtype=kw["exr_dtype"], exr_compression=kw["exr_compression"],
                             ply_every=kw["ply_every"], ply_stride=kw["ply_stride"], focal=kw["focal"], fov=kw["fov"],
@@ -422,11 +426,14 @@ def bench() -> None:
 @click.option("--attention", type=click.Choice(["auto", "triton", "sdpa"]), default="auto", show_default=True,
               help="attention kernel (auto: triton on CUDA when installed, else sdpa)")
 @click.option("--threads", type=int, help="torch intra-op threads (default: torch's)")
+@click.option("--peak-tflops", type=click.FloatRange(min=0, min_open=True),
+              help="a device's peak TFLOP/s for the device-work ledger (default: the GPU's own, if known)")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="also write the report as JSON")
 def bench_pipeline(video, preset, frames, res, clip_size, batch_size, repeat, model, device, dtype, attention,
-                   threads, json_path) -> None:
+                   threads, peak_tflops, json_path) -> None:
     """Benchmark the pipeline on VIDEO (a synthetic clip when none): per-stage time, rate, share,
-    peak RSS / GPU memory and achieved UNet TFLOP/s."""
+    peak RSS / GPU memory, achieved UNet TFLOP/s and the device-work ledger (UNet passes, VAE
+    encodes and decodes per frame, TFLOP of the real architecture, time at peak)."""
     from .benchmarks import bench as pipeline_bench
 
     size = None
@@ -442,7 +449,7 @@ def bench_pipeline(video, preset, frames, res, clip_size, batch_size, repeat, mo
         raise InputError(f"video not found: {video}")
     report = pipeline_bench.run(video, preset=preset, frames=frames, res=res, batch_size=batch_size, repeat=repeat,
                                 model=model, device=device, dtype=dtype, attention=attention, clip_size=size,
-                                threads=threads)
+                                threads=threads, peak_tflops=peak_tflops)
     click.echo(pipeline_bench.format_report(report))
     _bench_json(json_path, report)
 

@@ -15,6 +15,14 @@ only; ``unet_tflops_stage`` divides by the whole snippet stage (prefetch, decode
 write-back included) and is the pessimistic figure. ``device_busy`` = (UNet + decode
 time) / snippet-stage wall time: how well prefetch and write-back overlap compute.
 
+Stages of the shot phase run side by side, shot after shot: a stage's seconds are the time
+it worked (``working_seconds``), not the wall time from its start to its end.
+
+The device-work ledger (``engine.ledger``) gives, per stage, the UNet passes, VAE encodes and
+decodes per video frame and their TFLOP on the real architecture at the run's size, with the
+time that work needs at a device's peak (``--peak-tflops``, and a table of common GPUs); on
+a GPU it also gives the achieved fraction of the peak.
+
 Models: ``tiny`` (random tiny checkpoint, cached), ``full-random`` (the SD2-size UNet and
 VAE with random weights, built in memory: the real architecture's cost without a
 download; its depth is meaningless) or a checkpoint folder / hub id.
@@ -35,6 +43,8 @@ from pathlib import Path
 import torch
 
 from ..engine.config import ExecutionOptions, resolve_config
+from ..engine.facts import RunFacts
+from ..engine.ledger import count_flops, device_peak, format_ledger, ledger, recorded_work
 from ..engine.model import TORCH_DTYPES, Model, load_model, resolve_device
 from ..engine.stages.snippets import STAGE as SNIPPET_STAGE, DeviceTimer
 from ..engine.testing.random_checkpoint import write_random_checkpoint
@@ -149,7 +159,8 @@ def _summary(values: list[float]) -> dict:
 def run(video: str | None = None, *, preset: str = "fast", frames: int | None = None, res: int | None = None,
         batch_size: int | None = None, repeat: int = 1, model: str = "tiny", device: str = "auto",
         dtype: str | None = None, attention: str = "auto", clip_size: tuple[int, int] | None = None,
-        threads: int | None = None, workdir: str | Path | None = None, quiet: bool = True) -> dict:
+        threads: int | None = None, workdir: str | Path | None = None, quiet: bool = True,
+        peak_tflops: float | None = None) -> dict:
     """Run the pipeline ``repeat`` times and return the report (see the module docstring).
 
     Without ``video`` a synthetic clip of ``frames`` frames (default 250) and ``clip_size``
@@ -163,6 +174,8 @@ def run(video: str | None = None, *, preset: str = "fast", frames: int | None = 
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
+    if peak_tflops is None and dev.type == "cuda":
+        peak_tflops = device_peak(torch.cuda.get_device_name(dev))
     if dtype is None:
         from ..engine.config import PRESETS
 
@@ -191,30 +204,35 @@ def run(video: str | None = None, *, preset: str = "fast", frames: int | None = 
                 torch.cuda.reset_peak_memory_stats(dev)
             timer = DeviceTimer(dev)
             result = process_video(video, tmp / "out", cfg, opts, model=net, device_timer=timer)
-            info = RunStore(result.store, mode="r").info
+            store = RunStore(result.store, mode="r")
+            facts = RunFacts.read(store)
             runs.append({"seconds": result.seconds, "stages": result.stages, "num_frames": result.num_frames,
                          "unet_seconds": timer.seconds("unet"), "decode_seconds": timer.seconds("decode"),
-                         "batches": timer.batches, "batch_size": int(info["plan"]["batch_size"]),
-                         "size": list(info["depth_size"]),
+                         "batches": timer.batches, "batch_size": facts.plan.batch_size, "size": list(facts.depth_size),
+                         "latent": list(facts.latent_size), "work": recorded_work(store),
                          "peak_gpu_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None})
         flops = {}
         for _, length, h, w in runs[0]["batches"]:
             if length not in flops:
                 flops[length] = unet_flops_per_snippet(net, length, (h, w))
-    return build_report(runs, flops, dict(source=source, preset=preset, model=model, device=str(dev), dtype=dtype,
-                                          res=cfg.res, repeat=repeat, attention=attention,
-                                          model_load_seconds=load_seconds))
+    report = build_report(runs, flops, dict(source=source, preset=preset, model=model, device=str(dev), dtype=dtype,
+                                            res=cfg.res, repeat=repeat, attention=attention,
+                                            model_load_seconds=load_seconds, peak_tflops=peak_tflops))
+    work = runs[0]["work"]
+    report["ledger"] = ledger(work, runs[0]["num_frames"], work.get(SNIPPET_STAGE, {}).get("unet", 0),
+                              count_flops(tuple(runs[0]["latent"]), cfg.snippet_lens[0]))
+    return report
 
 
 def build_report(runs: list[dict], flops_per_snippet: dict[int, int], config: dict) -> dict:
     """Mean/min over repeats of every stage and figure."""
-    names = [s["name"] for s in runs[0]["stages"]]
+    names = [s["name"] for s in runs[0]["stages"] if s["unit"] != "shots"]  # a count of shots, not a stage
     totals = [r["seconds"] for r in runs]
     mean_total = statistics.fmean(totals)
     stages = []
-    for j, name in enumerate(names):
-        secs = [r["stages"][j]["seconds"] for r in runs]
-        first = runs[0]["stages"][j]
+    for name in names:
+        secs = [next(s for s in r["stages"] if s["name"] == name)["working_seconds"] for r in runs]
+        first = next(s for s in runs[0]["stages"] if s["name"] == name)
         items = first["computed"]
         stages.append({"stage": name, "seconds": _summary(secs), "items": items, "unit": first["unit"],
                        "rate": items / max(statistics.fmean(secs), 1e-9),
@@ -271,6 +289,9 @@ def format_report(report: dict) -> str:
                  f"({u['tflops_stage']:.3f} over the whole snippet stage)")
     gpu = "n/a" if report["peak_gpu_mib"] is None else f"{report['peak_gpu_mib']:.0f} MiB"
     lines.append(f"peak RSS {report['peak_rss_mib']:.0f} MiB; peak GPU memory {gpu}")
+    if "ledger" in report:
+        achieved = t["mean"] if c["device"].startswith("cuda") else None
+        lines.append(format_ledger(report["ledger"], c["frames"], c.get("peak_tflops"), achieved))
     return "\n".join(lines)
 
 
@@ -287,10 +308,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--peak-tflops", type=float)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     report = run(args.video, preset=args.preset, frames=args.frames, res=args.res, batch_size=args.batch_size,
-                 repeat=args.repeat, model=args.model, device=args.device, threads=args.threads)
+                 repeat=args.repeat, model=args.model, device=args.device, threads=args.threads,
+                 peak_tflops=args.peak_tflops)
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

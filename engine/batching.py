@@ -1,22 +1,30 @@
-"""Where snippets are batched: the snippet plan cut into work units and UNet batches.
+"""Where snippets are batched: every shot's snippets as one stream of UNet batches.
 
-A unit holds the snippets of every group (every shot and dilation) whose global start
-frame lies in ``[first, stop)``; it writes one shard of each series' arrays. Inside a unit,
-snippets of any dilation share a batch when they have the same length, in start order, so
-the RGB latents they read form a sliding window in time.
+The stream walks shots in order and, inside a shot, snippets by start frame (then by
+dilation): the RGB latents they read form a sliding window in time. A batch holds snippets
+of one length; it is filled across shot boundaries, so a film of short shots still gives
+full UNet batches. A batch of a length no shot has used for ``FLUSH_AFTER_SHOTS`` shots
+(the snippets of a shot of one or two frames) is sent then, so no shot waits long for it.
+
+Work units are runs of consecutive batches (``SnippetUnit``); how many batches a unit takes
+is decided while running (about a minute of device work, see ``engine.unit_sizing``) and
+recorded with the unit. The depth of a snippet never depends on which unit computed it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..storage import layout
+import numpy as np
+
 from .snippets import SnippetGroup
+
+FLUSH_AFTER_SHOTS = 2
 
 
 @dataclass(frozen=True)
 class SnippetBatch:
-    """One UNet call: ``members`` are ``(group index, snippet index)`` pairs of equal length."""
+    """One UNet call: ``members`` are ``(group index, snippet index)`` pairs of equal ``length``."""
 
     length: int
     members: tuple[tuple[int, int], ...]
@@ -24,37 +32,46 @@ class SnippetBatch:
 
 @dataclass(frozen=True)
 class SnippetUnit:
-    """The snippets starting in frames ``[first, stop)`` of every group, cut into batches."""
+    """Batches ``[first, stop)`` of the stream: computed and recorded together."""
 
     first: int
     stop: int
-    batches: tuple[SnippetBatch, ...]
-
-    @property
-    def id(self) -> str:
-        return layout.chunk_unit(self.first)
-
-    @property
-    def size(self) -> int:
-        return sum(len(b.members) for b in self.batches)
 
 
-def plan_units(groups: list[SnippetGroup], unit: int, batch_size: int) -> list[SnippetUnit]:
-    """Every snippet of ``groups`` once: units of ``unit`` global start frames, batches of at most
-    ``batch_size``. Units without snippets (a stretch of very short shots) are left out."""
-    last = max(g.offset + g.count for g in groups)
-    units = []
-    for first in range(0, last, unit):
-        stop = min(first + unit, last)
-        batches = []
-        for length in sorted({g.length for g in groups}):
-            queue = sorted((g.offset + i, k, i) for k, g in enumerate(groups) if g.length == length
-                           for i in range(max(0, first - g.offset), min(stop - g.offset, g.count)))
-            batches += [SnippetBatch(length, tuple((k, i) for _, k, i in queue[at:at + batch_size]))
-                        for at in range(0, len(queue), batch_size)]
-        if batches:
-            units.append(SnippetUnit(first, stop, tuple(batches)))
-    return units
+def plan_batches(shot_groups: list[list[int]], groups: list[SnippetGroup], batch_size: int) -> list[SnippetBatch]:
+    """Every snippet of ``groups`` once, in stream order (see the module docstring).
+
+    ``shot_groups[k]``: the indices into ``groups`` of shot ``k``'s groups.
+    """
+    batches: list[SnippetBatch] = []
+    open_batches: dict[int, list[tuple[int, int]]] = {}  # length -> members
+    last_used: dict[int, int] = {}  # length -> the last shot with snippets of that length
+
+    def send(length: int) -> None:
+        batches.append(SnippetBatch(length, tuple(open_batches.pop(length))))
+
+    for shot, members in enumerate(shot_groups):
+        for start, k, i in sorted((groups[k].offset + i, k, i) for k in members for i in range(groups[k].count)):
+            length = groups[k].length
+            open_batches.setdefault(length, []).append((k, i))
+            last_used[length] = shot
+            if len(open_batches[length]) == batch_size:
+                send(length)
+        for length in sorted(open_batches):
+            if last_used[length] <= shot - FLUSH_AFTER_SHOTS:
+                send(length)
+    for length in sorted(open_batches):
+        send(length)
+    return batches
+
+
+def last_batch_of_shots(batches: list[SnippetBatch], shot_of_group: list[int], shots: int) -> np.ndarray:
+    """``[shots]``: the index of the last batch holding a snippet of each shot (-1: a shot without snippets)."""
+    last = np.full(shots, -1, dtype=np.int64)
+    for b, batch in enumerate(batches):
+        for k, _ in batch.members:
+            last[shot_of_group[k]] = b
+    return last
 
 
 def default_batch_size(device_type: str, free_bytes: int | None, frame_pixels: int) -> int:

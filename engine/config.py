@@ -99,9 +99,11 @@ class ExecutionOptions:
     overwrite: bool = False
     coalign_memory: int = 1 << 28  # bytes: co-alignment samples and factor in memory, then streamed from disk
     scratch: str = "auto"
-    scratch_limit: int = 1 << 28  # bytes of depth scratch --scratch auto allows (a short clip's)
+    scratch_budget: int = 8 << 30  # bytes of snippet scratch the shots in flight may hold (at most half the free disk)
     keep_intermediates: bool = False
     unit_frames: int | None = None
+    unit_seconds: float = 60.0  # device work per snippet unit: what a kill may lose at most
+    host_thread: bool = False  # host stages beside device work on CPU too (GPU and clusters always)
     output: str = "inverse"  # what value outputs hold: relative inverse depth, or relative depth
     exr_dtype: str = "float"
     exr_compression: str = "zip"
@@ -151,6 +153,8 @@ def validate_options(opts: ExecutionOptions) -> None:
               (opts.focal is None or opts.focal > 0, f"--focal must be positive, not {opts.focal}"),
               (0 < opts.fov < 180, f"--fov must be in (0, 180) degrees, not {opts.fov}"),
               (opts.unit_frames is None or opts.unit_frames >= 1, "--unit-frames must be >= 1"),
+              (opts.unit_seconds > 0, f"--unit-seconds must be positive, not {opts.unit_seconds}"),
+              (opts.scratch_budget >= 0, "--scratch-budget must be >= 0"),
               (opts.coalign_memory >= 16 << 20, "--coalign-memory must be at least 16 MiB")]
     for ok, message in checks:
         if not ok:

@@ -9,6 +9,7 @@ expected units; a finished run's outputs must exist). It returns the problems fo
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,11 @@ import numpy as np
 from ..storage import layout
 from ..storage.lock import lock_path_for, pid_alive, read_holder
 from ..storage.run_store import DamagedData, DamagedStore, RunStore, read_record
+from .config import ExecutionOptions
 from .errors import EngineError
+from .facts import RunFacts
+
+SHOTS_LISTED = 12
 
 
 def open_for_inspect(path: str | Path) -> RunStore:
@@ -45,49 +50,119 @@ def human(n: float) -> str:
     return f"{n} B"
 
 
-def stage_progress(store: RunStore) -> list[tuple[str, int, int | None]]:
-    """``(stage, units done, units expected or None)`` in pipeline order."""
-    expected = store.info.get("expected_units", {})
-    present = set(store.stages()) | set(expected)
-    ordered = [s for s in layout.STAGE_ORDER if s in present] + sorted(present - set(layout.STAGE_ORDER))
-    return [(s, len(store.done_units(s)), expected.get(s)) for s in ordered]
+def store_plan(store: RunStore):
+    """The run's plan rebuilt from what the store recorded (None before the plan was made)."""
+    from .config import RunConfig
+    from .latents import Geometry
+    from .plan import make_plan
+
+    facts = RunFacts.read(store)
+    if facts.plan is None or facts.num_frames is None:
+        return None
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in store.manifest.get("config", {}).items()
+              if k in fields}
+    cfg = RunConfig(**config)
+    return cfg, make_plan(facts, cfg, ExecutionOptions(), facts.num_frames, Geometry(facts.frame_size, facts.geometry),
+                          4, None, "cpu", store.path.parent)
+
+
+def shot_states(store: RunStore, cfg, plan) -> list[str]:
+    """Per shot: the last of its stages that is complete (``pending``: none yet)."""
+    from .stages import table
+
+    covered = np.zeros(len(plan.batches), dtype=bool)
+    for unit, record in store.done_units(layout.SNIPPETS).items():
+        covered[layout.batch_unit_first(unit):record["stop"]] = True
+    exported = {u.rsplit("-", 1)[-1] for u in store.done_units(layout.EXPORT) if u.startswith("shot-")}
+    states = []
+    for shot in plan.shots:
+        state = "pending"
+        if plan.last_batch[shot.index] < 0 or covered[:plan.last_batch[shot.index] + 1].all():
+            state = "snippets"
+        elif covered.any():
+            state = "in snippets"
+        for stage in table.shot_stages(cfg):
+            if stage.name == layout.EXPORT:
+                done = layout.chunk_unit(shot.start) in exported
+            else:
+                done = all(store.is_done(stage.name, unit) for unit in stage.units(plan, shot))
+            if not done or state in ("pending", "in snippets"):
+                break
+            state = stage.name
+        states.append(state)
+    return states
+
+
+def stage_progress(store: RunStore, cfg, plan) -> list[tuple[str, int, int | None, str]]:
+    """``(stage, done, expected, what is counted)`` in table order."""
+    from .stages import table
+
+    facts = RunFacts.read(store)
+    rows = []
+    ingest = store.done_units(layout.INGEST)
+    frames = sum(r.get("frames", 0) for r in ingest.values())
+    rows.append((layout.INGEST, frames, facts.num_frames or facts.frames_announced, "frames"))
+    if plan is None:
+        return rows
+    batches = sum(r["stop"] - layout.batch_unit_first(u) for u, r in store.done_units(layout.SNIPPETS).items())
+    rows.append((layout.SNIPPETS, batches, len(plan.batches), "batches"))
+    for stage in table.shot_stages(cfg):
+        if stage.name == layout.EXPORT:
+            done = sum(1 for u in store.done_units(layout.EXPORT) if u.startswith("shot-"))
+            rows.append((stage.name, done, len(plan.shots), "shots"))
+            continue
+        expected = [u for shot in plan.shots for u in stage.units(plan, shot)]
+        records = store.done_units(stage.name)
+        rows.append((stage.name, sum(1 for u in expected if u in records), len(expected), "units"))
+    return rows
 
 
 def describe(store: RunStore) -> list[str]:
-    m, info = store.manifest, store.info
+    m, facts = store.manifest, RunFacts.read(store)
     cfg = m.get("config", {})
     lines = [f"run store   {store.path}",
-             f"engine      {m.get('engine')}   checkpoint {info.get('checkpoint_path')} "
+             f"engine      {m.get('engine')}   checkpoint {facts.checkpoint_path} "
              f"({', '.join(f'{k} {str(v)[:16]}' for k, v in m.get('checkpoint', {}).items())})",
              f"input       {m.get('input', {}).get('name')} ({m.get('input', {}).get('kind')})   "
              f"identity {str(m.get('input', {}).get('identity'))[:16]}",
              "config      " + ", ".join(f"{k}={v}" for k, v in cfg.items()),
              f"config hash {m.get('config_hash')}"]
-    if "num_frames" in info:
-        frame, depth, latent = info["frame_size"], info["depth_size"], info["latent_size"]
-        lines.append(f"frames      {info['num_frames']} at {frame[0]}x{frame[1]}, depth {depth[0]}x{depth[1]} "
-                     f"({info['geometry']}), latents {latent[0]}x{latent[1]}")
-    if "plan" in info:
-        plan = info["plan"]
-        lines.append(f"plan        batch {plan['batch_size']}, {plan['scratch']} scratch, "
-                     f"{plan['snippet_unit']} snippet starts per unit")
-    for problem in info.get("decoding", {}).get("problems", []):
+    if facts.num_frames is not None and facts.frame_size:
+        frame, depth, latent = facts.frame_size, facts.depth_size, facts.latent_size
+        lines.append(f"frames      {facts.num_frames} at {frame[0]}x{frame[1]}, depth {depth[0]}x{depth[1]} "
+                     f"({facts.geometry}), latents {latent[0]}x{latent[1]}")
+    if facts.plan is not None:
+        kinds = {kind: facts.plan.scratch.count(kind) for kind in ("depth", "latent") if kind in facts.plan.scratch}
+        lines.append(f"plan        batch {facts.plan.batch_size}, scratch {', '.join(f'{k} for {n} shot(s)' for k, n in kinds.items())}"
+                     f" (budget {human(facts.plan.scratch_budget)})")
+    for problem in (facts.decoding or {}).get("problems", []):
         lines.append(f"decoding    {problem}")
-    if "cuts" in info and "num_frames" in info:
-        bounds = [0, *info["cuts"], info["num_frames"]]
-        shown = ", ".join(f"{a}-{b - 1}" for a, b in zip(bounds[:-1], bounds[1:]))
-        lines.append(f"shots       {len(bounds) - 1}: frames {shown[:300]}{' ...' if len(shown) > 300 else ''}")
-    for note in info.get("notes", []):
+    for note in facts.notes:
         lines.append(f"note        {note}")
     holder = read_holder(lock_path_for(store.path))
     if holder:
         alive = pid_alive(int(holder.get("pid", -1)))
         lines.append(f"lock        process {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}"
                      f" ({'running' if alive else 'not running: stale, taken over by the next run'})")
-    lines.append("stages      units done / expected")
-    for stage, done, expected in stage_progress(store):
-        state = "" if expected is None else ("  complete" if done >= expected else "  partial" if done else "  pending")
-        lines.append(f"  {stage:<14} {done:>5} / {'?' if expected is None else expected:<5}{state}")
+    rebuilt = store_plan(store)
+    cfg_, plan = rebuilt if rebuilt else (None, None)
+    lines.append("stages      done / expected")
+    for stage, done, expected, what in stage_progress(store, cfg_, plan):
+        if expected is None:
+            lines.append(f"  {stage:<14} {done:>6} {what} so far (the input's length is known when ingest ends)")
+            continue
+        state = "complete" if done >= expected else "partial" if done else "pending"
+        lines.append(f"  {stage:<14} {done:>6} / {expected:<6} {what:<8} {state}")
+    if plan is not None:
+        states = shot_states(store, cfg_, plan)
+        counts = {state: states.count(state) for state in dict.fromkeys(states)}
+        lines.append(f"shots       {len(plan.shots)}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+        for shot, state in list(zip(plan.shots, states))[:SHOTS_LISTED]:
+            lines.append(f"  shot {shot.index:<5} frames {shot.start}-{shot.stop - 1:<12} {plan.scratch[shot.index]} "
+                         f"scratch   done through {state}")
+        if len(plan.shots) > SHOTS_LISTED:
+            lines.append(f"  ... {len(plan.shots) - SHOTS_LISTED} more shots")
     complete = store.done_units(layout.COMPLETE).get(layout.COMPLETE_UNIT)
     status = f"COMPLETE (finished {complete.get('finished', '?')})" if complete else "not complete"
     lines.append(f"status      {status}")
@@ -96,9 +171,9 @@ def describe(store: RunStore) -> list[str]:
         try:
             arr = store.array(name)
         except DamagedData as damage:
-            lines.append(f"  {name:<22} DAMAGED ({damage}): rerun the same process command to recompute it")
+            lines.append(f"  {name:<26} DAMAGED ({damage}): rerun the same process command to recompute it")
             continue
-        lines.append(f"  {name:<22} {str(arr.shape):<22} {str(arr.dtype):<8} {arr.unit} rows/shard  "
+        lines.append(f"  {name:<26} {str(arr.shape):<22} {str(arr.dtype):<8} {arr.unit} rows/shard  "
                      f"{human(store.disk_bytes(name))}")
     if store.info.get("released"):
         lines.append(f"released    {', '.join(store.info['released'])}")
@@ -130,20 +205,20 @@ def check_array(store: RunStore, name: str, problems: list[str]) -> set[int] | N
     return present
 
 
-def unit_arrays(stage: str, unit: str, names: set[str]) -> list[str]:
-    """The arrays whose rows a recorded unit of ``stage`` vouches for (``names``: the arrays
-    present or released, which tells how many snippet groups the run has)."""
-    if stage == layout.INGEST:
-        return [layout.RGB_LATENTS]
+def unit_rows(stage: str, unit: str, record: dict) -> tuple[list[str], int, int]:
+    """The arrays and rows ``[first, stop)`` a recorded unit of ``stage`` vouches for."""
     if stage == layout.SNIPPETS:
-        return sorted(n for n in names if n.startswith(("snippets/", "samples/")))
-    if stage in (layout.MERGE, layout.NORMALIZE, layout.REFINE_DECODE):
-        return [layout.DEPTH]
-    if stage == layout.REFINE_ENCODE:
-        return [layout.refine_latents(0)]
-    if stage == layout.REFINE:
-        return [layout.refine_latents((layout.refine_unit_step(unit) + 1) % 2)]
-    return []
+        first = layout.batch_unit_first(unit)
+        return [layout.snippet_scratch(first, kind) for kind in ("depth", "latent", "samples")], 0, 1
+    if stage in (layout.INGEST, layout.MERGE, layout.NORMALIZE, layout.REFINE_DECODE, layout.REFINE_ENCODE,
+                 layout.REFINE):
+        first = layout.chunk_unit_first(unit)
+        names = {layout.INGEST: [layout.RGB_LATENTS], layout.REFINE_ENCODE: [layout.refine_latents(0)]}.get(
+            stage, [layout.DEPTH])
+        if stage == layout.REFINE:
+            names = [layout.refine_latents((layout.refine_unit_step(unit) + 1) % 2)]
+        return names, first, first + 1
+    return [], 0, 0
 
 
 def verify(store: RunStore) -> list[str]:
@@ -151,36 +226,36 @@ def verify(store: RunStore) -> list[str]:
     problems: list[str] = []
     present = {name: check_array(store, name, problems) for name in store.array_names()}
     released = set(store.info.get("released", []))
+    merging_started = bool(store.done_units(layout.MERGE))
     for stage in store.stages():
-        for unit in store.done_units(stage):
-            for name in unit_arrays(stage, unit, set(present) | released):
-                if name in released:
+        for unit, record in store.done_units(stage).items():
+            names, first, _ = unit_rows(stage, unit, record)
+            for name in names:
+                if name in released or any(a <= first < b for a, b in store.released_rows(name)):
                     continue
+                if stage == layout.SNIPPETS:
+                    if name not in present and not name.endswith("/samples"):
+                        continue  # a unit without snippets of that scratch kind
+                    if name not in present and merging_started:
+                        continue  # released once its shots were merged
                 if name not in present:
                     problems.append(f"record {stage}/{unit}: array {name} is missing")
                     continue
-                first = layout.chunk_unit_first(unit)
                 if present[name] is None:
                     continue  # unreadable metadata, said above
                 arr = store.array(name)
                 if first < arr.shape[0] and first - first % arr.unit not in present[name]:
                     problems.append(f"record {stage}/{unit}: array {name} rows from {first} are missing")
-    if store.done_units(layout.COALIGN) and layout.coalign_scales(0) not in present:
+    if store.done_units(layout.COALIGN) and not any(name.startswith(layout.COALIGN_GROUP + "/") for name in present):
         problems.append("records of coalign: the scales arrays are missing")
-    expected = store.info.get("expected_units", {})
-    order = [s for s in layout.STAGE_ORDER if s in expected]
-    reached = [s for s in order if store.done_units(s)]
-    last = order.index(reached[-1]) if reached else -1
-    for stage in order[:last]:  # a later stage has started: every earlier one must be whole
-        done = len(store.done_units(stage))
-        if done < expected[stage]:
-            problems.append(f"stage {stage}: {done} of {expected[stage]} unit records present, "
-                            f"but a later stage has started")
+    rebuilt = store_plan(store)
+    if rebuilt is not None:
+        cfg, plan = rebuilt
+        complete = store.is_done(layout.COMPLETE, layout.COMPLETE_UNIT)
+        for stage, done, expected, what in stage_progress(store, cfg, plan):
+            if complete and expected is not None and done < expected:
+                problems.append(f"run recorded complete but stage {stage} has {done} of {expected} {what}")
     if store.is_done(layout.COMPLETE, layout.COMPLETE_UNIT):
-        for stage in order:
-            if len(store.done_units(stage)) < expected[stage]:
-                problems.append(f"run recorded complete but stage {stage} has "
-                                f"{len(store.done_units(stage))} of {expected[stage]} units")
         record = store.done_units(layout.COMPLETE)[layout.COMPLETE_UNIT]
         for fmt, path in record.get("outputs", {}).items():
             if not Path(path).exists():

@@ -1,7 +1,11 @@
-"""The RollingDepth pipeline, top to bottom: ingest -> snippets -> coalign -> merge -> refine -> export.
+"""The RollingDepth pipeline, top to bottom: ingest the input, plan, then every shot through its stages.
 
-Every stage commits to the run store ``OUTDIR/run.zarr`` and skips units already done,
-so rerunning the same command resumes.
+Ingest decodes the input once (finding the cuts on the way) and encodes its frames; the
+plan fixes shots, snippet batches and scratch; the runner then takes shot after shot
+through snippets, co-alignment, merge, normalization, refinement and per-frame exports
+(``stages/table.py`` declares them), and ``finish`` writes what needs every shot. Every
+stage commits to the run store ``OUTDIR/run.zarr`` and skips units already done, so
+rerunning the same command resumes.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 import numpy as np
 
@@ -26,18 +30,20 @@ from .allocator import return_free_memory
 from .config import SHOT_MODES, ExecutionOptions, RunConfig
 from .errors import EngineError
 from .execution import Executor, LocalExecutor, torch_threads
+from .facts import RunFacts
 from .model import Model, load_model
-from .plan import frame_unit, make_plan
+from .plan import frame_unit, make_plan, plan_choices
 from .progress import Progress
 from .repair import repair
+from .run_context import RunContext
+from .runner import Runner
 from .shots.cut_lists import read_cut_list
 from .shots.detector import CutDetector
-from .stages.coalign import coalign
-from .stages.export import ExportSettings, export, export_shots
+from .shots.model import Shot
+from .stages import table
+from .stages.export import finish
 from .stages.ingest import frame_geometry, ingest
-from .stages.merge import merge, normalize
-from .stages.refine import refine
-from .stages.snippets import DeviceTimer, infer_snippets
+from .stages.snippets import DeviceTimer, SnippetStream
 
 RUN_REPAIRS = 3  # damaged data found in one run more often than this: the disk is failing
 
@@ -55,21 +61,6 @@ class RunResult:
     cumulative_seconds: float = 0.0
     runs: int = 1
     warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Run:
-    """One run in progress: the store, the input, the settings and where units are computed."""
-
-    store: RunStore
-    source: FrameSource
-    name: str
-    out_dir: Path
-    cfg: RunConfig
-    opts: ExecutionOptions
-    executor: Executor
-    progress: Progress
-    device_timer: DeviceTimer | None
 
 
 def output_name(path: str, source: FrameSource) -> str:
@@ -156,7 +147,8 @@ def executor_for(cfg: RunConfig, opts: ExecutionOptions, model: Model | None, cl
 
 def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: ExecutionOptions,
                   model: Model | None = None, device_timer: DeviceTimer | None = None,
-                  progress_stream: IO[str] | None = None, cluster=None) -> RunResult:
+                  progress_stream: IO[str] | None = None, cluster=None,
+                  on_shot: Callable[[Shot], None] | None = None) -> RunResult:
     """Run every stage on ``video`` (a video file or an image sequence) into ``out_dir``.
 
     The input is probed and the model loaded before the run store is touched, so a failed
@@ -165,7 +157,9 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
     loaded model (else loaded from ``cfg.checkpoint``); ``device_timer``: times the snippet
     stage's device work (benchmarks); ``progress_stream``: where progress goes (default stderr);
     ``cluster``: an open ``cluster.clusters.Cluster`` whose workers compute the units (with
-    ``opts.workers`` or ``opts.scheduler`` one is opened for this run).
+    ``opts.workers`` or ``opts.scheduler`` one is opened for this run); ``on_shot(shot)``: called
+    (on the run's thread) when a shot's depth in the store is final, in shot order mostly
+    (shots finished in an earlier run first).
     """
     started = time.perf_counter()
     progress = Progress(opts.progress, stream=progress_stream)
@@ -174,11 +168,13 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
         with executor_for(cfg, opts, model, cluster) as executor:
             if not isinstance(executor, LocalExecutor):
                 progress.note(f"units run as tasks on {executor.cluster.where}")
-            return run_locked(video, Path(out_dir), cfg, opts, source, executor, progress, device_timer, started)
+            return run_locked(video, Path(out_dir), cfg, opts, source, executor, progress, device_timer, started,
+                              on_shot)
 
 
 def run_locked(video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions, source: FrameSource,
-               executor: Executor, progress: Progress, device_timer: DeviceTimer | None, started: float) -> RunResult:
+               executor: Executor, progress: Progress, device_timer: DeviceTimer | None, started: float,
+               on_shot: Callable[[Shot], None] | None = None) -> RunResult:
     """Take the run lock, create or resume the store, run the stages; the store records the time spent."""
     store_path = out_dir / layout.STORE_NAME
     with write_errors_as_engine_errors(store_path):
@@ -198,105 +194,101 @@ def run_locked(video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions
                 store = RunStore.create_or_resume(store_path, manifest, overwrite=opts.overwrite)
             except (StoreMismatch, DamagedStore) as exc:
                 raise EngineError(str(exc)) from None
-            store.update_info(input_stat=source.stat(), checkpoint_path=cfg.checkpoint)
+            facts = RunFacts.read(store).record(store, input_stat=source.stat(), checkpoint_path=cfg.checkpoint)
             executor.bind(store)
-            run = Run(store, source, output_name(video, source), out_dir, cfg, opts, executor, progress,
-                      device_timer)
+            ctx = RunContext(store, source, cfg, opts, executor, progress, out_dir, output_name(video, source), facts,
+                             device_timer, on_shot)
             try:
-                result = repairing(run)
+                result = repairing(ctx)
             finally:
                 seconds = time.perf_counter() - started
-                store.update_info(seconds=store.info.get("seconds", 0.0) + seconds,
-                                  runs=store.info.get("runs", 0) + 1)
-            result.seconds, result.cumulative_seconds, result.runs = seconds, store.info["seconds"], \
-                store.info["runs"]
+                facts = RunFacts.read(store)
+                facts = facts.record(store, seconds=facts.seconds + seconds, runs=facts.runs + 1)
+            result.seconds, result.cumulative_seconds, result.runs = seconds, facts.seconds, facts.runs
             return result
     finally:
         lock.release()
 
 
-def repairing(run: Run) -> RunResult:
+def repairing(ctx: RunContext) -> RunResult:
     """``run_stages``, recomputing what damaged data (a failed checksum) invalidates."""
     for _ in range(RUN_REPAIRS):
         try:
-            return run_stages(run)
+            return run_stages(ctx)
         except DamagedData as damage:
-            run.progress.warning(f"damaged data in {run.store.path}: {damage}; {repair(run.store, damage)}")
-    raise EngineError(f"run store {run.store.path} keeps returning damaged data: check the disk, then rerun "
+            ctx.progress.warning(f"damaged data in {ctx.store.path}: {damage}; {repair(ctx, damage)}")
+            ctx.facts, ctx.exports = RunFacts.read(ctx.store), None
+    raise EngineError(f"run store {ctx.store.path} keeps returning damaged data: check the disk, then rerun "
                       "(or --overwrite)")
 
 
-def run_stages(run: Run) -> RunResult:
-    """The algorithm, stage after stage; each skips the units the store holds already."""
-    store, cfg, opts, executor, progress = run.store, run.cfg, run.opts, run.executor, run.progress
-    info = run.source.info
+def run_stages(ctx: RunContext) -> RunResult:
+    """The algorithm: ingest, plan, every shot through its stages, finish. Units the store holds are skipped."""
+    store, cfg, opts, progress = ctx.store, ctx.cfg, ctx.opts, ctx.progress
+    info = ctx.source.info
     for record in store.withdraw_unreadable_records():
         progress.warning(f"damaged record {record} in {store.path}: its units are recomputed")
     store.check_metadata()
     geometry = frame_geometry((info.height, info.width), cfg.res, cfg.geometry, progress)
-    if "frame_unit" not in store.info:  # ingest's units: fixed before the first is written
-        store.update_info(frame_unit=frame_unit(geometry, opts.unit_frames))
+    if ctx.facts.frame_unit is None:  # ingest's units: fixed before the first is written
+        ctx.record(frame_unit=frame_unit(geometry, opts.unit_frames), frames_announced=clip_length(info, cfg) or None)
     detector = CutDetector(threshold=cfg.shot_threshold, fps=info.fps) if cfg.shots == "auto" else None
-    frames = run.source.views(cfg.start, cfg.frames)
-    num_frames = ingest(store, executor, detected(frames, detector) if detector else frames, clip_length(info, cfg),
-                        (info.height, info.width), geometry, store.info["frame_unit"], progress)
+    frames = ctx.source.views(cfg.start, cfg.frames)
+    num_frames = ingest(ctx, detected(frames, detector) if detector else frames, clip_length(info, cfg),
+                        (info.height, info.width), geometry)
     return_free_memory()  # what decoding held (a large input's tables and buffers)
     if not num_frames:
         raise EngineError(f"no frames to process in {info.path} (start {cfg.start} is past the end?)")
-    warnings = record_decoding(run, geometry.frame)
-    if "cuts" not in store.info:
-        store.update_info(cuts=find_cuts(cfg, detector, info.fps, num_frames))
+    warnings = record_decoding(ctx, geometry.frame)
+    if ctx.facts.cuts is None:
+        ctx.record(cuts=find_cuts(cfg, detector, info.fps, num_frames))
     store.compact(layout.INGEST)
     if not store.has(layout.TIME):
         write_coordinates(store, frame_numbers(info, cfg, num_frames), info.fps)
 
-    facts = executor.facts
-    plan, new = make_plan(store.info, cfg, opts, num_frames, geometry, facts.itemsize, facts.free_memory,
-                          facts.device_type, run.out_dir)
-    store.update_info(**new)
+    facts = ctx.executor.facts
+    ctx.plan = plan = make_plan(ctx.facts, cfg, opts, num_frames, geometry, facts.itemsize, facts.free_memory,
+                                facts.device_type, ctx.out_dir)
+    if ctx.facts.plan is None:
+        ctx.record(plan=plan_choices(plan), notes=plan.notes)
     for note in plan.notes:
         progress.note(note)
     if len(plan.shots) > 1:
-        progress.note(f"{len(plan.shots)} shots: cuts at frames {', '.join(map(str, store.info['cuts'][:20]))}"
+        progress.note(f"{len(plan.shots)} shots: cuts at frames {', '.join(map(str, ctx.facts.cuts[:20]))}"
                       f"{' ...' if len(plan.shots) > 21 else ''}")
-    minima = infer_snippets(store, executor, plan, cfg.seed, progress, run.device_timer)
-    store.compact(layout.SNIPPETS)
-    if not cfg.refine_steps:
-        release(run, layout.RGB_LATENTS)
-
-    scales, shifts = coalign(store, plan, minima, cfg.coalign, opts.coalign_memory, progress, cfg.exact_dtype)
-    store.compact(layout.COALIGN)
-    merge(store, plan, executor, scales, shifts, minima, progress, cfg.exact_dtype)
-    store.compact(layout.MERGE)
-    release(run, *(name(j) for j, rows in enumerate(plan.series_rows) if rows
-                   for name in (layout.snippet_scratch, layout.snippet_samples)))
-    normalize(store, plan, executor, progress, cfg.exact_dtype)
-    store.compact(layout.NORMALIZE)
-    if cfg.refine_steps:
-        refine(store, executor, plan, cfg.seed, progress, cfg.exact_dtype)
-        for stage in (layout.REFINE_ENCODE, layout.REFINE, layout.REFINE_DECODE):
-            store.compact(stage)
-        release(run, layout.RGB_LATENTS, layout.refine_latents(0), layout.refine_latents(1))
-
-    restore = (info.height, info.width) if opts.restore_res else None
-    store.clear_unit(layout.COMPLETE, layout.COMPLETE_UNIT)  # rewritten below, once every output is complete again
-    numbers = tuple(store.array(layout.FRAME)[:].tolist()) if info.frame_numbers else None
-    settings = ExportSettings(run.out_dir, run.name, opts.save, info.path, plan.frame_unit, info.fps, opts.colormap,
-                              restore, opts.output, numbers, opts.exr_dtype, opts.exr_compression, opts.ply_every,
-                              opts.ply_stride, opts.focal, opts.fov)
-    outputs = export(store, settings, lambda: run.source.views(cfg.start, cfg.frames), progress, executor)
+    latent = sum(kind == "latent" for kind in plan.scratch)
+    if latent:
+        progress.note(f"{latent} shot(s) too long for the {plan.scratch_budget / 2**30:.1f} GiB scratch budget keep "
+                      "snippet latents: one more VAE decode per snippet frame (--scratch-budget raises it)")
+    store.clear_unit(layout.COMPLETE, layout.COMPLETE_UNIT)  # written again once every output is complete
+    start_timers(ctx)
+    ctx.stream = SnippetStream(store, plan, ctx.executor, opts.unit_seconds, ctx.timers[layout.SNIPPETS])
+    threaded = ctx.executor.facts.device_type == "cuda" or not isinstance(ctx.executor, LocalExecutor)
+    Runner(ctx, threaded_host=threaded or opts.host_thread).run()
+    for stage in table.STAGES:
+        store.compact(stage.name)
+    ctx.release(layout.SNIPPET_SCRATCH, layout.RGB_LATENTS, layout.refine_latents(0), layout.refine_latents(1))
+    finish(ctx)
     return_free_memory()
-    if cfg.shots != "none":
-        outputs.update(export_shots(store, run.out_dir, run.name, plan.shots,
-                                    lambda: run.source.views(cfg.start, cfg.frames), info.fps, cfg.start,
-                                    {"method": cfg.shots if cfg.shots in SHOT_MODES else "file",
-                                     "threshold": cfg.shot_threshold}, opts.colormap, progress))
     store.compact(layout.EXPORT)
     store.mark_done(layout.COMPLETE, layout.COMPLETE_UNIT,
-                    {"frames": num_frames, "outputs": {k: str(v) for k, v in outputs.items()},
+                    {"frames": num_frames, "outputs": {k: str(v) for k, v in ctx.outputs.items()},
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    return RunResult(store=store.path, outputs=outputs, num_frames=num_frames, seconds=0.0,
+    return RunResult(store=store.path, outputs=ctx.outputs, num_frames=num_frames, seconds=0.0,
                      stages=[stage.record() for stage in progress.stages], warnings=warnings)
+
+
+def start_timers(ctx: RunContext) -> None:
+    """One timer per stage of the shot phase (they run side by side) and one counting finished shots."""
+    plan = ctx.plan
+    ctx.timers[layout.SNIPPETS] = ctx.progress.stage(layout.SNIPPETS, plan.snippets, unit="snippets", concurrent=True)
+    for stage in table.shot_stages(ctx.cfg):
+        if stage.name == layout.COALIGN:
+            ctx.timers[stage.name] = ctx.progress.stage(stage.name, plan.snippets, unit="snippets", concurrent=True)
+        else:
+            steps = plan.refine_steps if stage.name == layout.REFINE else 1
+            ctx.timers[stage.name] = ctx.progress.stage(stage.name, steps * plan.num_frames, concurrent=True)
+    ctx.timers["shots"] = ctx.progress.stage("shots", len(plan.shots), unit="shots", concurrent=True)
 
 
 def detected(frames: Iterator[FrameView], detector: CutDetector) -> Iterator[FrameView]:
@@ -342,25 +334,18 @@ def write_coordinates(store: RunStore, numbers: np.ndarray, fps: float) -> None:
     store.write_whole(layout.TIME, np.arange(len(numbers)) / fps, ("frame",), {"units": "s"})
 
 
-def record_decoding(run: Run, size: tuple[int, int]) -> list[str]:
+def record_decoding(ctx: RunContext, size: tuple[int, int]) -> list[str]:
     """What the decoder could not read or had to conceal: kept in the store, said once per run;
     returns the lines."""
-    report = run.source.report
+    report = ctx.source.report
     if report.decoded:  # decoded in this run: its report is the truth
-        problems = [f"{run.source.info.path}: {problem}" for problem in report.problems()]
+        problems = [f"{ctx.source.info.path}: {problem}" for problem in report.problems()]
         if report.size_changes:
-            problems.append(f"{run.source.info.path}: frames of another size are fitted into {size[0]}x{size[1]} "
+            problems.append(f"{ctx.source.info.path}: frames of another size are fitted into {size[0]}x{size[1]} "
                             "with their aspect kept (black bars)")
-        run.store.update_info(decoding={"problems": problems, "dropped": report.dropped,
-                                        "concealed": report.concealed,
-                                        "size_changes": [[i, list(s)] for i, s in report.size_changes]})
-    problems = run.store.info.get("decoding", {}).get("problems", [])
+        ctx.record(decoding={"problems": problems, "dropped": report.dropped, "concealed": report.concealed,
+                             "size_changes": [[i, list(s)] for i, s in report.size_changes]})
+    problems = (ctx.facts.decoding or {}).get("problems", [])
     for problem in problems:
-        run.progress.warning(problem)
+        ctx.progress.warning(problem)
     return problems
-
-
-def release(run: Run, *names: str) -> None:
-    """Free intermediate arrays whose consumers are done (kept with ``--keep-intermediates``)."""
-    if not run.opts.keep_intermediates:
-        run.store.release(*names)

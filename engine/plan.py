@@ -1,19 +1,21 @@
 """The run plan: what the config and the ingested video decide for every later stage.
 
-Shots, snippet groups, work units, UNet batch size and the kind of snippet scratch are
-fixed once per run store (``info.plan``), so a resumed run cuts its work exactly as before.
-Every shot is planned as a video of its own (``shots.plan_shot_snippets``): no snippet
-crosses a cut. Snippets of one configured dilation (a *series*) share the run store's
-arrays, indexed by their global start frame.
+Shots, snippet groups, the batch stream, the scratch kind of every shot and the per-frame
+units are fixed once per run store (``RunFacts.plan``), so a resumed run cuts its work
+exactly as before. Every shot is planned as a video of its own (``shots.model``): no
+snippet crosses a cut. Snippets of one configured dilation (a *series*) share the
+co-alignment arrays, indexed by their global start frame.
 
-Snippet scratch (``--scratch``): the snippet stage decodes every snippet frame to depth (for
-the global minimum and the co-alignment samples); the merge needs those maps again.
-- ``depth`` keeps them at full resolution in the compute precision: no extra device work,
-  ``frames x observations x H x W x 2-4`` bytes of disk until the merge is done;
+Snippet scratch (``--scratch``): the snippet stage decodes every snippet frame once, to depth
+(for the shot's minimum and the co-alignment samples); the merge needs those maps again
+once the shot is co-aligned.
+- ``depth`` keeps them at full resolution in the compute precision, losslessly compressed:
+  the method's decode count, the shot's maps on disk until its merge;
 - ``latent`` keeps the snippet latents (64x fewer values) and decodes them again at merge
   time: one more VAE decode per snippet frame, a small fraction of the disk;
-- ``auto`` (default) takes ``depth`` while it needs at most ``--scratch-limit`` (default
-  0.25 GiB: short clips) and half the free disk, ``latent`` beyond.
+- ``auto`` (default) takes ``depth`` for every shot whose scratch fits ``--scratch-budget``
+  (default 8 GiB, at most half the free disk) and ``latent`` only for a take too long for it
+  alone. The runner keeps the shots in flight within the budget (it waits for merges).
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ from pathlib import Path
 import numpy as np
 
 from ..storage import layout
-from .batching import SnippetUnit, default_batch_size, plan_units
+from .batching import SnippetBatch, default_batch_size, last_batch_of_shots, plan_batches
 from .config import ExecutionOptions, RunConfig
+from .facts import PlanChoices, RunFacts
 from .latents import Geometry
 from .shots.model import Shot, plan_shot_snippets, shot_refinement_dilations, shots_from_cuts
 from .snippets import SnippetGroup
 
 SCRATCH_MODES = ("auto", "depth", "latent")
+# Stored bytes / raw bytes of the scratch, measured on smooth depth (benchmarks/RESULTS.md,
+# `rdengine bench scratch-codecs`): what the budget counts before a shot has written anything.
+STORED_FRACTION = {"depth": 0.6, "latent": 0.95}
 
 
 @dataclass(frozen=True)
@@ -39,11 +45,13 @@ class RunPlan:
     """Every decision later stages share.
 
     ``groups``: the snippet groups of every shot, in shot order; ``shot_groups[k]``: the
-    indices of shot ``k``'s groups; ``series_rows[j]``/``series_slots[j]``: shape of series
-    ``j``'s arrays (global start frames x snippet slots; 0 rows: no group). ``frame_unit``:
-    frames per unit of the per-frame stages; ``units``: the snippet stage's units;
-    ``scratch``: ``depth`` or ``latent``; ``refine_dilations[k]``: shot ``k``'s refinement
-    schedule; ``normalize``: ``shot`` or ``global``.
+    indices of shot ``k``'s groups; ``series_rows[j]``: rows of series ``j``'s co-alignment
+    arrays (global start frames; 0: no group). ``batches``: the snippet stream
+    (``batching``); ``last_batch[k]``: the last batch holding a snippet of shot ``k`` (-1:
+    none). ``scratch[k]``: ``depth`` or ``latent`` for shot ``k``; ``scratch_budget``: bytes
+    of snippet scratch the shots in flight may hold. ``frame_unit``: frames per shard of the
+    per-frame arrays; ``refine_dilations[k]``: shot ``k``'s refinement schedule;
+    ``normalize``: ``shot`` or ``global``.
     """
 
     num_frames: int
@@ -52,13 +60,14 @@ class RunPlan:
     groups: list[SnippetGroup]
     shot_groups: list[list[int]]
     series_rows: list[int]
-    series_slots: list[int]
     notes: list[str]
     batch_size: int
-    scratch: str
+    batches: list[SnippetBatch]
+    last_batch: np.ndarray
+    scratch: tuple[str, ...]
+    scratch_budget: int
+    map_bytes: dict[str, int]
     frame_unit: int
-    snippet_unit: int
-    units: list[SnippetUnit]
     refine_dilations: list[list[int]]
     refine_length: int
     normalize: str
@@ -71,74 +80,83 @@ class RunPlan:
         """The shot index of every group."""
         return [k for k, members in enumerate(self.shot_groups) for _ in members]
 
-    def segments(self, first: int, stop: int) -> list[tuple[int, int, int]]:
-        """``(shot, a, b)``: the part ``[a, b)`` of frames ``[first, stop)`` in each shot it touches."""
-        return [(k, max(first, s.start), min(stop, s.stop)) for k, s in enumerate(self.shots)
-                if s.start < stop and s.stop > first]
+    def shot_snippets(self, k: int) -> int:
+        return sum(self.groups[g].count for g in self.shot_groups[k])
+
+    def shot_maps(self, k: int) -> int:
+        """Snippet frames (decoded maps) of shot ``k``."""
+        return sum(self.groups[g].count * self.groups[g].length for g in self.shot_groups[k])
+
+    def scratch_estimate(self, k: int) -> int:
+        """Bytes shot ``k``'s scratch is expected to take on disk (before it is written)."""
+        kind = self.scratch[k]
+        return int(self.shot_maps(k) * self.map_bytes[kind] * STORED_FRACTION[kind])
+
+    def segments(self, shot: Shot) -> list[tuple[int, int]]:
+        """``[(first, stop)]``: the shot's frames cut at the per-frame shard boundaries (its units)."""
+        unit = self.frame_unit
+        edges = [shot.start, *range((shot.start // unit + 1) * unit, shot.stop, unit), shot.stop]
+        return list(zip(edges[:-1], edges[1:]))
+
+    @property
+    def refine_steps(self) -> int:
+        return max(map(len, self.refine_dilations), default=0)
 
 
 def frame_unit(geometry: Geometry, requested: int | None = None) -> int:
-    """Frames per unit of the per-frame arrays: ``requested`` (``--unit-frames``), else sized by
+    """Frames per shard of the per-frame arrays: ``requested`` (``--unit-frames``), else sized by
     the largest array, float32 depth."""
     return requested or layout.unit_rows(4 * int(np.prod(geometry.depth)))
 
 
-def map_bytes(geometry: Geometry, scratch: str, itemsize: int) -> int:
-    """Bytes of one snippet frame's scratch map."""
-    return itemsize * int(np.prod(geometry.depth) if scratch == "depth" else 4 * np.prod(geometry.latent))
+def map_bytes(geometry: Geometry, itemsize: int) -> dict[str, int]:
+    """Raw bytes of one snippet frame's scratch, per kind."""
+    return {"depth": itemsize * int(np.prod(geometry.depth)), "latent": itemsize * 4 * int(np.prod(geometry.latent))}
 
 
-def choose_scratch(mode: str, limit: int, groups: list[SnippetGroup], geometry: Geometry, itemsize: int,
-                   folder: Path) -> str:
-    """``depth`` or ``latent`` for ``mode`` (see the module docstring)."""
-    if mode != "auto":
-        return mode
-    need = sum(g.count * g.length for g in groups) * map_bytes(geometry, "depth", itemsize)
+def scratch_budget(requested: int, folder: Path) -> int:
+    """The budget: ``requested`` bytes, at most half the free disk where the store lives."""
     free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
-    return "depth" if need <= min(limit, free // 2) else "latent"
+    return int(min(requested, free // 2))
 
 
-def make_plan(info: dict, cfg: RunConfig, opts: ExecutionOptions, num_frames: int, geometry: Geometry,
-              itemsize: int, free_device_bytes: int | None, device_type: str, folder: Path) -> tuple[RunPlan, dict]:
-    """The plan for a run with ``info`` (the store's): its recorded choices if any, else new
-    ones. Returns the plan and the ``info`` entries to record (empty when nothing is new).
-    ``info.frame_unit`` (recorded before ingest) sizes the per-frame units; ``info.cuts`` (the
-    cuts ingest found or read) split the video into shots."""
-    shots = shots_from_cuts(info.get("cuts", []), num_frames)
+def choose_scratch(mode: str, budget: int, maps: list[int], sizes: dict[str, int]) -> tuple[str, ...]:
+    """Per shot: ``mode`` unless ``auto``, else ``depth`` if the shot's ``maps`` fit ``budget`` alone."""
+    if mode != "auto":
+        return tuple(mode for _ in maps)
+    return tuple("depth" if n * sizes["depth"] * STORED_FRACTION["depth"] <= budget else "latent" for n in maps)
+
+
+def make_plan(facts: RunFacts, cfg: RunConfig, opts: ExecutionOptions, num_frames: int, geometry: Geometry,
+              itemsize: int, free_device_bytes: int | None, device_type: str, folder: Path) -> RunPlan:
+    """The plan for a run with ``facts`` (the store's): its recorded choices if any (``facts.plan``),
+    else new ones (the caller records ``PlanChoices`` of the result). ``facts.frame_unit``
+    (recorded before ingest) sizes the per-frame units; ``facts.cuts`` split the video into shots."""
+    shots = shots_from_cuts(list(facts.cuts or ()), num_frames)
     by_shot, notes = plan_shot_snippets(shots, cfg.dilations, cfg.snippet_lens, cfg.cap_dilation)
     groups = [g for shot_groups in by_shot for g in shot_groups]
     at = [0, *np.cumsum([len(s) for s in by_shot])]
     shot_groups = [list(range(a, b)) for a, b in zip(at[:-1], at[1:])]
-    series = range(len(cfg.dilations))
-    rows = [max([g.offset + g.count for g in groups if g.series == j], default=0) for j in series]
-    slots = [max([g.length for g in groups if g.series == j], default=0) for j in series]
-    recorded = info.get("plan")
-    if recorded:
-        batch, scratch, snippet_unit = recorded["batch_size"], recorded["scratch"], recorded["snippet_unit"]
+    rows = [max([g.offset + g.count for g in groups if g.series == j], default=0) for j in range(len(cfg.dilations))]
+    sizes = map_bytes(geometry, itemsize)
+    maps = [sum(groups[g].count * groups[g].length for g in members) for members in shot_groups]
+    if facts.plan:
+        choices = facts.plan
     else:
         batch = opts.batch_size or default_batch_size(device_type, free_device_bytes, int(np.prod(geometry.frame)))
-        scratch = choose_scratch(opts.scratch, opts.scratch_limit, groups, geometry, itemsize, folder)
-        per_start = sum(slots) * map_bytes(geometry, scratch, itemsize)
-        snippet_unit = opts.unit_frames or layout.unit_rows(per_start)
+        budget = scratch_budget(opts.scratch_budget, folder)
+        choices = PlanChoices(batch, choose_scratch(opts.scratch, budget, maps, sizes), budget)
+    batches = plan_batches(shot_groups, groups, choices.batch_size)
+    shot_of_group = [k for k, members in enumerate(shot_groups) for _ in members]
     length = cfg.refine_snippet_len
     refine = shot_refinement_dilations(shots, cfg.refine_steps, cfg.refine_start_dilation, length,
                                        cfg.cap_dilation) if cfg.refine_steps else [[] for _ in shots]
-    plan = RunPlan(num_frames=num_frames, geometry=geometry, shots=shots, groups=groups, shot_groups=shot_groups,
-                   series_rows=rows, series_slots=slots, notes=notes, batch_size=batch, scratch=scratch,
-                   frame_unit=info["frame_unit"], snippet_unit=snippet_unit,
-                   units=plan_units(groups, snippet_unit, batch),
+    return RunPlan(num_frames=num_frames, geometry=geometry, shots=shots, groups=groups, shot_groups=shot_groups,
+                   series_rows=rows, notes=notes, batch_size=choices.batch_size, batches=batches,
+                   last_batch=last_batch_of_shots(batches, shot_of_group, len(shots)), scratch=choices.scratch,
+                   scratch_budget=choices.scratch_budget, map_bytes=sizes, frame_unit=facts.frame_unit,
                    refine_dilations=refine, refine_length=length, normalize=cfg.normalize)
-    new = {} if recorded else {"plan": {"batch_size": batch, "scratch": scratch, "snippet_unit": snippet_unit},
-                               "notes": notes, "expected_units": expected_units(plan)}
-    return plan, new
 
 
-def expected_units(plan: RunPlan) -> dict[str, int]:
-    """Units each stage records when complete (``inspect`` compares against them)."""
-    chunks = -(-plan.num_frames // plan.frame_unit)
-    units = {layout.INGEST: chunks, layout.SNIPPETS: len(plan.units), layout.COALIGN: len(plan.shots),
-             layout.MERGE: chunks, layout.NORMALIZE: chunks}
-    steps = max(map(len, plan.refine_dilations))
-    if steps:
-        units.update({layout.REFINE_ENCODE: chunks, layout.REFINE: steps * chunks, layout.REFINE_DECODE: chunks})
-    return units
+def plan_choices(plan: RunPlan) -> PlanChoices:
+    return PlanChoices(plan.batch_size, plan.scratch, plan.scratch_budget)

@@ -7,13 +7,17 @@ A run store is one Zarr v3 group (``OUTDIR/run.zarr``) holding
   CRC32C checksum;
 - completion records ``_units/<stage>/<unit>/zarr.json``, one per finished work unit (Zarr
   group nodes, the record in their attributes, so the store stays a valid Zarr hierarchy);
+- the snippet scratch: ``snippets/b<first batch>/{depth,latent,samples}``, the arrays of one
+  snippet unit (see ``engine/stages/scratch.py``), deleted once its shots are merged;
 - beside it, ``.run.zarr.scratch-<stage>/``: spill files of a stage in progress (the
   co-alignment factor), removed after.
 
-Intermediate arrays are released (deleted, and listed in ``info.released``) once every
-stage that reads them is done; the final ``depth`` and the small co-alignment arrays stay.
-Stages read and write through these names; ``inspect`` and ``batch`` ask the store
-(``RunStore``) rather than building paths themselves.
+Intermediate arrays are released (deleted, and listed in ``info.released``; rows of them in
+``info.released_rows``) once every stage that reads them is done; the final ``depth`` and the
+small co-alignment arrays stay. Stages read and write through these names; ``inspect`` and
+``batch`` ask the store (``RunStore``) rather than building paths themselves. The stages
+themselves, their order and what each reads and writes are declared once, in the engine
+(``engine/stages/table.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 STORE_NAME = "run.zarr"
 RECORDS = "_units"
 
-# ---------------------------------------------------------------- stages, in pipeline order
+# ---------------------------------------------------------------- stage names (their record folders)
 
 INGEST = "ingest"
 SNIPPETS = "snippets"
@@ -33,7 +37,6 @@ REFINE = "refine"
 REFINE_DECODE = "refine-decode"
 EXPORT = "export"
 COMPLETE = "complete"  # one record, written last: the whole run and its outputs are done
-STAGE_ORDER = (INGEST, SNIPPETS, COALIGN, MERGE, NORMALIZE, REFINE_ENCODE, REFINE, REFINE_DECODE, EXPORT, COMPLETE)
 
 # ---------------------------------------------------------------- arrays and their dimensions
 
@@ -47,18 +50,12 @@ FRAME_DIMS = ("frame", "y", "x")
 LATENT_DIMS = ("frame", "channel", "latent_y", "latent_x")
 
 
-def snippet_scratch(group: int) -> str:
-    """``[N_g, L_g, H, W]`` depth, or ``[N_g, L_g, 4, h, w]`` latents, of every snippet of group ``group``."""
-    return f"snippets/g{group}"
+SNIPPET_SCRATCH = "snippets"  # the folder of every snippet unit's arrays
 
 
-def snippet_samples(group: int) -> str:
-    """``[N_g, L_g, P_h, P_w]`` the SPEC sample grid of every snippet's depth."""
-    return f"samples/g{group}"
-
-
-def snippet_dims(group: int, trailing: tuple[str, ...]) -> tuple[str, ...]:
-    return (f"snippet_g{group}", f"slot_g{group}", *trailing)
+def snippet_scratch(first_batch: int, kind: str) -> str:
+    """The ``kind`` array (``depth``, ``latent`` or ``samples``) of the snippet unit starting at batch ``first_batch``."""
+    return f"{SNIPPET_SCRATCH}/{batch_unit(first_batch)}/{kind}"
 
 
 def coalign_scales(group: int) -> str:
@@ -91,6 +88,15 @@ def unit_rows(row_bytes: int) -> int:
 
 COMPLETE_UNIT = "run"
 COMPACTED = "_all"  # the records of a finished stage, gathered into one node
+
+
+def batch_unit(first: int) -> str:
+    """Unit of the snippet batches starting at ``first`` (its record holds where it stops)."""
+    return f"b{first:07d}"
+
+
+def batch_unit_first(unit: str) -> int:
+    return int(unit[1:])
 
 
 def chunk_unit(first: int, prefix: str = "") -> str:

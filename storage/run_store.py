@@ -13,9 +13,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import zlib
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import zarr
@@ -25,6 +28,8 @@ from . import layout
 from .files import write_text_atomically
 
 CODECS = [BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"), Crc32cCodec()]
+# Smooth full-resolution maps (snippet depth scratch); chosen by `rdengine bench scratch-codecs`.
+SMOOTH_MAP_CODECS = CODECS
 # Write every chunk, even one equal to the fill value: a recorded unit's chunks then always
 # exist on disk, so ``inspect --verify`` can tell a missing chunk from an all-zero one.
 ARRAY_CONFIG = {"write_empty_chunks": True}
@@ -54,11 +59,25 @@ class DamagedData(RuntimeError):
 ALL_ROWS = 2 ** 62
 
 
+class ShardLocks:
+    """One lock per (array, shard) of this process: writes of part of a shard (a read, merge and
+    rewrite of the whole shard file) never interleave. A process whose writers share shards
+    with other processes (a cluster's workers) installs locks those processes share."""
+
+    def __init__(self):
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, int], threading.Lock] = {}
+
+    def lock(self, name: str, shard: int):
+        with self._guard:
+            return self._locks.setdefault((name, shard), threading.Lock())
+
+
 class CheckedArray:
     """A Zarr array whose reads raise ``DamagedData`` instead of returning damaged chunks."""
 
-    def __init__(self, name: str, array: zarr.Array):
-        self.name, self.zarr = name, array
+    def __init__(self, name: str, array: zarr.Array, locks: ShardLocks | None = None):
+        self.name, self.zarr, self.locks = name, array, locks
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -83,9 +102,33 @@ class CheckedArray:
                 else int(np.max(rows)) + 1
             raise DamagedData(self.name, first, stop, str(exc).splitlines()[0][:120]) from None
 
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        """The rows at ``indices`` (any order, repeats allowed), reading only their chunks."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if not len(indices):
+            return np.empty((0, *self.shape[1:]), dtype=self.dtype)
+        unique, inverse = np.unique(indices, return_inverse=True)
+        try:
+            values = self.zarr.get_orthogonal_selection((unique,) + (slice(None),) * (len(self.shape) - 1))
+        except (ValueError, RuntimeError, IndexError, KeyError) as exc:
+            raise DamagedData(self.name, int(unique[0]), int(unique[-1]) + 1,
+                              str(exc).splitlines()[0][:120]) from None
+        return values[inverse]
+
     def write(self, first: int, data: np.ndarray) -> None:
-        """Rows ``[first, first + len(data))``: whole shards, as a unit writes them."""
-        self.zarr[first:first + len(data)] = data
+        """Rows ``[first, first + len(data))``; a shard written in part is locked while it is rewritten."""
+        stop = first + len(data)
+        unit = self.unit
+        partial = first % unit or (stop % unit and stop != self.shape[0])
+        with self._shards_locked(first, stop) if partial and self.locks else ExitStack():
+            self.zarr[first:stop] = data
+
+    @contextmanager
+    def _shards_locked(self, first: int, stop: int) -> Iterator[None]:
+        with ExitStack() as held:
+            for shard in range(first // self.unit, -(-stop // self.unit)):
+                held.enter_context(self.locks.lock(self.name, shard))
+            yield
 
     def __setitem__(self, selection, data) -> None:
         self.zarr[selection] = data
@@ -94,8 +137,11 @@ class CheckedArray:
 class RunStore:
     """A Zarr group on disk with a manifest, published facts (``info``) and completion records."""
 
-    def __init__(self, path: str | Path, mode: str = "a"):
+    def __init__(self, path: str | Path, mode: str = "a", locks: ShardLocks | None = None):
         self.path = Path(path)
+        self.locks = locks or ShardLocks()
+        self._attrs_lock = threading.RLock()  # attributes are read, changed and written whole
+        self._records_lock = threading.RLock()  # a stage's gathered records likewise
         self._compacted_cache: dict[str, tuple] = {}
         try:
             self.root = zarr.open_group(str(self.path), mode=mode, zarr_format=3)
@@ -157,10 +203,12 @@ class RunStore:
 
     def update_info(self, **values) -> None:
         """Merge ``values`` into the store's ``info`` attributes."""
-        self.root.attrs["info"] = {**self.info, **values}
+        with self._attrs_lock:
+            self.root.attrs["info"] = {**self.info, **values}
 
     def drop_info(self, *keys: str) -> None:
-        self.root.attrs["info"] = {k: v for k, v in self.info.items() if k not in keys}
+        with self._attrs_lock:
+            self.root.attrs["info"] = {k: v for k, v in self.info.items() if k not in keys}
 
     # ------------------------------------------------------------ arrays
 
@@ -177,14 +225,16 @@ class RunStore:
             raise DamagedData(name, 0, ALL_ROWS, str(exc).splitlines()[0][:100], metadata=True) from None
 
     def array(self, name: str) -> CheckedArray:
-        return CheckedArray(name, self._open_array(name))
+        return CheckedArray(name, self._open_array(name), self.locks)
 
     def require(self, name: str, shape: tuple[int, ...], dtype: str, dims: tuple[str, ...], unit: int,
-                inner: tuple[int, ...] | None = None, attrs: dict | None = None) -> CheckedArray:
+                inner: tuple[int, ...] | None = None, attrs: dict | None = None,
+                codecs: list | None = None) -> CheckedArray:
         """The array ``name``, created (zero-filled) if absent; an existing one must match.
 
         ``unit``: rows per shard along axis 0; ``inner``: the inner chunk (default: one row,
-        full extent on the other axes); ``dims``: dimension names (xarray opens the store).
+        full extent on the other axes); ``dims``: dimension names (xarray opens the store);
+        ``codecs``: the compressors (default ``CODECS``).
         """
         shape = tuple(int(s) for s in shape)
         if self.has(name):
@@ -192,13 +242,13 @@ class RunStore:
             if arr.shape != shape or arr.dtype != np.dtype(dtype):
                 raise StoreMismatch(f"array {name} in {self.path} has shape {arr.shape} {arr.dtype}, "
                                     f"expected {shape} {dtype}; use --overwrite to start over")
-            return CheckedArray(name, arr)
+            return CheckedArray(name, arr, self.locks)
         inner = inner or (1, *shape[1:])
         shards = (max(unit, inner[0]), *inner[1:]) if len(shape) else None
         arr = self.root.create_array(name, shape=shape, chunks=inner, shards=shards, dtype=dtype,
-                                     compressors=CODECS, fill_value=0, config=ARRAY_CONFIG,
+                                     compressors=codecs or CODECS, fill_value=0, config=ARRAY_CONFIG,
                                      dimension_names=dims, attributes=attrs or {})
-        return CheckedArray(name, arr)
+        return CheckedArray(name, arr, self.locks)
 
     def write_whole(self, name: str, values: np.ndarray, dims: tuple[str, ...], attrs: dict | None = None) -> None:
         """A small array written at once (replaced if present): one chunk, one file."""
@@ -215,9 +265,33 @@ class RunStore:
 
     def release(self, *names: str) -> None:
         """Delete intermediate arrays whose consumers are done; ``info.released`` lists them."""
-        for name in names:
+        present = [name for name in names if (self.path / name).exists()]
+        for name in present:
             self.delete(name)
-        self.update_info(released=sorted(set(self.info.get("released", [])) | set(names)))
+        if present:
+            with self._attrs_lock:
+                self.update_info(released=sorted(set(self.info.get("released", [])) | set(present)))
+
+    def release_rows(self, name: str, first: int, stop: int) -> None:
+        """Delete the shards of ``name`` whose rows all lie in ``[first, stop)`` (rows no reader needs
+        any more); ``info.released_rows[name]`` lists the released row ranges."""
+        if not self.has(name):
+            return
+        arr = self._open_array(name)
+        unit = (arr.shards or arr.chunks)[0]
+        with self._attrs_lock:
+            ranges = self.info.get("released_rows", {})
+            ranges[name] = merged_ranges([*ranges.get(name, []), [first, stop]])
+            self.update_info(released_rows=ranges)
+        for a, b in ranges[name]:  # whole shards inside the released rows (a range may complete a shard)
+            last = arr.shape[0] if b >= arr.shape[0] else b // unit * unit
+            for shard in range(-(-a // unit), -(-last // unit)):
+                key = arr.metadata.encode_chunk_key((shard,) + (0,) * (arr.ndim - 1))
+                (self.path / name / key).unlink(missing_ok=True)
+
+    def released_rows(self, name: str) -> list[list[int]]:
+        """Row ranges ``[first, stop)`` of ``name`` released on purpose (see ``release_rows``)."""
+        return self.info.get("released_rows", {}).get(name, [])
 
     def array_names(self) -> list[str]:
         """Every array in the store, as ``a/b`` paths, found by their metadata files (one that
@@ -276,7 +350,17 @@ class RunStore:
         return records
 
     def is_done(self, stage: str, unit: str) -> bool:
-        return read_record(self._record_file(stage, unit)) is not None or unit in self._compacted(stage)
+        return self.record(stage, unit) is not None
+
+    def record(self, stage: str, unit: str) -> dict | None:
+        """The record of one unit (None: not done), without reading the stage's other records."""
+        single = read_record(self._record_file(stage, unit))
+        return single if single is not None else self._compacted(stage).get(unit)
+
+    def single_records(self, stage: str) -> int:
+        """How many records of ``stage`` are not yet gathered by ``compact``."""
+        folder = self._units_dir(stage)
+        return sum(1 for p in folder.iterdir() if p.name != layout.COMPACTED) if folder.is_dir() else 0
 
     def _compacted(self, stage: str) -> dict[str, dict]:
         """The records ``compact`` gathered into one node (read once per change of the file)."""
@@ -294,16 +378,17 @@ class RunStore:
     def compact(self, stage: str) -> None:
         """Gather the records of a finished stage into one node, so a long run keeps few files:
         the gathered node is written first, the single records removed after."""
-        records = self.done_units(stage)
-        folder = self._units_dir(stage)
-        if not records or not any(p.is_dir() and p.name != layout.COMPACTED for p in folder.iterdir()):
-            return
-        target = self._record_file(stage, layout.COMPACTED)
-        target.parent.mkdir(exist_ok=True)
-        write_text_atomically(target, group_metadata(wrap_record({"units": records})))
-        for unit in records:
-            if unit != layout.COMPACTED:
-                shutil.rmtree(folder / unit, ignore_errors=True)
+        with self._records_lock:
+            records = self.done_units(stage)
+            folder = self._units_dir(stage)
+            if not records or not any(p.is_dir() and p.name != layout.COMPACTED for p in folder.iterdir()):
+                return
+            target = self._record_file(stage, layout.COMPACTED)
+            target.parent.mkdir(exist_ok=True)
+            write_text_atomically(target, group_metadata(wrap_record({"units": records})))
+            for unit in records:
+                if unit != layout.COMPACTED:
+                    shutil.rmtree(folder / unit, ignore_errors=True)
 
     def mark_done(self, stage: str, unit: str, record: dict | None = None) -> None:
         """Record ``unit`` of ``stage`` as done; call only after its data is written.
@@ -324,11 +409,12 @@ class RunStore:
         target = self._record_file(stage, unit)
         target.unlink(missing_ok=True)
         shutil.rmtree(target.parent, ignore_errors=True)
-        gathered = self._compacted(stage)
-        if unit in gathered:
-            rest = {u: r for u, r in gathered.items() if u != unit}
-            write_text_atomically(self._record_file(stage, layout.COMPACTED),
-                                  group_metadata(wrap_record({"units": rest})))
+        with self._records_lock:
+            gathered = self._compacted(stage)
+            if unit in gathered:
+                rest = {u: r for u, r in gathered.items() if u != unit}
+                write_text_atomically(self._record_file(stage, layout.COMPACTED),
+                                      group_metadata(wrap_record({"units": rest})))
 
     def clear_stage(self, stage: str) -> None:
         """Withdraw every record of ``stage``."""
@@ -358,6 +444,17 @@ class RunStore:
         """Every completion record file (for integrity checks)."""
         root = self.path / layout.RECORDS
         return sorted(root.glob("*/*/zarr.json")) if root.is_dir() else []
+
+
+def merged_ranges(ranges: list[list[int]]) -> list[list[int]]:
+    """Sorted ``[first, stop)`` ranges with overlapping and touching ones joined."""
+    out: list[list[int]] = []
+    for first, stop in sorted(ranges):
+        if out and first <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], stop)
+        else:
+            out.append([first, stop])
+    return out
 
 
 def node_type(meta: Path) -> str | None:

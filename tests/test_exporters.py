@@ -14,21 +14,20 @@ import pytest
 from PIL import Image
 from plyfile import PlyData
 
-from rdengine.engine.progress import Progress
-from rdengine.engine.stages.export import ExportSettings, export
-from rdengine.engine.testing.synthetic_clip import write_clip
+from rdengine.engine.config import ExecutionOptions, resolve_config
+from rdengine.engine.pipeline import process_video
+from rdengine.engine.testing.synthetic_clip import encode_frames, synthetic_edit
 from rdengine.storage import layout
 from rdengine.storage.exporters import OUTPUTS, output_path, scale_path
 from rdengine.storage.exporters.exr import ExrExporter
 from rdengine.storage.exporters.gray16 import Gray16Exporter
-from rdengine.storage.exporters.meaning import (DEPTH, INVERSE, describe, describe_numbers, sidecar_json,
+from rdengine.storage.exporters.meaning import (DEPTH, INVERSE, describe, describe_numbers, describe_parts, sidecar_json,
                                                 to_output_values)
 from rdengine.storage.exporters.npy import NpyExporter
 from rdengine.storage.exporters.npz import NpzExporter
 from rdengine.storage.exporters.ply import PlyExporter, focal_from_fov
-from rdengine.storage.exporters.png16 import Png16Exporter
+from rdengine.storage.exporters.png16 import Png16Exporter, write_scales
 from rdengine.storage.exporters.scale16 import Scale16
-from rdengine.storage.inputs import open_input
 from rdengine.storage.run_store import RunStore
 
 T, H, W = 12, 6, 10
@@ -295,6 +294,7 @@ def test_gray16_decodes_to_the_png16_codes(tmp_path):
     inv, _ = video(h=7, w=9)  # odd sizes
     meaning = describe(float(inv.min()), float(inv.max()), "depth")
     drive(Png16Exporter(tmp_path / "png16", "clip", meaning, MemUnits(), "k", T), inv)
+    write_scales(tmp_path / "png16", meaning)
     mkv = tmp_path / "clip_depth16.mkv"
     drive(Gray16Exporter(mkv, 25.0, (7, 9), meaning, MemUnits(), "k"), inv)
     frames = decode_gray16(mkv)
@@ -358,43 +358,48 @@ def test_frame_files_of_an_earlier_longer_run_are_removed(tmp_path):
 # ---------------------------------------------------------------- the export stage
 
 
-def depth_store(path, depth: np.ndarray) -> RunStore:
-    """A real run store holding ``depth`` as a finished run's result."""
-    store = RunStore.create_or_resume(path, {"engine": "test"})
-    store.require(layout.DEPTH, depth.shape, "float32", layout.FRAME_DIMS, 4).write(0, depth)
-    store.update_info(num_frames=len(depth))
-    return store
-
-
-def test_export_stage_writes_agreeing_self_describing_outputs(tmp_path):
-    t, h, w = 10, 12, 16
-    inv = video(t, h, w)[0]
-    clip = write_clip(tmp_path / "clip.mp4", frames=t, width=w, height=h)
+def test_export_stage_writes_agreeing_self_describing_outputs_shot_by_shot(tmp_path, tiny_checkpoint):
+    """A real run of two shots: every value output holds the same relative depth, each shot converted
+    with its own range; the files say so; a rerun rewrites nothing."""
+    t, h, w = 12, 12, 16
+    frames, cuts = synthetic_edit([6, 6], w, h)
+    clip = encode_frames(tmp_path / "clip.mp4", frames)
+    (tmp_path / "cuts.txt").write_text("\n".join(map(str, cuts)))
     out = tmp_path / "out"
-    out.mkdir()
-    store = depth_store(out / "run.zarr", inv)
+    cfg = resolve_config("fast", res=16, dtype="fp32", dilations=(1, 2), checkpoint=str(tiny_checkpoint),
+                         shots=str(tmp_path / "cuts.txt"))
     formats = ("npy", "npz", "png16", "exr", "ply", "gray16", "sbs")
-    numbers = range(1001, 1001 + t)
-    kw = dict(output="depth", frame_numbers=tuple(numbers), ply_every=4)
-    settings = ExportSettings(out, "clip", formats, str(clip), 4, 12.0, **kw)
-    outputs = export(store, settings, lambda: open_input(str(clip)).views(), Progress("quiet"))
-    meaning = describe(float(inv.min()), float(inv.max()), "depth")
+    opts = ExecutionOptions(device="cpu", save=formats, progress="quiet", output="depth", ply_every=4)
+    outputs = process_video(str(clip), out, cfg, opts).outputs
+    inv = RunStore(outputs["zarr"], mode="r").array(layout.DEPTH)[:]
+    meaning = describe_parts([(0, 6, inv[:6].min(), inv[:6].max()), (6, 12, inv[6:].min(), inv[6:].max())], "depth")
     values = to_output_values(inv, meaning)
+    assert np.array_equal(values[:6], to_output_values(inv[:6], describe(inv[:6].min(), inv[:6].max(), "depth")))
     assert np.array_equal(np.load(outputs["npy"]), values)
     with np.load(outputs["npz"]) as z:
-        assert np.array_equal(z["depth"], values) and z["frames"].tolist() == list(numbers)
-    with OpenEXR.File(str(outputs["exr"] / "clip_001004.exr")) as f:
-        assert np.array_equal(f.channels()["Z"].pixels, values[3])
-    assert sorted(p.name for p in outputs["ply"].glob("*.ply")) == ["clip_001001.ply", "clip_001005.ply",
-                                                                   "clip_001009.ply"]
+        assert np.array_equal(z["depth"], values) and z["frames"].tolist() == list(range(t))
+    for frame, shot in ((3, 0), (9, 1)):
+        with OpenEXR.File(str(outputs["exr"] / f"clip_{frame:06d}.exr")) as f:
+            assert np.array_equal(f.channels()["Z"].pixels, values[frame])
+            assert tuple(f.header()["rdengine:inverseRange"]) == meaning.parts[shot][2].inverse_range
+    scales = json.loads((outputs["png16"] / "scale.json").read_text())
+    assert [s["frames"] for s in scales["shots"]] == [[0, 6], [6, 12]]
+    for frame, shot in ((2, 0), (7, 1)):
+        codes = np.asarray(Image.open(outputs["png16"] / f"clip_{frame:06d}.png")).astype(np.float64)
+        lo, hi = scales["shots"][shot]["min"], scales["shots"][shot]["max"]
+        np.testing.assert_allclose(lo + codes / 65535 * (hi - lo), values[frame], atol=(hi - lo) / 65535)
+    assert sorted(p.name for p in outputs["ply"].glob("*.ply")) == ["clip_000000.ply", "clip_000004.ply",
+                                                                   "clip_000008.ply"]
     assert len(decode_gray16(outputs["gray16"])) == t
     with av.open(str(outputs["sbs"])) as c:
         assert (c.streams.video[0].width, c.streams.video[0].height) == (2 * w, h)
     doc = json.loads(outputs["sidecar"].read_text())
     assert doc["quantity"] == "relative depth" and doc["frames"] == t and doc["fps"] == 12.0
-    assert doc["frame_numbers"] == {"first": 1001, "step": 1, "count": t}
+    assert [s["frames"] for s in doc["shots"]] == [[0, 6], [6, 12]]
     assert doc["size"] == {"height": h, "width": w} and doc["outputs"]["exr"] == "exr"
     assert doc["outputs"]["gray16_scale"] == "clip_depth16.scale.json" and doc["ply"]["every"] == 4
-    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix != ".json"}
-    export(store, settings, lambda: open_input(str(clip)).views(), Progress("quiet"))
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix != ".json"} == before
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix != ".json"
+              and "run.zarr" not in p.parts}
+    process_video(str(clip), out, cfg, opts)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix != ".json"
+            and "run.zarr" not in p.parts} == before

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from rdengine.engine.config import ExecutionOptions, resolve_config
 from rdengine.engine.errors import EngineError
 from rdengine.engine.pipeline import process_video
-from rdengine.engine.stages.export import rgb_chunks
+from rdengine.engine.stages.export import InputFrames
 from rdengine.engine.testing.synthetic_clip import encode_frames, synthetic_frames, write_clip
 from rdengine.storage.inputs import ArrayView
 from rdengine.storage.run_store import read_summary
@@ -153,8 +153,8 @@ def test_verify_finds_a_single_flipped_bit_in_every_array(kept, tmp_path):
     from rdengine.cli import cli as rdengine_cli
 
     arrays = shard_files(kept / "run.zarr")
-    assert {"rgb_latents", "depth", "snippets/g0", "samples/g1", "refine/latents_0", "coalign/scales_g0",
-            "frame", "time"} <= set(arrays)
+    assert {"rgb_latents", "depth", "snippets/b0000000/depth", "snippets/b0000000/samples", "refine/latents_0",
+            "coalign/scales_g0", "frame", "time"} <= set(arrays)
     for k, (name, path) in enumerate(arrays.items()):
         copy = tmp_path / f"copy{k}"
         shutil.copytree(kept, copy)
@@ -182,7 +182,7 @@ def test_a_resumed_run_recomputes_damaged_data_instead_of_using_it(kept, clip, t
     engine = [str(tiny_checkpoint) if a is None else a for a in ENGINE]
     proc = subprocess.run([sys.executable, "-c", killer, *map(str, args), *engine], capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr
-    for name in ("snippets/g1", "rgb_latents"):
+    for name in ("snippets/b0000000/depth", "rgb_latents"):
         flip_bit(shard_files(out / "run.zarr")[name], seed=3)
     resumed = cli(*args, ckpt=tiny_checkpoint)
     assert resumed.returncode == 0, resumed.stderr
@@ -224,14 +224,15 @@ def test_weights_replaced_in_place_are_a_different_model_and_path_spelling_is_no
 
 
 def test_an_input_that_decodes_shorter_at_export_is_an_error():
-    frames = (ArrayView(f) for f in np.zeros((10, 4, 4, 3), np.uint8))
-    chunks = rgb_chunks(frames, 12, 8, (4, 4), "clip.mp4")
-    assert next(chunks).shape == (8, 4, 4, 3)
+    frames = InputFrames(lambda: (ArrayView(f) for f in np.zeros((10, 4, 4, 3), np.uint8)), 12, (4, 4), "clip.mp4")
+    assert frames.chunk(0, 8).shape == (8, 4, 4, 3)
     with pytest.raises(EngineError, match="now decodes to 10 frames, but the run has 12"):
-        next(chunks)
-    longer = rgb_chunks((ArrayView(f) for f in np.zeros((13, 4, 4, 3), np.uint8)), 12, 8, (4, 4), "clip.mp4")
+        frames.chunk(8, 12)
+    longer = InputFrames(lambda: (ArrayView(f) for f in np.zeros((13, 4, 4, 3), np.uint8)), 12, (4, 4), "clip.mp4")
     with pytest.raises(EngineError, match="more than the run's 12"):
-        list(longer)
+        longer.chunk(0, 12)
+    again = InputFrames(lambda: (ArrayView(np.full((4, 4, 3), i, np.uint8)) for i in range(12)), 12, (4, 4), "c")
+    assert again.chunk(6, 8)[0, 0, 0, 0] == 6 and again.chunk(2, 3)[0, 0, 0, 0] == 2  # a read back opens it again
 
 
 # ------------------------------------------------------------------ 6. stream choice

@@ -9,11 +9,14 @@ import torch
 import zarr
 
 from rdengine.engine.config import ExecutionOptions, resolve_config
+from rdengine.engine.inspection import store_plan
 from rdengine.engine.model import load_model
 from rdengine.engine.pipeline import process_video
 from rdengine.engine.stages.refine import refine_chunk, timesteps_kept
+from rdengine.engine.stages.scratch import group_scratch
 from rdengine.engine.snippets import SnippetGroup, plan_snippets
 from rdengine.storage.inputs import open_input
+from rdengine.storage.run_store import RunStore
 
 RES = 64  # 24 frames of 64x48
 
@@ -25,13 +28,21 @@ def run(clip, ckpt, out, preset="fast", batch_size=4, save=("npy",), keep=False,
     return process_video(str(clip), out, cfg, opts)
 
 
+def snippet_groups(store_path) -> list[np.ndarray]:
+    """Every snippet group's scratch ``[N_g, L_g, ...]`` as stored (depth maps, or latents)."""
+    store = RunStore(store_path, mode="r")
+    _, plan = store_plan(store)
+    return [group_scratch(store, plan, k) for k in range(len(plan.groups))]
+
+
 @pytest.fixture(scope="module")
 def fp32_run(clip, tiny_checkpoint, tmp_path_factory):
-    """One fp32 run with dilations 1 and 10 (10 is capped to 7 for 24 frames), intermediates kept."""
+    """One fp32 run with dilations 1 and 10 (10 is capped to 7 for 24 frames), intermediates kept:
+    the result, its store, and its snippet groups' depth ``[N_g, 3, 48, 64]``."""
     out = tmp_path_factory.mktemp("fp32_run")
     result = run(clip, tiny_checkpoint, out, dtype="fp32", dilations=(1, 10), save=("npy", "mp4", "sbs", "png16"),
                  keep=True)
-    return result, zarr.open_group(str(result.store), mode="r")
+    return result, zarr.open_group(str(result.store), mode="r"), snippet_groups(result.store)
 
 
 # What each preset must do on 24 frames (SPEC table; cap: int(24 / 3) - 1 = 7):
@@ -49,15 +60,16 @@ def test_every_preset_runs_end_to_end(preset, clip, tiny_checkpoint, tmp_path):
     np.testing.assert_array_equal(depth, store["depth"][:])
     assert depth.shape == (24, 48, 64) and depth.dtype == np.float32
     dtype, dilations, refinement = PRESET_PLANS[preset]
-    groups = [store[f"snippets/g{k}"] for k in range(len(dilations))]
-    assert f"snippets/g{len(dilations)}" not in store
+    groups = snippet_groups(result.store)
     assert [g.shape[:2] for g in groups] == [(24 - 2 * d, 3) for d in dilations]
     assert all(g.dtype == np.dtype(dtype) for g in groups)  # the preset's precision, computed as such
     assert [store[f"coalign/scales_g{k}"].shape for k in range(len(dilations))] == [(24 - 2 * d,) for d in dilations]
-    stages = [s["name"] for s in result.stages]
-    assert [s.split()[0] for s in stages if s.startswith("refine-") and "/" in s] == \
-        [f"refine-{i + 1}/{len(refinement)}" for i in range(len(refinement))]
-    assert [int(s.split("d=")[1]) for s in stages if "d=" in s] == refinement
+    _, plan = store_plan(RunStore(result.store, mode="r"))
+    assert [g.dilation for g in plan.groups] == dilations
+    assert plan.refine_dilations == [refinement]
+    stages = {s["name"]: s for s in result.stages}
+    if refinement:
+        assert stages["refine"]["done"] == len(refinement) * 24  # every step over every frame
     if refinement:  # the refined depth is decoded from the last buffer and not renormalized
         assert ("refine/latents_0" in store) and not (depth.min() == -1 and depth.max() == 1)
     else:
@@ -68,9 +80,9 @@ def test_every_preset_runs_end_to_end(preset, clip, tiny_checkpoint, tmp_path):
 
 def test_depth_is_the_normalized_mean_of_aligned_observations(fp32_run):
     """SPEC merge + normalization, recomputed from the kept snippet depth and co-alignment."""
-    _, store = fp32_run
+    _, store, scratch = fp32_run
     groups, _ = plan_snippets(24, (1, 10), (3, 3), cap=True)
-    gmin = min(float(store[f"snippets/g{k}"][:].min()) for k in range(len(groups)))
+    gmin = min(float(x.min()) for x in scratch)
     merged = np.zeros((24, 48, 64))
     for f in range(24):
         obs = []
@@ -79,7 +91,7 @@ def test_depth_is_the_normalized_mean_of_aligned_observations(fp32_run):
             for i in range(g.count):
                 for j, frame in enumerate(g.frames(i)):
                     if frame == f:
-                        obs.append(s[i] * (store[f"snippets/g{k}"][i, j] - gmin) + t[i])
+                        obs.append(s[i] * (scratch[k][i, j] - gmin) + t[i])
         merged[f] = np.mean(obs, axis=0)
     expected = (merged - merged.min()) / (merged.max() - merged.min()) * 2 - 1
     np.testing.assert_allclose(store["depth"][:], expected, atol=1e-6)
@@ -88,7 +100,7 @@ def test_depth_is_the_normalized_mean_of_aligned_observations(fp32_run):
 
 def test_snippet_depth_equals_direct_spec_computation(fp32_run, clip, tiny_checkpoint):
     """Snippet 5 of the dilation-7 group, recomputed by hand: shared noise, 1 DDIM step, decode."""
-    result, store = fp32_run
+    result, store, scratch = fp32_run
     model = load_model(str(tiny_checkpoint), "cpu", "fp32", "sdpa")
     frames = np.stack(list(open_input(str(clip)).frames()))[[5, 12, 19]]
     images = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255 * 2 - 1  # 64x48 at res 64: no resize
@@ -105,12 +117,12 @@ def test_snippet_depth_equals_direct_spec_computation(fp32_run, clip, tiny_check
                        cross_attention_kwargs={"num_frames": 3}).sample
         latents = scheduler.step(v, scheduler.timesteps[0], noisy).prev_sample
         decoded = model.vae.decoder(model.vae.post_quant_conv(latents / 0.18215)).mean(1)
-    assert store["snippets/g1"].shape == (24 - 14, 3, 48, 64)
-    np.testing.assert_allclose(store["snippets/g1"][5], decoded.numpy(), atol=2e-5)
+    assert scratch[1].shape == (24 - 14, 3, 48, 64)
+    np.testing.assert_allclose(scratch[1][5], decoded.numpy(), atol=2e-5)
 
 
 def test_outputs_are_written(fp32_run):
-    result, store = fp32_run
+    result, store, _ = fp32_run
     pngs = sorted(result.outputs["png16"].glob("*.png"))
     assert len(pngs) == 24
     from PIL import Image
@@ -122,7 +134,7 @@ def test_outputs_are_written(fp32_run):
 
 
 def test_same_seed_same_bytes_and_other_seed_differs(clip, tiny_checkpoint, tmp_path, fp32_run):
-    result, _ = fp32_run
+    result, _, _ = fp32_run
     again = run(clip, tiny_checkpoint, tmp_path / "a", dtype="fp32", dilations=(1, 10))
     assert np.load(again.outputs["npy"]).tobytes() == np.load(result.outputs["npy"]).tobytes()
     other = run(clip, tiny_checkpoint, tmp_path / "b", dtype="fp32", dilations=(1, 10), seed=7)
@@ -130,21 +142,20 @@ def test_same_seed_same_bytes_and_other_seed_differs(clip, tiny_checkpoint, tmp_
 
 
 def test_batch_size_one_equals_batch_size_eight(clip, tiny_checkpoint, tmp_path, fp32_run):
-    _, store = fp32_run
-    one = zarr.open_group(str(run(clip, tiny_checkpoint, tmp_path / "b1", dtype="fp32", dilations=(1, 10),
-                                  batch_size=1, keep=True).store), mode="r")
-    eight = zarr.open_group(str(run(clip, tiny_checkpoint, tmp_path / "b8", dtype="fp32", dilations=(1, 10),
-                                    batch_size=8, keep=True).store), mode="r")
-    for name in ("snippets/g0", "snippets/g1"):  # what batching touches: float rounding only
-        np.testing.assert_allclose(one[name][:], eight[name][:], atol=1e-4)
-        np.testing.assert_allclose(one[name][:], store[name][:], atol=1e-4)
+    _, _, scratch = fp32_run
+    one_run = run(clip, tiny_checkpoint, tmp_path / "b1", dtype="fp32", dilations=(1, 10), batch_size=1, keep=True)
+    eight_run = run(clip, tiny_checkpoint, tmp_path / "b8", dtype="fp32", dilations=(1, 10), batch_size=8, keep=True)
+    one, eight = (zarr.open_group(str(r.store), mode="r") for r in (one_run, eight_run))
+    for k, (a, b) in enumerate(zip(snippet_groups(one_run.store), snippet_groups(eight_run.store))):
+        np.testing.assert_allclose(a, b, atol=1e-4)  # what batching touches: float rounding only
+        np.testing.assert_allclose(a, scratch[k], atol=1e-4)
     # the fast co-alignment stops on a relative tolerance, so 1e-5 input differences may end it an
     # iteration or two apart: the final depth agrees to the solver's tolerance, not to rounding
     np.testing.assert_allclose(one["depth"][:], eight["depth"][:], atol=1e-3)
 
 
 def test_refinement_chunks_with_halo_equal_one_whole_pass(fp32_run, tiny_checkpoint):
-    _, store = fp32_run
+    _, store, _ = fp32_run
     model = load_model(str(tiny_checkpoint), "cpu", "fp32", "sdpa")
     scheduler, kept = timesteps_kept(model, 4)
     assert [int(t) for t in kept] == [499, 374, 249, 124]  # trailing spacing over 2R=8, second half
@@ -152,15 +163,16 @@ def test_refinement_chunks_with_halo_equal_one_whole_pass(fp32_run, tiny_checkpo
     rgb = store["rgb_latents"]
     old = np.random.default_rng(0).standard_normal(rgb.shape).astype(np.float32)
     with torch.no_grad():
-        whole = refine_chunk(model, scheduler, group, rgb, old, kept[1], 0, 24, batch_size=5)
-        parts = np.concatenate([refine_chunk(model, scheduler, group, rgb, old, kept[1], a, min(a + 7, 24), 3)
+        whole, passes = refine_chunk(model, scheduler, group, rgb, old, kept[1], 0, 24, batch_size=5)
+        parts = np.concatenate([refine_chunk(model, scheduler, group, rgb, old, kept[1], a, min(a + 7, 24), 3)[0]
                                 for a in range(0, 24, 7)])
+    assert passes == group.count * group.length  # UNet frames of one step over the whole group
     np.testing.assert_allclose(parts, whole, atol=1e-5)
     assert not np.allclose(whole, old)
 
 
 def test_coalign_streaming_past_the_memory_budget_gives_the_same_depth(clip, tiny_checkpoint, tmp_path, fp32_run):
-    result, _ = fp32_run
+    result, _, _ = fp32_run
     cfg = resolve_config("fast", res=RES, checkpoint=str(tiny_checkpoint), dtype="fp32", dilations=(1, 10))
     opts = ExecutionOptions(device="cpu", batch_size=4, save=("npy",), progress="quiet", coalign_memory=2048)
     streamed = process_video(str(clip), tmp_path, cfg, opts)
@@ -170,10 +182,12 @@ def test_coalign_streaming_past_the_memory_budget_gives_the_same_depth(clip, tin
 def test_latent_scratch_gives_the_depth_of_full_resolution_scratch(clip, tiny_checkpoint, tmp_path, fp32_run):
     """Latents decoded again at merge time are the maps the snippet stage decoded (up to float
     rounding: the decoder sees other batches)."""
-    result, _ = fp32_run
+    result, _, _ = fp32_run
     latent = run(clip, tiny_checkpoint, tmp_path, dtype="fp32", dilations=(1, 10), scratch="latent", keep=True)
     store = zarr.open_group(str(latent.store), mode="r")
-    assert store["snippets/g1"].shape == (10, 3, 4, 6, 8)  # latents, not depth maps
+    units = [k for k, v in store.members(max_depth=None) if isinstance(v, zarr.Array) and k.startswith("snippets/")]
+    assert units and all(store[k].shape[1:] == (4, 6, 8) for k in units if k.endswith("/latent"))
+    assert not any(k.endswith("/depth") for k in units)  # latents, not depth maps
     np.testing.assert_allclose(np.load(latent.outputs["npy"]), np.load(result.outputs["npy"]), atol=2e-5)
 
 
@@ -183,5 +197,4 @@ def test_intermediates_are_released_once_used(clip, tiny_checkpoint, tmp_path):
     arrays = sorted(k for k, v in store.members(max_depth=None) if isinstance(v, zarr.Array))
     assert arrays == ["coalign/scales_g0", "coalign/scales_g1", "coalign/shifts_g0", "coalign/shifts_g1", "depth",
                       "frame", "time"]
-    assert set(store.attrs["info"]["released"]) == {"rgb_latents", "snippets/g0", "snippets/g1", "samples/g0",
-                                                    "samples/g1", "refine/latents_0", "refine/latents_1"}
+    assert set(store.attrs["info"]["released"]) == {"rgb_latents", "snippets", "refine/latents_0", "refine/latents_1"}

@@ -23,9 +23,11 @@ from rdengine.storage.run_store import RunStore
 from rdengine.engine.testing.processes import run_rdengine
 
 FULL = ("--preset", "full", "--res", "64", "--dtype", "fp32", "--device", "cpu", "--dilations", "1", "4",
-        "--refine-steps", "3", "--batch-size", "4", "--unit-frames", "8", "--save", "npy", "--save", "png16", "-q")
+        "--refine-steps", "3", "--batch-size", "4", "--unit-frames", "8", "--unit-seconds", "0.01", "--save", "npy",
+        "--save", "png16", "-q")
 
-# 24 frames in units of 8: 3 units per per-frame stage, 3 snippet units (22 starts), 9 refinement units.
+# 24 frames in units of 8: 3 units per per-frame stage, 10 snippet units of one batch each (38 snippets in
+# batches of 4: --unit-seconds that small gives every batch its own unit), 9 refinement units.
 # (stage, count, how): "poll" = the test SIGKILLs as soon as the stage holds that many records
 # (landing inside the next unit's computation or writes); "before"/"after" = the process kills
 # itself after the unit's data but before its record, or right after the record; "write" = in
@@ -143,7 +145,7 @@ def test_inspect_verify_detects_damage(baseline, tmp_path):
     store = tmp_path / "copy"
     shutil.copytree(baseline, store)
     ok = run_rdengine("inspect", store / "run.zarr", "--verify")
-    assert ok.returncode == 0 and "snippets" in ok.stdout and "3 / 3" in ok.stdout, ok.stdout + ok.stderr
+    assert ok.returncode == 0 and "10 / 10     batches  complete" in ok.stdout, ok.stdout + ok.stderr
     shard = store / "run.zarr" / "depth" / "c" / "1" / "0" / "0"
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
     bad = run_rdengine("inspect", store, "--verify")
@@ -151,9 +153,9 @@ def test_inspect_verify_detects_damage(baseline, tmp_path):
     assert "depth" in bad.stderr and "error:" in bad.stderr and "damaged" in bad.stderr
     shutil.rmtree(store)
     shutil.copytree(baseline, store)
-    RunStore(store / "run.zarr").clear_unit("snippets", "c0000008")  # a lost record
+    RunStore(store / "run.zarr").clear_unit("snippets", "b0000004")  # a lost record
     bad = run_rdengine("inspect", store, "--verify")
-    assert bad.returncode != 0 and "stage snippets: 2 of 3" in bad.stderr, bad.stderr
+    assert bad.returncode != 0 and "stage snippets has 9 of 10 batches" in bad.stderr, bad.stderr
     shutil.rmtree(store / "run.zarr" / "depth" / "c")
     bad = run_rdengine("inspect", store, "--verify")
     assert bad.returncode != 0 and "array depth rows from 0 are missing" in bad.stderr, bad.stderr

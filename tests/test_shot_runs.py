@@ -13,6 +13,7 @@ from PIL import Image
 
 from rdengine.engine.config import ExecutionOptions, resolve_config
 from rdengine.engine.eval.evaluate import evaluate_video
+from rdengine.engine.facts import RunFacts
 from rdengine.engine.latents import Geometry
 from rdengine.engine.pipeline import process_video
 from rdengine.engine.plan import make_plan
@@ -52,7 +53,7 @@ def test_cuts_are_found_and_no_snippet_crosses_one(shot_aware):
     out, cfg, opts, depth, store = shot_aware
     info = store.attrs["info"]
     assert len(info["cuts"]) == 2 and all(abs(a - b) <= 1 for a, b in zip(info["cuts"], CUTS))
-    plan, _ = make_plan(info, cfg, opts, 60, Geometry((72, 96)), 4, None, "cpu", out)
+    plan = make_plan(RunFacts.from_info(info), cfg, opts, 60, Geometry((72, 96)), 4, None, "cpu", out)
     assert [(s.start, s.stop) for s in plan.shots] == [(0, info["cuts"][0]), (info["cuts"][0], info["cuts"][1]),
                                                        (info["cuts"][1], 60)]
     for k, shot in enumerate(plan.shots):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rdengine.engine.batching import plan_units
+from rdengine.engine.batching import last_batch_of_shots, plan_batches
 from rdengine.engine.shots.contact_sheet import contact_sheet, sheet_layout, thumbnail
 from rdengine.engine.shots.cut_lists import parse_time, read_cut_list, smpte_to_frame
 from rdengine.engine.shots.detector import CutDetector, default_min_shot
@@ -202,13 +202,12 @@ def test_offset_zero_is_the_original_group_and_an_offset_only_shifts_frames(d, L
 def test_single_shot_plan_is_plan_snippets_exactly(T, dil, lens, cap):
     groups, notes = plan_shot_snippets(shots_from_cuts([], T), dil, lens, cap)
     assert (groups, notes) == ([plan_snippets(T, dil, lens, cap)[0]], plan_snippets(T, dil, lens, cap)[1])
-    for size in (1, 4, 64):  # one unit holding everything: batches as planned before groups had an offset
-        old = []
+    for size in (1, 4, 64):  # one shot: per length, the batches planned before the stream crossed shots
+        batches = plan_batches([list(range(len(groups[0])))], groups[0], size)
         for length in sorted({g.length for g in groups[0]}):
             queue = sorted((i, k) for k, g in enumerate(groups[0]) if g.length == length for i in range(g.count))
-            old += [(length, tuple((k, i) for i, k in queue[at:at + size])) for at in range(0, len(queue), size)]
-        units = plan_units(groups[0], 128, size)
-        assert [(b.length, b.members) for u in units for b in u.batches] == old
+            old = [tuple((k, i) for i, k in queue[at:at + size]) for at in range(0, len(queue), size)]
+            assert [b.members for b in batches if b.length == length] == old
 
 
 @pytest.mark.parametrize("cap", [True, False])
@@ -229,12 +228,33 @@ def test_no_snippet_spans_a_cut_and_dilation_one_covers_every_frame(cap):
     assert all(n.startswith("shot ") for n in notes)
     # batches over all shots: every snippet once, in global start-frame order per length
     flat = [g for shot_groups in groups for g in shot_groups]
-    batches = [b for u in plan_units(flat, 16, 7) for b in u.batches]
+    at = np.cumsum([0] + [len(g) for g in groups])
+    batches = plan_batches([list(range(a, b)) for a, b in zip(at[:-1], at[1:])], flat, 7)
     members = [m for b in batches for m in b.members]
     assert sorted(members) == sorted((k, i) for k, g in enumerate(flat) for i in range(g.count))
     for length in {g.length for g in flat}:
         starts = [flat[k].frames(i)[0] for b in batches if b.length == length for k, i in b.members]
         assert starts == sorted(starts)
+
+
+def test_small_shots_fill_full_batches_and_no_shot_waits_long_for_a_rare_length():
+    shots = shots_from_cuts(list(range(10, 200, 10)), 200)  # 20 shots of 10 frames
+    groups, _ = plan_shot_snippets(shots, (1, 4), (3, 3), cap=True)
+    flat = [g for shot_groups in groups for g in shot_groups]
+    at = np.cumsum([0] + [len(g) for g in groups])
+    shot_groups = [list(range(a, b)) for a, b in zip(at[:-1], at[1:])]
+    batches = plan_batches(shot_groups, flat, 32)
+    assert [len(b.members) for b in batches[:-1]] == [32] * (len(batches) - 1)  # batches cross cuts
+    shot_of = [k for k, members in enumerate(shot_groups) for _ in members]
+    last = last_batch_of_shots(batches, shot_of, len(shots))
+    assert list(last) == sorted(last)  # shots complete in order
+    # a two-frame shot's length-2 snippet is sent two shots later, not at the end of the film
+    shots = shots_from_cuts([30, 32, 60, 90, 120, 150], 180)
+    groups, _ = plan_shot_snippets(shots, (1,), (3,), cap=True)
+    flat = [g for shot_groups in groups for g in shot_groups]
+    batches = plan_batches([[k] for k in range(len(flat))], flat, 16)
+    shot_of = list(range(len(flat)))
+    assert last_batch_of_shots(batches, shot_of, len(shots))[1] < last_batch_of_shots(batches, shot_of, len(shots))[4]
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 5])

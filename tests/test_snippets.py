@@ -3,7 +3,7 @@
 import pytest
 
 from rdengine.engine.config import ConfigError, resolve_config
-from rdengine.engine.batching import plan_units
+from rdengine.engine.batching import plan_batches
 from rdengine.engine.snippets import SnippetGroup, cap_dilation, plan_snippets, refinement_dilations
 
 
@@ -52,18 +52,17 @@ def test_refinement_schedule_coarse_to_fine():
     assert refinement_dilations(4, 6, 3, 9, cap=False)[0] == 6
 
 
-def test_units_and_batches_cover_each_snippet_once_mix_dilations_and_keep_lengths_apart():
+def test_the_batch_stream_covers_each_snippet_once_mixes_dilations_and_keeps_lengths_apart():
     groups, _ = plan_snippets(50, (1, 10, 25), (3, 3, 2), cap=False)  # 48, 30 and 25 snippets
-    units = plan_units(groups, 16, 8)
-    assert [(u.first, u.stop) for u in units] == [(0, 16), (16, 32), (32, 48)]
-    batches = [b for u in units for b in u.batches]
+    batches = plan_batches([[0, 1, 2]], groups, 8)
     members = [m for b in batches for m in b.members]
     assert sorted(members) == sorted((k, i) for k, g in enumerate(groups) for i in range(g.count))
-    assert all(u.first <= i < u.stop for u in units for b in u.batches for _, i in b.members)  # a unit's shard
-    assert all(len(b.members) <= 8 for b in batches)
     assert all(groups[k].length == b.length for b in batches for k, _ in b.members)
+    for length, count in ((3, 78), (2, 25)):  # full batches but the last of each length
+        sizes = [len(b.members) for b in batches if b.length == length]
+        assert sizes == [8] * (count // 8) + ([count % 8] if count % 8 else [])
     assert any(len({k for k, _ in b.members}) > 1 for b in batches)  # dilations share a batch
-    starts = [i for b in batches if b.length == 3 for _, i in b.members]
+    starts = [groups[k].frames(i)[0] for b in batches if b.length == 3 for k, i in b.members]
     assert starts == sorted(starts)  # start order: a sliding window over the RGB latents
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import IO
+from contextlib import contextmanager
+from typing import IO, Iterator
 
 from .sinks import MODES, make_sink, resolve_mode
 from .summary import summary_lines, summary_record
@@ -24,7 +25,9 @@ class StageTimer:
     ``total``: units the stage will do; ``None`` when unknown. ``estimate``: the total is
     a guess (e.g. from a container's frame count) and grows if exceeded. ``seconds``: wall
     time of the stage in this run (start to end, or to now while it runs); ``rate``:
-    units computed in this run per second (reused units excluded).
+    units computed in this run per second of the stage's own work (reused units excluded):
+    the time inside ``working()`` blocks when the stage marks them (stages that run side by
+    side, shot after shot), else its wall time.
     """
 
     def __init__(self, progress: "Progress", name: str, total: int | None, unit: str, estimate: bool):
@@ -38,6 +41,8 @@ class StageTimer:
         self.reused = 0
         self.started = time.perf_counter()
         self.ended: float | None = None
+        self.busy = 0.0  # seconds inside working() blocks
+        self._working_since: float | None = None
         self.status = "running"  # then "done", or "stopped" (ended by an error before its work was done)
 
     # -- what stages call ---------------------------------------------------------------
@@ -71,6 +76,18 @@ class StageTimer:
             else:
                 self._progress._sink.update(self, force=True)
 
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """Mark a stretch of this stage's own work (its rate counts only such time)."""
+        with self._lock:
+            self._working_since = time.perf_counter()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.busy += time.perf_counter() - self._working_since
+                self._working_since = None
+
     def close(self, complete: bool = True) -> None:
         """End the stage; ``complete``: its work is done (an open total becomes the count done)."""
         with self._lock:
@@ -100,9 +117,18 @@ class StageTimer:
         return (self.ended if self.ended is not None else time.perf_counter()) - self.started
 
     @property
+    def working_seconds(self) -> float:
+        """Seconds of the stage's own work (see the class docstring)."""
+        if not self.busy and self._working_since is None:
+            return self.seconds
+        running = time.perf_counter() - self._working_since if self._working_since is not None else 0.0
+        return self.busy + running
+
+    @property
     def rate(self) -> float:
-        """Units computed in this run per second; reused units excluded (0.0 when none)."""
-        return self.computed / self.seconds if self.computed and self.seconds > 0 else 0.0
+        """Units computed in this run per second of work; reused units excluded (0.0 when none)."""
+        seconds = self.working_seconds
+        return self.computed / seconds if self.computed and seconds > 0 else 0.0
 
     @property
     def fraction(self) -> float | None:
@@ -121,10 +147,12 @@ class StageTimer:
         return (self.total - self.done) / self.rate
 
     def record(self) -> dict:
-        """Plain values for summaries and JSON: name, unit, total, done, reused, computed, seconds, rate."""
+        """Plain values for summaries and JSON: name, unit, total, done, reused, computed, seconds (wall),
+        working_seconds (the stage's own work), rate."""
         return {"name": self.name, "unit": self.unit, "total": self.total, "estimate": self.estimate,
                 "done": self.done, "reused": self.reused, "computed": self.computed,
-                "seconds": self.seconds, "rate": self.rate, "status": self.status}
+                "seconds": self.seconds, "working_seconds": self.working_seconds, "rate": self.rate,
+                "status": self.status}
 
     def _end(self, status: str) -> None:
         if status == "done" and (self.total is None or self.estimate):
@@ -158,6 +186,7 @@ class Progress:
         self.interval = float(interval)
         self.mode = resolve_mode(mode, self.stream)
         self.stages: list[StageTimer] = []
+        self.started = time.perf_counter()
         self._lock = threading.RLock()
         self._warned: set[str] = set()
         self._sink = make_sink(self.mode, self.stream, self.interval, self._lock)
@@ -166,14 +195,23 @@ class Progress:
     def quiet(self) -> bool:
         return self.mode == "quiet"
 
-    def stage(self, name: str, total: int | None, unit: str = "frames", estimate: bool = False) -> StageTimer:
-        """Start a stage (ending any that is still open); ``total=None``: unknown."""
+    def stage(self, name: str, total: int | None, unit: str = "frames", estimate: bool = False,
+              concurrent: bool = False) -> StageTimer:
+        """Start a stage; ``total=None``: unknown. A stage ends the one still open, unless it runs
+        ``concurrent``ly with others (the stages of the shot phase)."""
         with self._lock:
-            self._end_open(complete=True)
+            if not concurrent:
+                self._end_open(complete=True)
             timer = StageTimer(self, name, total, unit, estimate)
             self.stages.append(timer)
             self._sink.start(timer)
             return timer
+
+    def event(self, name: str, **fields) -> None:
+        """A machine-readable event (JSON output only, with ``t``: seconds since the run started),
+        e.g. a shot's snippets starting or its outputs being complete."""
+        with self._lock:
+            self._sink.event(name, round(time.perf_counter() - self.started, 3), fields)
 
     def note(self, message: str) -> None:
         """An informational line (not shown when quiet)."""
@@ -196,6 +234,18 @@ class Progress:
             if self.mode == "json":
                 self._sink.summary(summary_record(self.stages, this_run_seconds, cumulative_seconds, frames, **kw))
             return summary_lines(self.stages, this_run_seconds, cumulative_seconds, frames, **kw)
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """Mark a stretch of this stage's own work (its rate counts only such time)."""
+        with self._lock:
+            self._working_since = time.perf_counter()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.busy += time.perf_counter() - self._working_since
+                self._working_since = None
 
     def close(self, complete: bool = True) -> None:
         """End the stage still open (``complete=False``: it was stopped by an error)."""

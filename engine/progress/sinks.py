@@ -63,6 +63,9 @@ class Sink:
     def note(self, message: str) -> None:
         pass
 
+    def event(self, name: str, t: float, fields: dict) -> None:
+        pass
+
     def warning(self, message: str) -> None:
         self._write(f"warning: {message}")
 
@@ -173,6 +176,9 @@ class JsonSink(PlainSink):
     def note(self, message: str) -> None:
         self._emit("note", message=message)
 
+    def event(self, name: str, t: float, fields: dict) -> None:
+        self._emit(name, t=t, **fields)
+
     def warning(self, message: str) -> None:
         self._emit("warning", message=message)
 
@@ -219,36 +225,39 @@ class StageBar(tqdm):
 
 
 class BarSink(Sink):
-    """One live tqdm bar per stage (kept on screen when it ends); notes print above the bar.
+    """One live tqdm bar per open stage (stages that run side by side get one line each, kept on
+    screen when they end); notes print above the bars.
 
-    A ticker redraws the open bar every ``tick`` seconds so elapsed time and ETA stay
-    current while a slow unit runs.
+    A ticker redraws the open bars every ``tick`` seconds so elapsed time and ETA stay current
+    while a slow unit runs.
     """
 
     def __init__(self, stream: IO[str], lock: threading.RLock, tick: float = 1.0):
         super().__init__(stream)
         self._lock = lock
         self.tick = tick
-        self._bar: StageBar | None = None
+        self._bars: dict[int, StageBar] = {}
         self._stop: threading.Event | None = None
 
     def start(self, timer) -> None:
-        self._bar = StageBar(timer, total=timer.total, unit=timer.unit, file=self.stream, leave=True,
-                             dynamic_ncols=True, mininterval=0.2, miniters=1, smoothing=0, disable=False)
-        self._stop = threading.Event()
-        threading.Thread(target=self._ticker, args=(self._bar, self._stop), daemon=True,
-                         name=f"progress-{timer.name}").start()
+        self._bars[id(timer)] = StageBar(timer, total=timer.total, unit=timer.unit, file=self.stream, leave=True,
+                                         dynamic_ncols=True, mininterval=0.2, miniters=1, smoothing=0, disable=False,
+                                         position=len(self._bars))
+        if self._stop is None:
+            self._stop = threading.Event()
+            threading.Thread(target=self._ticker, args=(self._stop,), daemon=True, name="progress-bars").start()
 
-    def _ticker(self, bar: StageBar, stop: threading.Event) -> None:
+    def _ticker(self, stop: threading.Event) -> None:
         while not stop.wait(self.tick):
             with self._lock:
                 if stop.is_set():
                     return
-                bar.refresh()
+                for bar in self._bars.values():
+                    bar.refresh()
 
     def update(self, timer, force: bool = False) -> None:
-        bar = self._bar
-        if bar is None or bar.timer is not timer:
+        bar = self._bars.get(id(timer))
+        if bar is None:
             return
         bar.total = timer.total
         step = timer.done - bar.n
@@ -259,13 +268,14 @@ class BarSink(Sink):
             bar.update(step)
 
     def end(self, timer) -> None:
-        bar = self._bar
-        if bar is None or bar.timer is not timer:
+        bar = self._bars.pop(id(timer), None)
+        if bar is None:
             return
-        self._stop.set()
-        self._bar = self._stop = None
+        if not self._bars and self._stop is not None:
+            self._stop.set()
+            self._stop = None
         bar.total, bar.n = timer.total, timer.done
-        bar.close()  # leave=True: draws the final state and moves to the next line
+        bar.close()  # leave=True: draws the final state
 
     def note(self, message: str) -> None:
         StageBar.write(f"note: {message}", file=self.stream)

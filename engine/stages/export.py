@@ -1,7 +1,18 @@
-"""Export stage: stream the run's ``depth [T, H, W]`` into the requested output files.
+"""Export stage: the run's ``depth [T, H, W]`` into the requested output files, shot by shot.
 
-Units (``layout.export_unit``): one per time chunk of chunked formats and one per finished
-output; ``key`` digests the output's parameters.
+``export_shot`` writes a shot's frames of the per-frame formats (``SHOT_FORMATS``: npy
+chunks into its partial file, exr, png16, ply) as soon as the shot's depth is final, in
+shot order (one forward pass over the input for ply's colours); the shot's record
+(``layout.export_unit("shot", key, ...)``) says it is done for these settings. ``finish``
+(once every shot is through) writes the formats that are one stream (npz, gray16, mp4,
+sbs), gives npy its final name, writes the sidecar, ``shots.json`` and the contact sheet,
+and records the run complete.
+
+Values: each shot has its own unknown scale and shift, so ``--output depth`` converts each
+shot with its own range, and 16-bit codes of png16 map each shot's range; the film's
+``DepthMeaning`` lists the shots (``parts``). Units (``layout.export_unit``): one per time
+chunk of chunked formats and one per finished output; ``key`` digests the output's
+parameters.
 """
 
 from __future__ import annotations
@@ -17,28 +28,30 @@ import numpy as np
 import torch
 
 from ...storage import layout
-from ...storage.array_reads import value_range
 from ...storage.exporters import OUTPUTS, output_path, scale_path
-from ...storage.files import write_text_atomically
 from ...storage.exporters.colour_video import ColourVideoExporter
 from ...storage.exporters.exr import ExrExporter
 from ...storage.exporters.gray16 import Gray16Exporter
-from ...storage.exporters.meaning import describe, describe_numbers, sidecar_json
+from ...storage.exporters.meaning import DepthMeaning, describe_numbers, describe_parts, sidecar_json
 from ...storage.exporters.npy import NpyExporter
 from ...storage.exporters.npz import NpzExporter
 from ...storage.exporters.ply import DEFAULT_EVERY, DEFAULT_FOV, DEFAULT_STRIDE, PlyExporter
-from ...storage.exporters.png16 import Png16Exporter
+from ...storage.exporters.png16 import Png16Exporter, write_scales
+from ...storage.files import write_text_atomically
 from ...storage.inputs.source import FrameView
 from ...storage.run_store import RunStore
 from ..errors import EngineError
-from ..execution import Executor, UnitContext
+from ..execution import UnitContext
 from ..latents import display_frame, resize
 from ..progress import Progress
+from ..run_context import RunContext
 from ..shots.contact_sheet import contact_sheet, thumbnail
+from ..shots.model import Shot
 from ..shots.shots_json import write_shots_json
-from .chunks import time_chunks
 
 STAGE = layout.EXPORT
+SHOT_FORMATS = ("npy", "exr", "png16", "ply")  # written shot by shot, as each shot is final
+TASK_FORMATS = ("npy", "exr", "png16")  # chunks a cluster's workers can write (no RGB, no order)
 
 
 class StoreUnits:
@@ -59,40 +72,31 @@ class StoreUnits:
                 self.store.clear_unit(STAGE, unit)
 
 
+class TaskUnits(StoreUnits):
+    """Export records of a task: passed to the run's process, which writes them."""
+
+    def __init__(self, ctx: UnitContext):
+        super().__init__(ctx.store)
+        self.ctx = ctx
+
+    def mark_done(self, unit: str) -> None:
+        self.ctx.done(STAGE, unit)
+
+
 def params_key(*values) -> str:
     """Short digest of an output's parameters: records of other parameters never match."""
     return hashlib.sha256(json.dumps([str(v) for v in values]).encode()).hexdigest()[:10]
 
 
-def rgb_chunks(frames: Iterator[FrameView], t: int, unit: int, size: tuple[int, int],
-               source: str) -> Iterator[np.ndarray]:
-    """``uint8 [n, *size, 3]`` per export unit from single frames (``display_frame``); an input
-    that now decodes to fewer or more than the run's ``t`` frames is an error, never a short or
-    shifted output."""
-    for first, stop in time_chunks(t, unit):
-        chunk = []
-        for frame in islice(frames, stop - first):
-            chunk.append(display_frame(frame, size))
-            del frame  # not held while the next frame decodes
-        if len(chunk) < stop - first:
-            raise EngineError(f"{source} now decodes to {first + len(chunk)} frames, but the run has {t}: "
-                              "the input changed or is damaged; rerun with --overwrite")
-        yield np.stack(chunk)
-    if next(frames, None) is not None:
-        raise EngineError(f"{source} now decodes to more than the run's {t} frames: the input changed; "
-                          "rerun with --overwrite")
-
-
 @dataclass(frozen=True)
 class ExportSettings:
-    """What to write where: output folder and stem, formats, the input (for RGB), frames per
-    unit, frame rate and numbers, and each format's options (see ``export``)."""
+    """What to write where: output folder and stem, formats, the input (for RGB), frame rate and
+    numbers, and each format's options (see ``export_shot``)."""
 
     out_dir: Path
     name: str
     formats: tuple[str, ...]
     source: str
-    unit: int
     fps: float
     colormap: str = "Spectral"
     restore_size: tuple[int, int] | None = None
@@ -106,36 +110,33 @@ class ExportSettings:
     fov: float = DEFAULT_FOV
 
 
-PARALLEL_FORMATS = ("npy", "exr", "png16")  # chunks written independently, without the RGB frames
-
-
-def make_writers(settings: ExportSettings, formats: tuple[str, ...], t: int, size: tuple[int, int], lo: float,
-                 hi: float, units: StoreUnits, tidy: bool = True) -> tuple[dict[str, Path], list]:
-    """The exporters of ``formats`` for a ``t``-frame run of output frame ``size`` whose depth spans
-    ``[lo, hi]``, and their output paths. ``tidy``: remove what killed runs left (once, by the
-    run's own process)."""
+def make_writers(settings: ExportSettings, formats: tuple[str, ...], t: int, size: tuple[int, int],
+                 meaning: DepthMeaning, units: StoreUnits, tidy: bool = True) -> tuple[dict[str, Path], list]:
+    """The exporters of ``formats`` for a ``t``-frame run of output frame ``size`` whose values
+    ``meaning`` describes (a shot's, or the film's), and their output paths. ``tidy``: remove what
+    killed runs left (once per run, by the run's own process). Record keys hold the output's
+    parameters, not the value ranges (those follow from the run's depth)."""
     s = settings
-    meaning = describe(lo, hi, s.output)
+    kind = meaning.quantity
     numbers = describe_numbers(s.frame_numbers, t)
     outputs = {fmt: output_path(s.out_dir, s.name, fmt) for fmt in OUTPUTS if fmt in formats}
     writers = []
     if "npy" in formats:
-        writers.append(NpyExporter(outputs["npy"], (t, *size), units, params_key(s.name, t, size, meaning),
-                                   s.unit, meaning, tidy=tidy))
+        writers.append(NpyExporter(outputs["npy"], (t, *size), units, params_key(s.name, t, size, kind),
+                                   8, meaning, tidy=tidy))
     if "npz" in formats:
         writers.append(NpzExporter(outputs["npz"], (t, *size), meaning, units,
-                                   params_key(s.name, t, size, meaning, s.fps, numbers), s.fps, s.frame_numbers))
+                                   params_key(s.name, t, size, kind, s.fps, numbers), s.fps, s.frame_numbers))
     if "png16" in formats:
-        writers.append(Png16Exporter(outputs["png16"], s.name, meaning, units,
-                                     params_key(s.name, t, size, meaning, numbers), t, s.frame_numbers, tidy=tidy))
+        writers.append(Png16Exporter(outputs["png16"], s.name, meaning, units, params_key(s.name, t, size, kind, numbers),
+                                     t, s.frame_numbers, tidy=tidy))
     if "exr" in formats:
         writers.append(ExrExporter(outputs["exr"], s.name, meaning, units,
-                                   params_key(s.name, t, size, meaning, numbers, s.exr_dtype, s.exr_compression,
-                                              s.fps),
+                                   params_key(s.name, t, size, kind, numbers, s.exr_dtype, s.exr_compression, s.fps),
                                    t, s.frame_numbers, s.exr_dtype, s.exr_compression, s.fps, tidy=tidy))
     if "ply" in formats:
         writers.append(PlyExporter(outputs["ply"], s.name, meaning, size, units,
-                                   params_key(s.name, t, size, meaning, numbers, s.ply_every, s.ply_stride, s.focal,
+                                   params_key(s.name, t, size, kind, numbers, s.ply_every, s.ply_stride, s.focal,
                                               s.fov, s.source),
                                    t, s.frame_numbers, s.ply_every, s.ply_stride, s.focal, s.fov))
     if "gray16" in formats:
@@ -143,6 +144,7 @@ def make_writers(settings: ExportSettings, formats: tuple[str, ...], t: int, siz
                                       params_key(s.name, t, size, meaning, s.fps)))
     for fmt in ("mp4", "sbs"):
         if fmt in formats:
+            lo, hi = meaning.inverse_range
             writers.append(ColourVideoExporter(outputs[fmt], s.fps, size, lo, hi, s.colormap, fmt == "sbs", units,
                                                params_key(s.name, t, size, lo, hi, s.fps, s.colormap, s.source)))
     return outputs, writers
@@ -156,24 +158,136 @@ def depth_chunk(depth, first: int, stop: int, restore_size: tuple[int, int] | No
     return chunk
 
 
-class TaskUnits(StoreUnits):
-    """Export records of a task: passed to the run's process, which writes them."""
+class InputFrames:
+    """The input's frames at output size (``display_frame``), read forward: a read before the last
+    one's end opens the input again. The input must still decode to the run's ``t`` frames."""
 
-    def __init__(self, ctx: UnitContext):
-        super().__init__(ctx.store)
-        self.ctx = ctx
+    def __init__(self, open_views: Callable[[], Iterator[FrameView]], t: int, size: tuple[int, int], source: str):
+        self.open_views, self.t, self.size, self.source = open_views, t, size, source
+        self.frames: Iterator[FrameView] | None = None
+        self.position = 0
 
-    def mark_done(self, unit: str) -> None:
-        self.ctx.done(STAGE, unit)
+    def chunk(self, first: int, stop: int) -> np.ndarray:
+        """``uint8 [stop - first, *size, 3]``."""
+        if self.frames is None or first < self.position:
+            self.frames, self.position = self.open_views(), 0
+        for _ in islice(self.frames, first - self.position):  # views: decoded, never converted
+            pass
+        self.position = first
+        chunk = []
+        for frame in islice(self.frames, stop - first):
+            chunk.append(display_frame(frame, self.size))
+            del frame  # not held while the next frame decodes
+        self.position += len(chunk)
+        if len(chunk) < stop - first:
+            raise EngineError(f"{self.source} now decodes to {self.position} frames, but the run has {self.t}: "
+                              "the input changed or is damaged; rerun with --overwrite")
+        if self.position == self.t and next(self.frames, None) is not None:
+            raise EngineError(f"{self.source} now decodes to more than the run's {self.t} frames: the input changed; "
+                              "rerun with --overwrite")
+        return np.stack(chunk)
 
 
-def export_chunk(ctx: UnitContext, chunk: tuple[int, int], settings: ExportSettings, lo: float, hi: float) -> None:
-    """Task: frames ``[first, stop)`` of the formats that need no RGB and no order (``PARALLEL_FORMATS``)."""
+class ExportSession:
+    """What the export stage keeps across shots: the settings, the input's frames, whether the
+    output folders were tidied in this run."""
+
+    def __init__(self, ctx: RunContext):
+        cfg, opts, info = ctx.cfg, ctx.opts, ctx.source.info
+        self.store = ctx.store
+        numbers = tuple(ctx.store.array(layout.FRAME)[:].tolist()) if info.frame_numbers else None
+        restore = (info.height, info.width) if opts.restore_res else None
+        self.settings = ExportSettings(ctx.out_dir, ctx.name, opts.save, info.path, info.fps, opts.colormap, restore,
+                                       opts.output, numbers, opts.exr_dtype, opts.exr_compression, opts.ply_every,
+                                       opts.ply_stride, opts.focal, opts.fov)
+        self.t = ctx.plan.num_frames
+        self.size = tuple(restore or ctx.plan.geometry.depth)
+        self.formats = tuple(f for f in opts.save if f in SHOT_FORMATS)
+        self.key = params_key(self.settings)
+        self.frames = InputFrames(lambda: ctx.source.views(cfg.start, cfg.frames), self.t, self.size, info.path)
+        self.tidied = False
+
+    @property
+    def depth(self):
+        return self.store.array(layout.DEPTH)
+
+
+def session(ctx: RunContext) -> ExportSession:
+    if ctx.exports is None:
+        ctx.exports = ExportSession(ctx)
+    return ctx.exports
+
+
+def shot_unit(key: str, shot: Shot) -> str:
+    return layout.export_unit("shot", key, layout.chunk_unit(shot.start))
+
+
+def shot_exported(ctx: RunContext, shot: Shot) -> bool:
+    """Whether shot ``shot``'s per-frame outputs of this run's settings are written."""
+    return ctx.store.is_done(STAGE, shot_unit(session(ctx).key, shot))
+
+
+def final_range(ctx: RunContext, shot: Shot) -> tuple[float, float]:
+    """(min, max) of the shot's final depth, from the records of the stage that wrote it last."""
+    from .merge import shot_range
+    from .table import final_depth_stage
+
+    return shot_range(ctx.store, final_depth_stage(ctx.cfg).name, ctx.plan, shot)
+
+
+def shot_meaning(ctx: RunContext, shot: Shot) -> DepthMeaning:
+    return describe_parts([(shot.start, shot.stop, *final_range(ctx, shot))], ctx.opts.output)
+
+
+def film_meaning(ctx: RunContext, shots: list[Shot] | None = None) -> DepthMeaning:
+    """The meaning of the values of ``shots`` (default: all), each shot with its own range."""
+    return describe_parts([(s.start, s.stop, *final_range(ctx, s)) for s in shots or ctx.plan.shots],
+                          ctx.opts.output)
+
+
+def export_shot(ctx: RunContext, shot: Shot) -> None:
+    """Write shot ``shot``'s frames of the per-frame formats; record the shot exported."""
+    ses = session(ctx)
+    timer = ctx.timers[STAGE]
+    segments = ctx.plan.segments(shot)
+    if ses.formats:
+        meaning = shot_meaning(ctx, shot)
+        _, writers = make_writers(ses.settings, ses.formats, ses.t, ses.size, meaning, StoreUnits(ctx.store),
+                                  tidy=not ses.tidied)
+        ses.tidied = True
+        by_tasks: set[int] = set()
+        parallel = [w for w in writers if w.fmt in TASK_FORMATS]
+        if ctx.executor.workers > 1 and parallel:
+            pending = [(a, b) for a, b in segments if any(w.needs(a) for w in parallel)]
+            by_tasks = {a for (a, _), _ in ctx.executor.map(export_chunk, pending, ses.settings, meaning, ses.t)}
+        for a, b in segments:
+            todo = [w for w in writers if w.needs(a)]
+            if not todo:
+                timer.advance(b - a, reused=a not in by_tasks)
+                continue
+            colour = ses.frames.chunk(a, b) if any(w.needs_rgb for w in todo) else None
+            values = depth_chunk(ses.depth, a, b, ses.settings.restore_size)
+            for writer in todo:
+                writer.write(a, values, colour)
+            timer.advance(b - a)
+        for writer in writers:
+            writer.release()
+        if "png16" in ses.formats:
+            done = [s for s in ctx.plan.shots[:shot.index + 1]]
+            write_scales(output_path(ctx.out_dir, ctx.name, "png16"), film_meaning(ctx, done))
+    else:
+        timer.advance(shot.num_frames, reused=True)
+    ctx.store.mark_done(STAGE, shot_unit(ses.key, shot))
+
+
+def export_chunk(ctx: UnitContext, chunk: tuple[int, int], settings: ExportSettings, meaning: DepthMeaning,
+                 t: int) -> None:
+    """Task: frames ``[first, stop)`` of the formats that need no RGB and no order (``TASK_FORMATS``)."""
     first, stop = chunk
     depth = ctx.store.array(layout.DEPTH)
-    formats = tuple(f for f in settings.formats if f in PARALLEL_FORMATS)
+    formats = tuple(f for f in settings.formats if f in TASK_FORMATS)
     size = tuple(settings.restore_size or depth.shape[1:])
-    _, writers = make_writers(settings, formats, depth.shape[0], size, lo, hi, TaskUnits(ctx), tidy=False)
+    _, writers = make_writers(settings, formats, t, size, meaning, TaskUnits(ctx), tidy=False)
     todo = [writer for writer in writers if writer.needs(first)]
     values = depth_chunk(depth, first, stop, settings.restore_size)
     for writer in todo:
@@ -182,57 +296,41 @@ def export_chunk(ctx: UnitContext, chunk: tuple[int, int], settings: ExportSetti
         writer.release()
 
 
-def export(store: RunStore, settings: ExportSettings, rgb: Callable[[], Iterator[FrameView]], progress: Progress,
-           executor: Executor | None = None) -> dict[str, Path]:
-    """Write each requested format, then the ``sidecar`` saying what the values are; returns name -> path.
-
-    ``rgb()`` opens the input's frames anew (``FrameView``s of the clip) for outputs that show them.
-
-    ``zarr`` is the run store itself (always relative inverse depth). ``settings.output``:
-    ``"inverse"`` (the run's relative inverse depth) or ``"depth"`` (relative depth, see
-    ``meaning``), the same in every value output. ``settings.frame_numbers``: numbers of the
-    frames (e.g. ``range(1001, 1001 + T)``), ``None`` for 0..T-1.
-
-    Resumable: npy, png16, exr and ply skip units already recorded; npz, gray16 and
-    colour videos are redone unless complete; every output appears under its final name
-    only when complete. With an ``executor`` of several workers, the chunks of
-    ``PARALLEL_FORMATS`` are written by its tasks first; the rest is written here in order.
-    """
-    depth = store.array(layout.DEPTH)
-    t = depth.shape[0]
-    if t != store.info["num_frames"]:
-        raise EngineError(f"run store {store.path} holds {t} frames of depth for a {store.info['num_frames']}-frame "
-                          "run: it is damaged; rerun with --overwrite")
-    size = tuple(settings.restore_size or depth.shape[1:])
-    lo, hi = value_range(depth)
-    outputs, writers = make_writers(settings, settings.formats, t, size, lo, hi, StoreUnits(store))
-    outputs = {"zarr": store.path, **outputs}
-    timer = progress.stage(STAGE, t)
-    by_tasks: set[int] = set()
-    parallel = [w for w in writers if w.fmt in PARALLEL_FORMATS]
-    if executor is not None and executor.workers > 1 and parallel:
-        pending = [(first, stop) for first, stop in time_chunks(t, settings.unit)
-                   if any(w.needs(first) for w in parallel)]
-        by_tasks = {first for (first, _), _ in executor.map(export_chunk, pending, settings, lo, hi)}
-    needs_rgb = any(w.needs_rgb and not w.complete for w in writers)
-    frames = rgb_chunks(rgb(), t, settings.unit, size, settings.source) if needs_rgb else None
-    for first, stop in time_chunks(t, settings.unit):
-        colour = None if frames is None else next(frames)
-        todo = [writer for writer in writers if writer.needs(first)]
-        if not todo:
-            timer.advance(stop - first, reused=first not in by_tasks)
-            continue
-        chunk = depth_chunk(depth, first, stop, settings.restore_size)
-        for writer in todo:
-            writer.write(first, chunk, colour)
-        timer.advance(stop - first)
-    if frames is not None:
-        next(frames, None)  # the input must end where the run does
+def finish(ctx: RunContext, shot: None = None) -> None:
+    """Once every shot is through: the stream formats, npy's final name, the 16-bit scales, the
+    sidecar, the shots outputs; then the run is recorded complete."""
+    ses, plan, store = session(ctx), ctx.plan, ctx.store
+    meaning = film_meaning(ctx)
+    outputs, writers = make_writers(ses.settings, ctx.opts.save, ses.t, ses.size, meaning, StoreUnits(store),
+                                    tidy=not ses.tidied)
+    open_writers = [w for w in writers if not w.complete]  # streams, and any output a user deleted since
+    if any(w.needs(a) for w in open_writers for shot in plan.shots for a, _ in plan.segments(shot)):
+        timer = ctx.progress.stage("export-streams", ses.t, concurrent=True)
+        for shot in plan.shots:
+            for a, b in plan.segments(shot):
+                todo = [w for w in open_writers if w.needs(a)]
+                if todo:
+                    colour = ses.frames.chunk(a, b) if any(w.needs_rgb for w in todo) else None
+                    values = depth_chunk(ses.depth, a, b, ses.settings.restore_size)
+                    for writer in todo:
+                        writer.write(a, values, colour)
+                timer.advance(b - a, reused=not todo)
     for writer in writers:
         writer.close()
-    outputs["sidecar"] = output_path(settings.out_dir, settings.name, "sidecar")
-    write_sidecar(outputs, writers, settings, t, size, describe(lo, hi, settings.output))
-    return outputs
+    if "png16" in ctx.opts.save:
+        write_scales(outputs["png16"], meaning)
+    outputs = {"zarr": store.path, **outputs}
+    outputs["sidecar"] = output_path(ctx.out_dir, ctx.name, "sidecar")
+    write_sidecar(outputs, writers, ses.settings, ses.t, ses.size, meaning)
+    if ctx.cfg.shots != "none":
+        from ..config import SHOT_MODES
+
+        outputs.update(export_shots(store, ctx.out_dir, ctx.name, plan.shots,
+                                    lambda: ctx.source.views(ctx.cfg.start, ctx.cfg.frames), ses.settings.fps,
+                                    ctx.cfg.start, {"method": ctx.cfg.shots if ctx.cfg.shots in SHOT_MODES else "file",
+                                                    "threshold": ctx.cfg.shot_threshold}, ctx.opts.colormap,
+                                    ctx.progress))
+    ctx.outputs = outputs
 
 
 def write_sidecar(outputs: dict[str, Path], writers: list, settings: ExportSettings, t: int,

@@ -5,9 +5,8 @@ resized one by one as they are read, each read in bands of rows (a ``FrameView``
 frame is converted to RGB band by band where swscale allows), so one source frame is held at
 a time and batches hold processing-size frames only. Batches are encoded ``ENCODE_BATCH`` at
 a time by the executor (here, or on a cluster's workers while this process decodes ahead;
-the latents are written here, in order). Once the whole input is
-in, store info gets ``num_frames`` and the frame ``Geometry`` (one attribute write, after
-every unit is recorded), and the ``frame`` and ``time`` coordinates are written.
+the latents are written here, in order). Once the whole input is in, the run's facts get
+``num_frames`` and the frame ``Geometry`` (one write, after every unit is recorded).
 """
 
 from __future__ import annotations
@@ -20,11 +19,11 @@ import torch.nn.functional as F
 
 from ...storage import layout
 from ...storage.inputs.source import FULL_SCALE, FrameView
-from ...storage.run_store import RunStore
-from ..execution import Executor, UnitContext
+from ..execution import UnitContext
 from ..latents import Geometry, encode, processing_size, resize_frame
 from ..overlap import run_overlapped
 from ..progress import Progress
+from ..run_context import RunContext
 
 ENCODE_BATCH = 16
 MIN_SIDE = 8  # one latent pixel: thinner processing sizes (extreme aspect ratios) are padded up to it
@@ -40,11 +39,6 @@ def frame_geometry(source_size: tuple[int, int], res: int, mode: str, progress: 
         progress.note(f"processing size {thin[0]}x{thin[1]} is below {MIN_SIDE} px; using {size[0]}x{size[1]} "
                       f"(extreme aspect ratio: raise --res for more detail)")
     return Geometry(size, mode)
-
-
-def stored_geometry(info: dict) -> Geometry:
-    """The ``Geometry`` ingest published in the store's info."""
-    return Geometry(tuple(info["frame_size"]), info["geometry"])
 
 
 def fitted_size(frame_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
@@ -95,19 +89,20 @@ def encode_images(ctx: UnitContext, images: np.ndarray, geometry: Geometry) -> n
     return latents.to(model.storage_torch_dtype).cpu().numpy()
 
 
-def ingest(store: RunStore, executor: Executor, frames: Iterable[FrameView], expected: int,
-           source_size: tuple[int, int], geometry: Geometry, unit: int, progress: Progress) -> int:
+def ingest(ctx: RunContext, frames: Iterable[FrameView], expected: int, source_size: tuple[int, int],
+           geometry: Geometry) -> int:
     """Encode every frame of ``frames`` (the clip, in order) into ``rgb_latents``; returns the frame count.
 
     ``expected``: the frame count the input announces (0 = unknown), for progress only;
     ``source_size``: the input's frame size (frames of another size are fitted, see ``prepare_frame``).
     Units already recorded are decoded past but not encoded again.
     """
-    if "num_frames" in store.info:
-        if len(store.done_units(STAGE)) == -(-store.info["num_frames"] // unit):
-            progress.stage(STAGE, store.info["num_frames"]).advance(store.info["num_frames"], reused=True)
-            return store.info["num_frames"]
-        store.drop_info("num_frames")  # records withdrawn (damaged): walk the input again, encoding those units
+    store, executor, progress, unit = ctx.store, ctx.executor, ctx.progress, ctx.facts.frame_unit
+    if ctx.facts.num_frames is not None:
+        if len(store.done_units(STAGE)) == -(-ctx.facts.num_frames // unit):
+            progress.stage(STAGE, ctx.facts.num_frames).advance(ctx.facts.num_frames, reused=True)
+            return ctx.facts.num_frames
+        ctx.forget("num_frames")  # records withdrawn (damaged): walk the input again, encoding those units
     # a container's frame count is a hint (0: none, VFR and cut streams differ): an estimate until the stream ends
     timer = progress.stage(STAGE, expected or None, estimate=True)
     latent_shape = (4, *geometry.latent)
@@ -148,7 +143,7 @@ def ingest(store: RunStore, executor: Executor, frames: Iterable[FrameView], exp
                 arr.zarr.resize((stop, *latent_shape))
             arr.write(start, pending.pop(start)[:stop - start])
             state["array"] = arr
-            store.mark_done(STAGE, layout.chunk_unit(start), {"frames": stop - start})
+            store.mark_done(STAGE, layout.chunk_unit(start), {"frames": stop - start, "work": {"encode": stop - start}})
         timer.advance(len(batch))
 
     run_overlapped(unit_batches(frames, unit, prepare), load, compute, write, depth=2 * executor.workers)
@@ -159,7 +154,7 @@ def ingest(store: RunStore, executor: Executor, frames: Iterable[FrameView], exp
     arr = store.array(layout.RGB_LATENTS)
     if arr.shape[0] != num_frames:
         arr.zarr.resize((num_frames, *latent_shape))
-    store.update_info(num_frames=num_frames, geometry=geometry.mode, frame_size=list(geometry.frame),
-                      depth_size=list(geometry.depth), latent_size=list(geometry.latent))
+    ctx.record(num_frames=num_frames, geometry=geometry.mode, frame_size=geometry.frame, depth_size=geometry.depth,
+               latent_size=geometry.latent)
     return num_frames
 

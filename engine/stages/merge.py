@@ -1,12 +1,14 @@
-"""Merge stage: the mean of the co-aligned observations of each frame, then [-1, 1] in place.
+"""Merge stage: the mean of one shot's co-aligned observations per frame, then [-1, 1] in place.
 
-``merge`` writes ``depth [T, H, W]`` as ``mean_k(s_k * (x_k - global_min) + t_k)`` over the
-observations of each frame, one unit (shard) of frames at a time; its records hold each
-unit's min, max and checksum. ``normalize`` then rewrites each unit in place as
-``(x - min) / (max - min) * 2 - 1`` with min/max over all frames: a unit whose bytes no
-longer match the merge's checksum was normalized already (shard writes are atomic), so a
-kill between the write and the record costs nothing. Snippet maps come from the scratch:
-read (``depth`` scratch) or decoded again on the device (``latent`` scratch).
+``merge_shot`` writes the shot's rows of ``depth [T, H, W]`` as
+``mean_k(s_k * (x_k - shot_min) + t_k)`` over the observations of each frame, one unit (the
+shot's part of a shard, ``plan.segments``) at a time; its records hold each unit's range and
+checksum. ``normalize_shot`` then rewrites each unit in place as ``(x - lo) / (hi - lo) * 2 - 1``
+with the shot's range (or, with ``--normalize global``, the whole video's: every shot's merge
+must be done first): a unit whose bytes no longer match the merge's checksum was normalized
+already (writes are atomic), so a kill between the write and the record costs nothing.
+Snippet maps come from the scratch: read (``depth`` scratch) or decoded again on the device
+(``latent`` scratch).
 
 Arithmetic: float64 by default. With an ``exact_dtype`` (``--reproduce``) every step runs
 in that torch dtype in the published order: min shift, affine with the scale and shift
@@ -22,53 +24,41 @@ import numpy as np
 import torch
 
 from ...storage import layout
-from ...storage.run_store import CheckedArray, RunStore
-from ..execution import Executor, UnitContext
-from ..latents import Geometry, decode_depth
-from ..model import TORCH_DTYPES, Model
+from ...storage.run_store import RunStore
+from ..execution import UnitContext
+from ..model import TORCH_DTYPES
 from ..plan import RunPlan
-from ..progress import Progress
+from ..run_context import RunContext
+from ..shots.model import Shot
 from ..snippets import SnippetGroup
-from .chunks import pending_chunks
-from .series import SeriesRows
+from .coalign import shot_solution
+from .scratch import ScratchIndex, SnippetMaps, UnitLocator
 
 SUB_CHUNK = 16  # frames merged at once inside a unit (bounds the float64 temporaries)
-DECODE_BATCH = 8
-
-
-class DecodedSnippets:
-    """Latent scratch ``[N, L, 4, h, w]`` read as depth ``[N, L, H, W]``: ``x[lo:hi, slot]`` decodes on the device."""
-
-    def __init__(self, latents: CheckedArray, model: Model, geometry: Geometry):
-        self.latents, self.model, self.geometry = latents, model, geometry
-        self.shape = (*latents.shape[:2], *geometry.depth)
-
-    def __getitem__(self, selection: tuple[slice, int]) -> np.ndarray:
-        z = torch.from_numpy(np.asarray(self.latents[selection])).to(self.model.device, self.model.dtype)
-        with torch.inference_mode():
-            maps = [decode_depth(self.model.vae, z[i:i + DECODE_BATCH], self.geometry)
-                    for i in range(0, len(z), DECODE_BATCH)]
-        return torch.cat(maps).to(self.model.storage_torch_dtype).cpu().numpy()
 
 
 def checksum(frames: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(frames, dtype=np.float32).tobytes())
 
 
+def value_range(frames: np.ndarray) -> list[float]:
+    return [float(frames.min()), float(frames.max())]
+
+
 def merge_frames(snippets: list, groups: list[SnippetGroup], scales: list[np.ndarray],
-                 shifts: list[np.ndarray], minima: list[float], first: int, stop: int,
+                 shifts: list[np.ndarray], minimum: float, first: int, stop: int,
                  exact_dtype: str | None = None) -> np.ndarray:
     """Mean of the aligned observations of frames ``[first, stop)``: float64 ``[stop-first, H, W]``.
 
     ``snippets``: one ``[N_g, L_g, H, W]`` array-like per group (local snippet indices);
-    ``minima``: per group, the minimum its maps are shifted by (its shot's). Frames no
-    snippet observes are 0.
+    ``minimum``: the minimum the maps are shifted by (their shot's). Frames no snippet
+    observes are 0.
     """
     h, w = snippets[0].shape[-2:]
     observations: list[list] = [[] for _ in range(stop - first)]
     total = np.zeros((stop - first, h, w), dtype=np.float64)
     count = np.zeros(stop - first, dtype=np.int64)
-    for arr, g, s, t, global_min in zip(snippets, groups, scales, shifts, minima):
+    for arr, g, s, t in zip(snippets, groups, scales, shifts):
         for slot in reversed(range(g.length)):  # for one frame: snippets in ascending order
             lo, hi = g.snippets_touching(first, stop, slot)
             if hi <= lo:
@@ -76,12 +66,12 @@ def merge_frames(snippets: list, groups: list[SnippetGroup], scales: list[np.nda
             at = np.arange(lo, hi) + g.offset + slot * g.dilation - first
             if exact_dtype is None:
                 x = np.asarray(arr[lo:hi, slot], dtype=np.float64)
-                total[at] += s[lo:hi, None, None] * (x - global_min) + t[lo:hi, None, None]
+                total[at] += s[lo:hi, None, None] * (x - minimum) + t[lo:hi, None, None]
                 count[at] += 1
                 continue
             dtype = TORCH_DTYPES[exact_dtype]
             x = torch.from_numpy(np.asarray(arr[lo:hi, slot])).to(dtype)
-            shifted = x - torch.tensor(global_min, dtype=dtype)
+            shifted = x - torch.tensor(minimum, dtype=dtype)
             scale = torch.from_numpy(s[lo:hi].astype(np.float32)).to(dtype)[:, None, None]
             shift = torch.from_numpy(t[lo:hi].astype(np.float32)).to(dtype)[:, None, None]
             for frame, value in zip(at, shifted * scale + shift):
@@ -93,7 +83,7 @@ def merge_frames(snippets: list, groups: list[SnippetGroup], scales: list[np.nda
 
 
 def normalized(x: np.ndarray, lo: float, hi: float, exact_dtype: str | None = None) -> np.ndarray:
-    """``(x - lo) / (hi - lo) * 2 - 1`` as float32 (a constant video gives 0), in float64 or in ``exact_dtype``."""
+    """``(x - lo) / (hi - lo) * 2 - 1`` as float32 (a constant shot gives 0), in float64 or in ``exact_dtype``."""
     if hi <= lo:
         return np.zeros(x.shape, dtype=np.float32)
     if exact_dtype is None:
@@ -104,84 +94,82 @@ def normalized(x: np.ndarray, lo: float, hi: float, exact_dtype: str | None = No
     return (shifted / (high - low) * 2.0 - 1.0).float().numpy()
 
 
-def snippet_sources(store: RunStore, plan: RunPlan, model: Model) -> list:
-    """Per group, its snippet depth maps as an ``[N_g, L_g, H, W]`` array-like."""
-    series = {j: store.array(layout.snippet_scratch(j)) for j, rows in enumerate(plan.series_rows) if rows}
-    if plan.scratch == "latent":
-        series = {j: DecodedSnippets(a, model, plan.geometry) for j, a in series.items()}
-    return [SeriesRows(series[g.series], g.offset, g.count, g.length) for g in plan.groups]
+def pending_segments(store: RunStore, stage: str, plan: RunPlan, shot: Shot) -> list[tuple[int, int, str]]:
+    """``(first, stop, unit)`` of the shot's units of ``stage`` not yet recorded."""
+    return [(a, b, layout.chunk_unit(a)) for a, b in plan.segments(shot) if not store.is_done(stage, layout.chunk_unit(a))]
 
 
-def merge(store: RunStore, plan: RunPlan, executor: Executor, scales: list[np.ndarray], shifts: list[np.ndarray],
-          minima: list[float], progress: Progress, exact_dtype: str | None = None) -> None:
-    """Write the merged depth unit by unit (``merge_unit`` tasks)."""
-    t, unit = plan.num_frames, plan.frame_unit
-    timer = progress.stage(layout.MERGE, t)
-    pending = list(pending_chunks(store, layout.MERGE, timer, t, unit))
+def merge_shot(ctx: RunContext, shot: Shot) -> None:
+    """Write the shot's merged depth unit by unit (``merge_unit`` tasks)."""
+    store, plan = ctx.store, ctx.plan
+    pending = pending_segments(store, layout.MERGE, plan, shot)
     if not pending:
         return
-    store.require(layout.DEPTH, (t, *plan.geometry.depth), "float32", layout.FRAME_DIMS, unit,
-                  attrs={"coordinates": layout.TIME})
-    group_minima = [minima[k] for k in plan.shot_of_group()]
-    for _ in executor.map(merge_unit, pending, plan, scales, shifts, group_minima, exact_dtype, timer=timer):
+    store.require(layout.DEPTH, (plan.num_frames, *plan.geometry.depth), "float32", layout.FRAME_DIMS,
+                  plan.frame_unit, attrs={"coordinates": layout.TIME})
+    scales, shifts = shot_solution(store, plan, shot)
+    minimum = ctx.stream.shot_minimum(shot.index)
+    units = ctx.stream.units_of_shot(shot.index)
+    for _ in ctx.executor.map(merge_unit, pending, plan, ctx.stream.index, units, shot.index, scales, shifts,
+                              minimum, ctx.cfg.exact_dtype, timer=ctx.timers[layout.MERGE]):
         pass
 
 
-def merge_unit(ctx: UnitContext, chunk: tuple[int, int, str], plan: RunPlan, scales: list[np.ndarray],
-               shifts: list[np.ndarray], group_minima: list[float], exact_dtype: str | None) -> None:
-    """Task: merge frames ``[first, stop)`` into ``depth``; the record holds the unit's checksum
-    and, per shot it touches, the range of its merged values."""
-    first, stop, unit_id = chunk
-    snippets = snippet_sources(ctx.store, plan, ctx.model)
+def merge_unit(ctx: UnitContext, segment: tuple[int, int, str], plan: RunPlan, index: ScratchIndex,
+               unit_firsts: list[int], shot: int, scales: list[np.ndarray], shifts: list[np.ndarray],
+               minimum: float, exact_dtype: str | None) -> None:
+    """Task: merge frames ``[first, stop)`` of shot ``shot`` into ``depth``; the record holds the
+    unit's checksum, value range and the VAE decodes it needed (latent scratch)."""
+    first, stop, unit_id = segment
+    groups = [plan.groups[k] for k in plan.shot_groups[shot]]
+    locator = UnitLocator(unit_firsts)
+    snippets = [SnippetMaps(ctx.store, index, locator, k, plan.groups[k].length, plan.geometry.depth, ctx.model,
+                            plan.geometry) for k in plan.shot_groups[shot]]
     frames = np.empty((stop - first, *plan.geometry.depth), dtype=np.float32)
     for a in range(first, stop, SUB_CHUNK):
         b = min(a + SUB_CHUNK, stop)
-        frames[a - first:b - first] = merge_frames(snippets, plan.groups, scales, shifts, group_minima, a, b,
-                                                   exact_dtype)
+        frames[a - first:b - first] = merge_frames(snippets, groups, scales, shifts, minimum, a, b, exact_dtype)
         ctx.advance(b - a)
     ctx.store.array(layout.DEPTH).write(first, frames)
-    ranges = {str(k): [float(frames[a - first:b - first].min()), float(frames[a - first:b - first].max())]
-              for k, a, b in plan.segments(first, stop)}
-    ctx.done(layout.MERGE, unit_id, {"range": ranges, "crc": checksum(frames)})
+    decoded = sum(maps.decoded for maps in snippets)
+    ctx.done(layout.MERGE, unit_id, {"range": value_range(frames), "crc": checksum(frames),
+                                     "work": {"decode": decoded}})
 
 
-def value_ranges(store: RunStore, plan: RunPlan) -> list[tuple[float, float]]:
-    """Per shot, the (min, max) its frames are normalized with: the shot's own, or, with
-    ``plan.normalize == "global"``, the whole video's for every shot."""
-    ranges = [(np.inf, -np.inf)] * len(plan.shots)
-    for record in store.done_units(layout.MERGE).values():
-        for k, (lo, hi) in record["range"].items():
-            old = ranges[int(k)]
-            ranges[int(k)] = (min(old[0], lo), max(old[1], hi))
+def shot_range(store: RunStore, stage: str, plan: RunPlan, shot: Shot) -> tuple[float, float]:
+    """(min, max) of the shot's values as written by ``stage`` (from its unit records)."""
+    records = store.done_units(stage)
+    ranges = [records[layout.chunk_unit(a)]["range"] for a, _ in plan.segments(shot)]
+    return min(lo for lo, _ in ranges), max(hi for _, hi in ranges)
+
+
+def normalize_shot(ctx: RunContext, shot: Shot) -> None:
+    """Rewrite the shot's depth as ``(x - lo) / (hi - lo) * 2 - 1``, unit by unit, in place."""
+    store, plan = ctx.store, ctx.plan
+    pending = pending_segments(store, layout.NORMALIZE, plan, shot)
+    if not pending:
+        return
     if plan.normalize == "global":
-        whole = (min(lo for lo, _ in ranges), max(hi for _, hi in ranges))
-        ranges = [whole] * len(ranges)
-    return ranges
-
-
-def normalize(store: RunStore, plan: RunPlan, executor: Executor, progress: Progress,
-              exact_dtype: str | None = None) -> None:
-    """Rewrite ``depth`` as ``(x - lo) / (hi - lo) * 2 - 1`` per shot (``value_ranges``), unit by unit, in place."""
-    t = plan.num_frames
-    timer = progress.stage(layout.NORMALIZE, t)
+        ranges = [shot_range(store, layout.MERGE, plan, s) for s in plan.shots]
+        lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    else:
+        lo, hi = shot_range(store, layout.MERGE, plan, shot)
     merged = store.done_units(layout.MERGE)
-    ranges = value_ranges(store, plan)
-    pending = [(first, stop, unit_id, merged[unit_id]["crc"])
-               for first, stop, unit_id in pending_chunks(store, layout.NORMALIZE, timer, t, plan.frame_unit)]
-    for _ in executor.map(normalize_unit, pending, plan, ranges, exact_dtype, timer=timer):
+    items = [(a, b, unit, merged[unit]["crc"]) for a, b, unit in pending]
+    for _ in ctx.executor.map(normalize_unit, items, lo, hi, ctx.cfg.exact_dtype,
+                              timer=ctx.timers[layout.NORMALIZE]):
         pass
 
 
-def normalize_unit(ctx: UnitContext, chunk: tuple[int, int, str, int], plan: RunPlan,
-                   ranges: list[tuple[float, float]], exact_dtype: str | None) -> None:
+def normalize_unit(ctx: UnitContext, segment: tuple[int, int, str, int], lo: float, hi: float,
+                   exact_dtype: str | None) -> None:
     """Task: normalize frames ``[first, stop)`` in place, unless they are no longer the merge's
     bytes (``merged_crc``: normalized already by a run killed before its record)."""
-    first, stop, unit_id, merged_crc = chunk
+    first, stop, unit_id, merged_crc = segment
     depth = ctx.store.array(layout.DEPTH)
     frames = np.asarray(depth[first:stop])
     if checksum(frames) == merged_crc:
-        for k, a, b in plan.segments(first, stop):
-            frames[a - first:b - first] = normalized(frames[a - first:b - first], *ranges[k], exact_dtype)
+        frames = normalized(frames, lo, hi, exact_dtype)
         depth.write(first, frames)
-    ctx.done(layout.NORMALIZE, unit_id, {"crc": checksum(frames)})
+    ctx.done(layout.NORMALIZE, unit_id, {"range": value_range(frames), "crc": checksum(frames)})
     ctx.advance(stop - first)

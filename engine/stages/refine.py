@@ -1,31 +1,30 @@
 """Refinement stage: R coarse-to-fine denoising sweeps over the co-aligned video latents.
 
-``refine-encode`` encodes the normalized ``depth`` (3 channels) and noises it to the first
-kept timestep into ``refine/latents_0``; step ``i`` reads buffer ``i % 2`` and writes
-``(i+1) % 2`` (``[T, 4, h, w]``, compute precision), one unit of frames at a time: a unit
-``[a, b)`` runs every snippet touching it (a halo of ``(L-1)d`` frames each side) from the
-old latents, and each frame's new latent is the mean over its snippets (uncovered frames
-keep the old latent). ``refine-decode`` decodes the last buffer into ``depth``, in place
-of the co-aligned depth (which the encode has consumed). No renormalization.
+Shot by shot: ``refine-encode`` encodes the shot's normalized ``depth`` (3 channels) and
+noises it to the first kept timestep into ``refine/latents_0``; step ``i`` reads buffer
+``i % 2`` and writes ``(i+1) % 2`` (``[T, 4, h, w]``, compute precision), one unit (the shot's
+part of a shard) at a time: a unit ``[a, b)`` runs every snippet of the shot touching it (a
+halo of ``(L-1)d`` frames each side) from the old latents, and each frame's new latent is
+the mean over its snippets (uncovered frames keep the old latent). ``refine-decode`` decodes
+the last buffer into ``depth``, in place of the co-aligned depth (which the encode has
+consumed). No renormalization.
 """
 
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 import torch
 
 from ...storage import layout
-from ...storage.run_store import RunStore
 from ..denoise import denoise_step, initial_noise, make_scheduler
-from ..execution import Executor, UnitContext
+from ..execution import UnitContext
 from ..latents import decode_depth, encode
 from ..model import TORCH_DTYPES, Model
 from ..plan import RunPlan
-from ..progress import Progress
+from ..run_context import RunContext
+from ..shots.model import Shot
 from ..snippets import SnippetGroup
-from .chunks import pending_chunks, time_chunks
+from .merge import pending_segments
 
 VAE_BATCH = 8  # frames per VAE call
 
@@ -37,9 +36,9 @@ def timesteps_kept(model: Model, steps: int) -> tuple:
 
 
 def refine_chunk(model: Model, scheduler, group: SnippetGroup, rgb, old, timestep: torch.Tensor,
-                 first: int, stop: int, batch_size: int, exact_dtype: str | None = None) -> np.ndarray:
+                 first: int, stop: int, batch_size: int, exact_dtype: str | None = None) -> tuple[np.ndarray, int]:
     """New latents of frames ``[first, stop)`` (global, inside the group's frames): the mean of
-    one step over every snippet of ``group`` touching them.
+    one step over every snippet of ``group`` touching them; and the UNet frames that took.
 
     Each frame's sum runs over its snippets in ascending order, in float64, or in
     ``exact_dtype`` (``--reproduce``: the published fp16/fp32 accumulation).
@@ -65,33 +64,44 @@ def refine_chunk(model: Model, scheduler, group: SnippetGroup, rgb, old, timeste
             count[idx] += 1
     mean = total / count.to(dtype)[:, None, None, None]
     keep = old_w[first - w0:stop - w0]
-    return torch.where(count[:, None, None, None] > 0, mean.float(), keep.float()).numpy()
+    return torch.where(count[:, None, None, None] > 0, mean.float(), keep.float()).numpy(), (hi - lo) * group.length
 
 
-def refine(store: RunStore, executor: Executor, plan: RunPlan, seed: int, progress: Progress,
-           exact_dtype: str | None = None) -> None:
-    """Encode, run every refinement step (each step's units after the previous step's), then
-    decode the final latents into ``depth``."""
-    steps, t, unit = len(plan.refine_dilations[0]), plan.num_frames, plan.frame_unit
-    if all(store.is_done(layout.REFINE_DECODE, layout.chunk_unit(a)) for a, _ in time_chunks(t, unit)):
-        progress.stage(layout.REFINE_DECODE, t).advance(t, reused=True)
-        return
-    for index in (0, 1):  # created here: tasks only write their shards
-        store.require(layout.refine_latents(index), (t, 4, *plan.geometry.latent), executor.facts.storage_dtype,
-                      layout.LATENT_DIMS, unit)
-    timer = progress.stage(layout.REFINE_ENCODE, t)
-    pending = list(pending_chunks(store, layout.REFINE_ENCODE, timer, t, unit))
-    for _ in executor.map(refine_encode_unit, pending, plan, seed, steps, timer=timer):
+def refine_arrays(ctx: RunContext) -> None:
+    """The two latent buffers ``[T, 4, h, w]`` (created here: tasks only write their rows)."""
+    plan = ctx.plan
+    for index in (0, 1):
+        ctx.store.require(layout.refine_latents(index), (plan.num_frames, 4, *plan.geometry.latent),
+                          ctx.executor.facts.storage_dtype, layout.LATENT_DIMS, plan.frame_unit)
+
+
+def refine_encode_shot(ctx: RunContext, shot: Shot) -> None:
+    """Encode the shot's normalized depth and noise it to the first kept timestep (buffer 0)."""
+    pending = pending_segments(ctx.store, layout.REFINE_ENCODE, ctx.plan, shot)
+    if pending:
+        refine_arrays(ctx)
+    for _ in ctx.executor.map(refine_encode_unit, pending, ctx.plan, ctx.cfg.seed, ctx.plan.refine_steps,
+                              timer=ctx.timers[layout.REFINE_ENCODE]):
         pass
+
+
+def refine_steps_shot(ctx: RunContext, shot: Shot) -> None:
+    """Every refinement step of the shot, each step's units after the previous step's."""
+    plan, store = ctx.plan, ctx.store
+    steps = plan.refine_steps
     for i in range(steps):
-        dilations = sorted({schedule[i] for schedule in plan.refine_dilations})
-        timer = progress.stage(f"refine-{i + 1}/{steps} d={'/'.join(map(str, dilations))}", t)
-        pending = list(pending_chunks(store, layout.REFINE, timer, t, unit, functools.partial(layout.refine_unit, i)))
-        for _ in executor.map(refine_step_unit, pending, plan, i, steps, exact_dtype, timer=timer):
+        pending = [(a, b, layout.refine_unit(i, a)) for a, b in plan.segments(shot)
+                   if not store.is_done(layout.REFINE, layout.refine_unit(i, a))]
+        for _ in ctx.executor.map(refine_step_unit, pending, plan, shot.index, i, steps, ctx.cfg.exact_dtype,
+                                  timer=ctx.timers[layout.REFINE]):
             pass
-    timer = progress.stage(layout.REFINE_DECODE, t)
-    pending = list(pending_chunks(store, layout.REFINE_DECODE, timer, t, unit))
-    for _ in executor.map(refine_decode_unit, pending, plan, steps, timer=timer):
+
+
+def refine_decode_shot(ctx: RunContext, shot: Shot) -> None:
+    """Decode the shot's final latents into ``depth``."""
+    pending = pending_segments(ctx.store, layout.REFINE_DECODE, ctx.plan, shot)
+    for _ in ctx.executor.map(refine_decode_unit, pending, ctx.plan, ctx.plan.refine_steps,
+                              timer=ctx.timers[layout.REFINE_DECODE]):
         pass
 
 
@@ -110,26 +120,25 @@ def refine_encode_unit(ctx: UnitContext, chunk: tuple[int, int, str], plan: RunP
             noisy.append(scheduler.add_noise(latents, noise.expand_as(latents), kept[0]))
         latents = torch.cat(noisy).to(model.storage_torch_dtype).cpu().numpy()
     ctx.store.array(layout.refine_latents(0)).write(first, latents)
-    ctx.done(layout.REFINE_ENCODE, unit_id)
+    ctx.done(layout.REFINE_ENCODE, unit_id, {"work": {"encode": stop - first}})
     ctx.advance(stop - first)
 
 
-def refine_step_unit(ctx: UnitContext, chunk: tuple[int, int, str], plan: RunPlan, i: int, steps: int,
+def refine_step_unit(ctx: UnitContext, chunk: tuple[int, int, str], plan: RunPlan, shot: int, i: int, steps: int,
                      exact_dtype: str | None) -> None:
-    """Task: step ``i`` for frames ``[first, stop)``, from buffer ``i % 2`` into ``(i + 1) % 2``."""
+    """Task: step ``i`` for frames ``[first, stop)`` of shot ``shot``, from buffer ``i % 2`` into ``(i + 1) % 2``."""
     first, stop, unit_id = chunk
     model, store = ctx.model, ctx.store
     scheduler, kept = timesteps_kept(model, steps)
-    groups = [SnippetGroup(dilation=schedule[i], length=min(plan.refine_length, shot.num_frames),
-                           num_frames=shot.num_frames, offset=shot.start)
-              for shot, schedule in zip(plan.shots, plan.refine_dilations)]  # snippets stay in their shot
+    s = plan.shots[shot]  # snippets stay in their shot
+    group = SnippetGroup(dilation=plan.refine_dilations[shot][i], length=min(plan.refine_length, s.num_frames),
+                         num_frames=s.num_frames, offset=s.start)
     with torch.inference_mode():
-        new = np.concatenate([refine_chunk(model, scheduler, groups[k], store.array(layout.RGB_LATENTS),
-                                           store.array(layout.refine_latents(i % 2)), kept[i], a, b,
-                                           plan.batch_size, exact_dtype)
-                              for k, a, b in plan.segments(first, stop)])
+        new, passes = refine_chunk(model, scheduler, group, store.array(layout.RGB_LATENTS),
+                                   store.array(layout.refine_latents(i % 2)), kept[i], first, stop,
+                                   plan.batch_size, exact_dtype)
     store.array(layout.refine_latents((i + 1) % 2)).write(first, new.astype(model.storage_dtype))
-    ctx.done(layout.REFINE, unit_id)
+    ctx.done(layout.REFINE, unit_id, {"work": {"unet": passes}})
     ctx.advance(stop - first)
 
 
@@ -142,6 +151,8 @@ def refine_decode_unit(ctx: UnitContext, chunk: tuple[int, int, str], plan: RunP
         z = z.to(model.device, model.dtype)
         depth = torch.cat([decode_depth(model.vae, z[a:a + VAE_BATCH], plan.geometry)
                            for a in range(0, len(z), VAE_BATCH)])
-    ctx.store.array(layout.DEPTH).write(first, depth.float().cpu().numpy())
-    ctx.done(layout.REFINE_DECODE, unit_id)
+    frames = depth.float().cpu().numpy()
+    ctx.store.array(layout.DEPTH).write(first, frames)
+    ctx.done(layout.REFINE_DECODE, unit_id, {"range": [float(frames.min()), float(frames.max())],
+                                             "work": {"decode": stop - first}})
     ctx.advance(stop - first)

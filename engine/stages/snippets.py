@@ -1,17 +1,18 @@
-"""Snippet stage: the device worker runs every planned unit and commits snippet scratch and samples.
+"""Snippet stage: the device runs the snippet stream unit by unit and commits the snippet scratch.
 
-Per series ``j`` (configured dilation) it writes ``snippets/g{j}`` (the plan's scratch:
-full-resolution depth ``[N_j, L_j, H, W]`` or latents ``[N_j, L_j, 4, h, w]``, in the
-compute precision) and ``samples/g{j} [N_j, L_j, P_h, P_w]``, the strided copy
-co-alignment reads, row ``s`` holding the snippet that starts at frame ``s`` (in whichever
-shot); one shard of each per unit. A unit's record holds each shot's minimum depth over
-its snippets (a shot's minimum is its own: shots are aligned independently). Non-finite
-depth in a batch is computed again in float32; if it stays non-finite the run stops
-naming the unit.
+The stream (``plan.batches``) is cut into units of consecutive batches while it runs
+(``SnippetStream``): about ``--unit-seconds`` of device work each, as measured, and never
+more than one shard of scratch. A unit's task runs its batches (UNet step + VAE decode,
+loading and writing overlapped), writes the unit's scratch arrays (``stages.scratch``) and
+records ``{"stop": last batch + 1, "min": {shot: minimum depth}, "bytes": stored bytes,
+"work": device work, "seconds": its wall time}``. A shot's snippets are done when every batch holding one of them is
+recorded. Non-finite depth in a batch is computed again in float32; if it stays non-finite
+the run stops naming the unit.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 
 from ...storage import layout
 from ...storage.array_reads import RowCache
-from ...storage.run_store import CheckedArray, RunStore
+from ...storage.run_store import RunStore
 from ..batching import SnippetUnit
 from ..coalign import sample_pixels
 from ..denoise import denoise_step, initial_noise, make_scheduler
@@ -29,7 +30,9 @@ from ..latents import Geometry, decode_depth
 from ..model import Model
 from ..overlap import run_overlapped
 from ..plan import RunPlan
-from ..progress import Progress
+from ..progress import StageTimer
+from ..unit_sizing import UnitSizer
+from .scratch import ScratchIndex, scratch_arrays
 
 STAGE = layout.SNIPPETS
 DECODE_BATCH = 8
@@ -63,33 +66,6 @@ class DeviceTimer:
             torch.cuda.synchronize()
             return sum(a.elapsed_time(b) for a, b in self.spans[part]) / 1000.0
         return sum(b - a for a, b in self.spans[part])
-
-
-def scratch_arrays(store: RunStore, plan: RunPlan, dtype: str) -> dict[int, tuple[CheckedArray, CheckedArray]]:
-    """Create (or reopen) the scratch and sample arrays of every series with snippets."""
-    unit, depth = plan.snippet_unit, plan.geometry.depth
-    ph, pw = sample_pixels(np.zeros(depth)).shape
-    trailing = depth if plan.scratch == "depth" else (4, *plan.geometry.latent)
-    names = ("y", "x") if plan.scratch == "depth" else ("channel", "latent_y", "latent_x")
-    arrays = {}
-    for j, (rows, slots) in enumerate(zip(plan.series_rows, plan.series_slots)):
-        if rows:
-            arrays[j] = (store.require(layout.snippet_scratch(j), (rows, slots, *trailing), dtype,
-                                       layout.snippet_dims(j, names), unit, inner=(1, 1, *trailing),
-                                       attrs={"scratch": plan.scratch}),
-                         store.require(layout.snippet_samples(j), (rows, slots, ph, pw), dtype,
-                                       layout.snippet_dims(j, ("sample_y", "sample_x")), unit,
-                                       inner=(unit, slots, ph, pw)))
-    return arrays
-
-
-def shot_minima(store: RunStore, shots: int) -> list[float]:
-    """Each shot's minimum over its snippets' depth, from the unit records."""
-    minima = [np.inf] * shots
-    for record in store.done_units(STAGE).values():
-        for shot, value in record["min"].items():
-            minima[int(shot)] = min(minima[int(shot)], value)
-    return [float(m) for m in minima]
 
 
 class SnippetWorker:
@@ -134,98 +110,196 @@ class SnippetWorker:
                           "checkpoint's weights are probably damaged (re-download them)")
 
 
-def infer_snippets(store: RunStore, executor: Executor, plan: RunPlan, seed: int, progress: Progress,
-                   device_timer: DeviceTimer | None = None) -> list[float]:
-    """Run every planned unit not yet done; returns each shot's minimum depth.
+def unit_most(plan: RunPlan, itemsize: int) -> int:
+    """Most batches in one unit: its scratch (held in memory until written) within one shard's bytes."""
+    length = max((b.length for b in plan.batches), default=1)
+    per_batch = plan.batch_size * length * itemsize * (int(np.prod(plan.geometry.depth)) + 4 * int(
+        np.prod(plan.geometry.latent)))
+    return max(1, layout.SHARD_BYTES // max(1, per_batch))
 
-    Here, all units go through one overlapped pipeline; on a cluster, each unit is a task.
-    ``device_timer``: times the UNet step and the VAE decode of every batch (benchmarks, here only).
+
+class SnippetStream:
+    """The client's view of the snippet stream: which batches are recorded, which unit comes next.
+
+    ``covered[b]``: batch ``b`` is recorded; ``next_units(n)`` cuts the next ``n`` units from the
+    first batches not recorded (one, sized by the ``UnitSizer``, in this process; a fixed size
+    on a cluster, where units run side by side).
     """
-    timer = progress.stage(STAGE, plan.snippets, unit="snippets")
-    todo = []
-    for unit in plan.units:
-        if store.is_done(STAGE, unit.id):
-            timer.advance(unit.size, reused=True)
-        else:
-            todo.append(unit)
-    if not todo:
-        return shot_minima(store, len(plan.shots))
-    scratch_arrays(store, plan, executor.facts.storage_dtype)  # created here: tasks only write their shards
-    chunks = [todo] if executor.workers == 1 else [[unit] for unit in todo]
-    widened = sum(result for _, result in executor.map(run_units, chunks, plan, seed, device_timer, timer=timer))
-    if widened:
-        progress.note(f"{widened} snippet batch(es) gave non-finite depth in the compute dtype "
-                      "(overflow) and were computed again in float32")
-    return shot_minima(store, len(plan.shots))
+
+    def __init__(self, store: RunStore, plan: RunPlan, executor: Executor, unit_seconds: float,
+                 timer: StageTimer):
+        self.store, self.plan, self.executor, self.timer = store, plan, executor, timer
+        self.index = ScratchIndex(plan)
+        self.covered = np.zeros(len(plan.batches), dtype=bool)
+        self.unit_shots: dict[int, list[int]] = {}  # first batch of a recorded unit -> shots with snippets in it
+        self.shot_units: dict[int, list[int]] = {}  # shot -> first batches of the recorded units holding it
+        self.minima: dict[int, float] = {}
+        self.bytes: dict[int, int] = {}  # shot -> bytes on disk of its units (shared units counted whole)
+        for unit, record in store.done_units(STAGE).items():
+            self._absorb(layout.batch_unit_first(unit), record)
+        self.sizer = UnitSizer(unit_seconds, unit_most(plan, executor.facts.itemsize))
+        self._forget_unrecorded_scratch()
+        sizes = np.array([len(b.members) for b in plan.batches], dtype=np.int64)
+        timer.advance(int(sizes[self.covered].sum()), reused=True)
+        self.widened = 0
+
+    def _absorb(self, first: int, record: dict) -> None:
+        """Take in a unit's record."""
+        self.covered[first:record["stop"]] = True
+        self.unit_shots[first] = sorted(int(k) for k in record["min"])
+        for k in self.unit_shots[first]:
+            self.shot_units.setdefault(k, []).append(first)
+            self.minima[k] = min(self.minima.get(k, np.inf), record["min"][str(k)])
+            self.bytes[k] = self.bytes.get(k, 0) + record.get("bytes", 0)
+
+    def _forget_unrecorded_scratch(self) -> None:
+        """Scratch arrays of units a killed run did not record are removed (their batches run again)."""
+        folder = self.store.path / layout.SNIPPET_SCRATCH
+        recorded = {layout.batch_unit(first) for first in self.unit_shots}
+        for entry in (sorted(os.listdir(folder)) if folder.is_dir() else []):
+            if entry not in recorded and entry != "zarr.json":
+                self.store.delete(f"{layout.SNIPPET_SCRATCH}/{entry}")
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.covered.all())
+
+    def shot_done(self, k: int) -> bool:
+        return self.plan.last_batch[k] < 0 or bool(self.covered[:self.plan.last_batch[k] + 1].all())
+
+    def shot_started(self, k: int) -> bool:
+        return k in self.shot_units
+
+    def shots_touched(self, units: list[SnippetUnit]) -> set[int]:
+        """The shots with snippets in ``units``."""
+        shot_of = self.plan.shot_of_group()
+        return {shot_of[k] for unit in units for b in range(unit.first, unit.stop)
+                for k, _ in self.plan.batches[b].members}
+
+    def next_units(self) -> list[SnippetUnit]:
+        """The units to compute next (empty when every batch is recorded)."""
+        pending = np.flatnonzero(~self.covered)
+        if not len(pending):
+            return []
+        count = 1 if self.executor.workers == 1 else 2 * self.executor.workers
+        units, at = [], int(pending[0])
+        while len(units) < count and at < len(self.covered):
+            size = self.sizer.next_size() if self.executor.workers == 1 else self.sizer.most
+            stop = at
+            while stop < len(self.covered) and not self.covered[stop] and stop - at < size:
+                stop += 1
+            units.append(SnippetUnit(at, stop))
+            rest = np.flatnonzero(~self.covered[stop:])
+            if not len(rest):
+                break
+            at = stop + int(rest[0])
+        return units
+
+    def run(self, units: list[SnippetUnit], seed: int, device_timer: DeviceTimer | None = None) -> None:
+        """Compute ``units`` (their tasks record them) and note how long they took."""
+        started = time.perf_counter()
+        chunks = [units] if self.executor.workers == 1 else [[unit] for unit in units]
+        for _, widened in self.executor.map(run_units, chunks, self.plan, seed, device_timer, timer=self.timer):
+            self.widened += widened
+        records = self.store.done_units(STAGE)
+        for unit in units:
+            self._absorb(unit.first, records[layout.batch_unit(unit.first)])
+        if self.executor.workers == 1:
+            self.sizer.observe(sum(u.stop - u.first for u in units), time.perf_counter() - started)
+
+    def shot_minimum(self, k: int) -> float:
+        """Shot ``k``'s minimum depth over its snippets (from the unit records)."""
+        return float(self.minima.get(k, np.inf))
+
+    def units_of_shot(self, k: int) -> list[int]:
+        """First batches of the recorded units holding snippets of shot ``k``."""
+        return sorted(self.shot_units.get(k, []))
+
+    def stored_bytes(self, k: int) -> int:
+        """Bytes on disk of the units holding snippets of shot ``k`` (shared units counted whole)."""
+        return self.bytes.get(k, 0)
 
 
 def run_units(ctx: UnitContext, units: list[SnippetUnit], plan: RunPlan, seed: int,
               device_timer: DeviceTimer | None = None) -> int:
-    """Task: compute ``units`` (load, UNet + decode, write overlapped), recording each when its
-    shards are written; returns how many batches needed float32."""
+    """Task: compute ``units`` in order (load, UNet + decode, write overlapped), recording each
+    when its arrays are written; returns how many batches needed float32."""
     store, model = ctx.store, ctx.model
-    arrays = scratch_arrays(store, plan, model.storage_dtype)
+    index = ScratchIndex(plan)
     groups, shot_of = plan.groups, plan.shot_of_group()
     rgb_latents = store.array(layout.RGB_LATENTS)
-    window = max((g.length - 1) * g.dilation for g in groups) + plan.snippet_unit
+    window = max((g.length - 1) * g.dilation for g in groups) + 64
     cache = RowCache(rgb_latents, rgb_latents.unit, capacity=window // rgb_latents.unit + 2)
     worker = SnippetWorker(model, plan.geometry, seed, device_timer)
     cuda = model.device.type == "cuda"
     if cuda:
         model.vae.to(memory_format=torch.channels_last)
-    items = [(unit, batch, b == len(unit.batches) - 1) for unit in units for b, batch in enumerate(unit.batches)]
+    items = [(unit, b) for unit in units for b in range(unit.first, unit.stop)]
     buffers: dict[int, dict] = {}
+    starts: dict[int, float] = {}  # when each unit's first batch was loaded
 
     def load(item) -> torch.Tensor:
-        _, batch, _ = item
-        rgb = torch.from_numpy(cache.rows(np.stack([groups[k].frames(i) for k, i in batch.members])))
+        unit, b = item
+        starts.setdefault(unit.first, time.perf_counter())
+        rgb = torch.from_numpy(cache.rows(np.stack([groups[k].frames(i) for k, i in plan.batches[b].members])))
         return rgb.pin_memory() if cuda else rgb  # pinned: the copy to the device is truly async
 
     def compute(item, rgb: torch.Tensor):
-        unit, batch, _ = item
-        latents, depth = worker(rgb, f"snippet unit {unit.id} (frames {unit.first}..)")
-        kept = depth if plan.scratch == "depth" else latents
-        kept = kept.to(model.storage_torch_dtype)
-        depth = depth.to(model.storage_torch_dtype)
+        unit, b = item
+        latents, depth = worker(rgb, f"snippet unit {layout.batch_unit(unit.first)} (batch {b})")
+        kinds = [index.kind_of_group[k] for k, _ in plan.batches[b].members]
+        kept = latents if "latent" in kinds else None
+        results = [x.to(model.storage_torch_dtype) for x in (depth, kept) if x is not None]
         if not cuda:
-            return kept.numpy(), depth.numpy(), None
+            return [x.numpy() for x in results], None
         # Copy back into pinned memory without blocking this thread; the writer waits on the event.
-        hosts = [torch.empty(x.shape, dtype=x.dtype, pin_memory=True) for x in (kept, depth)]
-        for host, x in zip(hosts, (kept, depth)):
+        hosts = [torch.empty(x.shape, dtype=x.dtype, pin_memory=True) for x in results]
+        for host, x in zip(hosts, results):
             host.copy_(x, non_blocking=True)
         done = torch.cuda.Event()
         done.record()
-        return hosts[0], hosts[1], done
+        return hosts, done
 
     def write(item, result) -> None:
-        unit, batch, last = item
-        kept, depth, done = result
+        unit, b = item
+        arrays, done = result
         if done is not None:
             done.synchronize()
-            kept, depth = kept.numpy(), depth.numpy()
-        state = buffers.setdefault(unit.first, new_unit_buffers(unit, kept, depth))
-        for (k, i), x, d in zip(batch.members, kept, depth):
-            g, row = groups[k], groups[k].offset + i - unit.first
-            state["scratch"][g.series][row, :g.length] = x
-            state["samples"][g.series][row, :g.length] = sample_pixels(d)
+            arrays = [x.numpy() for x in arrays]
+        depth, latents = arrays[0], (arrays[1] if len(arrays) > 1 else None)
+        state = buffers.setdefault(unit.first, new_unit_buffers(unit, depth.dtype))
+        batch = plan.batches[b]
+        for j, (k, i) in enumerate(batch.members):
+            kind = index.kind_of_group[k]
+            rows = slice(index.kind_row[k][i] - state["first"][kind], index.kind_row[k][i] - state["first"][kind]
+                         + batch.length)
+            state[kind][rows] = depth[j] if kind == "depth" else latents[j]
+            at = index.sample_row[k][i] - state["first"]["samples"]
+            state["samples"][at:at + batch.length] = sample_pixels(depth[j])
             shot = str(shot_of[k])
-            state["min"][shot] = min(state["min"].get(shot, np.inf), float(d.min()))
-        if last:
-            for j, (scratch, samples) in arrays.items():
-                n = min(unit.stop, plan.series_rows[j]) - unit.first
-                if n > 0:
-                    scratch.write(unit.first, state["scratch"][j][:n])
-                    samples.write(unit.first, state["samples"][j][:n])
-            ctx.done(STAGE, unit.id, {"min": state["min"]})
+            state["min"][shot] = min(state["min"].get(shot, np.inf), float(depth[j].min()))
+        state["work"]["unet"] += len(batch.members) * batch.length
+        state["work"]["decode"] += len(batch.members) * batch.length
+        if b == unit.stop - 1:
+            seconds = time.perf_counter() - starts.pop(unit.first)
+            store.delete(f"{layout.SNIPPET_SCRATCH}/{layout.batch_unit(unit.first)}")  # a killed run's leftovers
+            arrays = scratch_arrays(store, plan, index, unit, model.storage_dtype)
+            for name, array in arrays.items():
+                array.write(0, state[name])
+            stored = sum(store.disk_bytes(layout.snippet_scratch(unit.first, name), allocated=False) for name in arrays)
+            ctx.done(STAGE, layout.batch_unit(unit.first), {"stop": unit.stop, "min": state["min"], "bytes": stored,
+                                                             "work": state["work"], "seconds": round(seconds, 3)})
             del buffers[unit.first]
         ctx.advance(len(batch.members))
 
-    def new_unit_buffers(unit: SnippetUnit, kept: np.ndarray, depth: np.ndarray) -> dict:
-        rows = unit.stop - unit.first
-        return {"min": {},
-                "scratch": {j: np.zeros((rows, plan.series_slots[j], *kept.shape[2:]), kept.dtype) for j in arrays},
-                "samples": {j: np.zeros((rows, plan.series_slots[j], *sample_pixels(depth[0, 0]).shape), depth.dtype)
-                            for j in arrays}}
+    def new_unit_buffers(unit: SnippetUnit, dtype: np.dtype) -> dict:
+        rows = index.unit_rows(unit)
+        ph, pw = sample_pixels(np.zeros(plan.geometry.depth)).shape
+        return {"min": {}, "work": {"unet": 0, "decode": 0},
+                "first": {name: index.first_rows[name][unit.first] for name in ("depth", "latent", "samples")},
+                "depth": np.zeros((rows.depth, *plan.geometry.depth), dtype),
+                "latent": np.zeros((rows.latent, 4, *plan.geometry.latent), dtype),
+                "samples": np.zeros((rows.samples, ph, pw), dtype)}
 
     with torch.inference_mode():
         run_overlapped(items, load, compute, write)

@@ -18,7 +18,6 @@ import numpy as np
 
 from ..coalign import AlignResult, frames_from_shapes, sample_pixels
 from ..snippets import SnippetGroup
-from ..stages.chunks import time_chunks
 from ..stages.merge import merge_frames
 
 _PERIOD = 240.0  # frames per cycle of the camera / horizon motion
@@ -114,9 +113,9 @@ def merge_in_memory(snippets: list, dilations: list[int], result: AlignResult, c
     """
     num_frames = frames_from_shapes([x.shape for x in snippets], dilations)
     groups = [SnippetGroup(dilation=d, length=x.shape[1], num_frames=num_frames) for x, d in zip(snippets, dilations)]
-    minima = [result.global_min] * len(groups)
-    return np.concatenate([merge_frames(snippets, groups, result.scales, result.shifts, minima, a, b)
-                           for a, b in time_chunks(num_frames, chunk)])
+    return np.concatenate([merge_frames(snippets, groups, result.scales, result.shifts, result.global_min, a,
+                                        min(a + chunk, num_frames))
+                           for a in range(0, num_frames, chunk)])
 
 
 def absrel_after_affine(pred: np.ndarray, gt: np.ndarray, min_inverse_depth: float = 1e-3) -> float:

@@ -81,13 +81,13 @@ class ExrExporter(FrameFilesExporter):
                              f"(max {HALF_MAX:g}); use dtype float")
         super().__init__(folder, name, units, key, frames, numbers, tidy)
         self.meaning, self.dtype = meaning, DTYPES[dtype]
-        self.header = {"compression": COMPRESSIONS[compression], "type": OpenEXR.scanlineimage,
-                       **meaning_attributes(meaning)}
+        self.header = {"compression": COMPRESSIONS[compression], "type": OpenEXR.scanlineimage}
         if fps:
             self.header["framesPerSecond"] = Fraction(fps).limit_denominator(1001)
 
     def write_frame(self, tmp: Path, index: int, number: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
-        values = np.ascontiguousarray(to_output_values(depth, self.meaning).astype(self.dtype, copy=False))
-        header = {**self.header, ATTR + "frame": int(number)}
+        meaning = self.meaning.at(index)  # its shot's
+        values = np.ascontiguousarray(to_output_values(depth, meaning).astype(self.dtype, copy=False))
+        header = {**self.header, **meaning_attributes(meaning), ATTR + "frame": int(number)}
         with OpenEXR.File(header, {CHANNEL: values}) as f:
             f.write(str(tmp))

@@ -47,7 +47,7 @@ class Gray16Exporter(WholeFileExporter):
         if tuple(depth.shape[1:]) != self.size:
             raise ValueError(f"gray16: frames of {tuple(depth.shape[1:])}, expected {self.size}")
         self._check_order(first, len(depth))
-        self.writer.write(self.scale.codes(depth, self.meaning))
+        self.writer.write(self.scale.codes(depth, self.meaning, first))
 
     def close(self) -> None:
         if not self.complete:

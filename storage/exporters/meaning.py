@@ -1,15 +1,16 @@
 """What the exported values mean: one definition, written into every output.
 
 The run's result is **relative inverse depth** (disparity-like): affine-invariant (each
-video has an unknown scale and shift), near = large, normalized to [-1, 1] over the whole
-video (after refinement only approximately, so ``range`` records the actual min and max).
-It is not metric.
+shot has an unknown scale and shift of its own), near = large, each shot normalized to
+[-1, 1] (or the whole video at once, ``--normalize global``; after refinement only
+approximately, so ``range`` records the actual min and max). It is not metric.
 
 On request (``--output depth``) exporters write **relative depth** instead::
 
     depth = 1 / (inverse - lo + shift)          shift = SHIFT_FRACTION * (hi - lo)
 
-with ``lo, hi`` the min and max of the inverse depth over the video. The farthest pixel
+with ``lo, hi`` the min and max of the inverse depth over the shot (each shot is converted
+with its own range: ``DepthMeaning.parts``). The farthest pixel
 (``inverse == lo``) gets ``1 / shift``, the nearest ``1 / (hi - lo + shift)``: with the
 default fraction 0.05 the farthest point lies 21x as far as the nearest (it caps the sky,
 whose inverse depth is ~0). It is not metric, and it is true depth up to scale only if the
@@ -53,6 +54,8 @@ class DepthMeaning:
     for inverse depth). ``normalized_to``: the interval the run normalized inverse depth
     to (``None`` if it did not). ``shift``: for relative depth, the amount added to
     ``inverse - inverse_range[0]`` before the reciprocal (``None`` for inverse depth).
+    ``parts``: ``(first, stop, meaning)`` of every shot of a video of several shots, each
+    with its own ranges (values are converted shot by shot); empty for one shot.
     """
 
     quantity: str
@@ -64,15 +67,25 @@ class DepthMeaning:
     affine_invariant: bool = True
     metric: bool = False
     notes: str = ""
+    parts: tuple[tuple[int, int, "DepthMeaning"], ...] = ()
 
     @property
     def is_depth(self) -> bool:
         return self.quantity == DEPTH
 
+    def at(self, index: int) -> "DepthMeaning":
+        """The meaning of frame ``index``'s values: its shot's (itself for one shot)."""
+        for first, stop, part in self.parts:
+            if first <= index < stop:
+                return part
+        return self
+
     def to_inverse_rule(self) -> str:
         """How to get the run's relative inverse depth back from a written value."""
         if not self.is_depth:
             return "inverse = value"
+        if self.parts:
+            return "inverse = 1 / value + inverse_range[0] - shift, with the inverse_range and shift of the frame's shot"
         return f"inverse = 1 / value + {self.inverse_range[0]!r} - {self.shift!r}"
 
     def to_dict(self) -> dict:
@@ -80,12 +93,20 @@ class DepthMeaning:
         for k in ("range", "inverse_range", "normalized_to"):
             d[k] = None if d[k] is None else [float(v) for v in d[k]]
         d["to_inverse_depth"] = self.to_inverse_rule()
+        d.pop("parts")
+        if self.parts:
+            d["shots"] = [{"frames": [first, stop], "range": [float(v) for v in part.range],
+                           "inverse_range": [float(v) for v in part.inverse_range], "shift": part.shift}
+                          for first, stop, part in self.parts]
         return d
 
     def as_depth(self, shift_fraction: float = SHIFT_FRACTION) -> "DepthMeaning":
         """The relative-depth meaning over the same inverse depth (itself if already depth)."""
         if self.is_depth:
             return self
+        if self.parts:
+            return describe_parts([(a, b, *part.inverse_range) for a, b, part in self.parts], "depth",
+                                  self.normalized_to, shift_fraction)
         return describe(*self.inverse_range, output="depth", normalized_to=self.normalized_to,
                         shift_fraction=shift_fraction)
 
@@ -113,16 +134,39 @@ def describe(lo: float, hi: float, output: str = "inverse", normalized_to: tuple
     return dataclasses.replace(partial, range=(float(ends[0]), float(ends[1])))
 
 
-def to_output_values(depth_chunk: np.ndarray, meaning: DepthMeaning) -> np.ndarray:
-    """The run's relative inverse depth (any shape) -> the values ``meaning`` describes, float32.
+def describe_parts(shots: Sequence[tuple[int, int, float, float]], output: str = "inverse",
+                   normalized_to: tuple[float, float] | None = NORMALIZED_TO,
+                   shift_fraction: float = SHIFT_FRACTION) -> DepthMeaning:
+    """The meaning of a video of shots ``(first, stop, lo, hi)`` (frames ``[first, stop)`` whose
+    inverse depth spans ``[lo, hi]``), each converted with its own range; one shot: ``describe``."""
+    parts = [(int(a), int(b), describe(lo, hi, output, normalized_to, shift_fraction)) for a, b, lo, hi in shots]
+    if len(parts) == 1:
+        return parts[0][2]
+    first = parts[0][2]
+    whole = describe(min(p.inverse_range[0] for _, _, p in parts), max(p.inverse_range[1] for _, _, p in parts),
+                     "inverse", normalized_to)
+    return dataclasses.replace(whole, quantity=first.quantity, near=first.near, notes=first.notes,
+                               range=(min(p.range[0] for _, _, p in parts), max(p.range[1] for _, _, p in parts)),
+                               shift=None, parts=tuple(parts))
 
-    Inverse depth passes through (no copy if already float32). Relative depth is computed
-    in float64; inverse values below ``inverse_range[0]`` (only if the range was not the
-    video's true minimum) are clamped to it, so the result is always finite and positive.
+
+def to_output_values(depth_chunk: np.ndarray, meaning: DepthMeaning, first: int = 0) -> np.ndarray:
+    """The run's relative inverse depth -> the values ``meaning`` describes, float32.
+
+    ``depth_chunk`` is one frame ``[H, W]`` or frames ``[n, H, W]`` starting at frame ``first``
+    (which shot's range converts them, when the meaning has ``parts``). Inverse depth passes
+    through (no copy if already float32). Relative depth is computed in float64; inverse
+    values below ``inverse_range[0]`` (only if the range was not the shot's true minimum) are
+    clamped to it, so the result is always finite and positive.
     """
     inv = np.asarray(depth_chunk, dtype=np.float32)
     if not meaning.is_depth:
         return inv
+    if meaning.parts:
+        if inv.ndim == 2:
+            return to_output_values(inv, meaning.at(first))
+        return np.stack([to_output_values(frame, meaning.at(first + i)) for i, frame in enumerate(inv)]) \
+            if len(inv) else inv
     x = np.maximum(inv.astype(np.float64) - meaning.inverse_range[0], 0.0) + meaning.shift
     return (1.0 / x).astype(np.float32)
 

@@ -76,7 +76,7 @@ class NpyExporter(Exporter):
         return not self.complete and not self.chunk_done(first)
 
     def write(self, first: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
-        values = depth if self.meaning is None else to_output_values(depth, self.meaning)
+        values = depth if self.meaning is None else to_output_values(depth, self.meaning, first)
         data = np.ascontiguousarray(values, dtype="<f4").tobytes()
         written = os.pwrite(self.fd, data, self.offset + first * self.frame_bytes)
         if written != len(data):

@@ -83,7 +83,7 @@ class NpzExporter(WholeFileExporter):
         if tuple(depth.shape[1:]) != self.shape[1:]:
             raise ValueError(f"npz: chunk of frames {tuple(depth.shape[1:])}, expected {self.shape[1:]}")
         self._check_order(first, len(depth))
-        values = np.ascontiguousarray(to_output_values(depth, self.meaning), dtype="<f4")
+        values = np.ascontiguousarray(to_output_values(depth, self.meaning, first), dtype="<f4")
         self.member.write(memoryview(values).cast("B"))
 
     def close(self) -> None:

@@ -82,8 +82,8 @@ class PlyExporter(FrameFilesExporter):
     def selected(self, index: int) -> bool:
         return index % self.every == 0
 
-    def comments(self, number: int) -> list[str]:
-        m, (h, w) = self.meaning, self.size
+    def comments(self, index: int, number: int) -> list[str]:
+        m, (h, w) = self.meaning.at(index), self.size
         return [
             "rdengine point cloud: relative (affine-invariant) geometry up to unknown scale and shift, NOT metric",
             f"frame {number}",
@@ -98,10 +98,10 @@ class PlyExporter(FrameFilesExporter):
     def write_frame(self, tmp: Path, index: int, number: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
         if tuple(depth.shape) != self.size or rgb.shape[:2] != self.size:
             raise ValueError(f"ply: depth {depth.shape} / rgb {rgb.shape[:2]}, expected {self.size}")
-        points = back_project(to_output_values(depth, self.meaning), self.focal, self.stride)
+        points = back_project(to_output_values(depth, self.meaning, index), self.focal, self.stride)
         colours = rgb[::self.stride, ::self.stride].reshape(-1, 3)
         vertex = np.empty(len(points), dtype=VERTEX)
         vertex["x"], vertex["y"], vertex["z"] = points.T
         vertex["red"], vertex["green"], vertex["blue"] = colours.T
         PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<",
-                comments=self.comments(number)).write(str(tmp))
+                comments=self.comments(index, number)).write(str(tmp))

@@ -17,8 +17,9 @@ from .scale16 import Scale16
 class Png16Exporter(FrameFilesExporter):
     """One 16-bit grayscale PNG per frame, ``png16/NAME_NNNNNN.png`` by frame number (resumable by chunk).
 
-    Codes 0..65535 span ``meaning.range`` linearly (``Scale16``); ``scale.json`` in the
-    folder holds the mapping and what the values are.
+    Codes 0..65535 span the range of the frame's shot linearly (``Scale16`` of
+    ``meaning.at(index)``); ``scale.json`` in the folder (``write_scales``) holds every shot's
+    mapping and what the values are.
     """
 
     fmt = "png16"
@@ -27,9 +28,13 @@ class Png16Exporter(FrameFilesExporter):
     def __init__(self, folder: Path, name: str, meaning: DepthMeaning, units: Units | None = None, key: str = "",
                  frames: int | None = None, numbers: Sequence[int] | None = None, tidy: bool = True):
         super().__init__(folder, name, units, key, frames, numbers, tidy)
-        self.meaning, self.scale = meaning, Scale16.of(meaning)
-        if not self.complete and tidy:
-            self.scale.write(scale_path(folder), meaning)
+        self.meaning = meaning
 
     def write_frame(self, tmp: Path, index: int, number: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
-        Image.fromarray(self.scale.codes(depth, self.meaning)).save(tmp, format="PNG")
+        meaning = self.meaning.at(index)
+        Image.fromarray(Scale16.of(meaning).codes(depth, meaning)).save(tmp, format="PNG")
+
+
+def write_scales(folder: Path, meaning: DepthMeaning) -> None:
+    """``scale.json`` of a png16 folder: the mapping of one shot, or of each shot (``shots``)."""
+    Scale16.of(meaning).write(scale_path(folder), meaning, per_shot=True)

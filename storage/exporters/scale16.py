@@ -38,14 +38,20 @@ class Scale16:
         """``uint16`` codes -> output values (float64), within half a step of what was encoded."""
         return self.lo + np.asarray(codes, dtype=np.float64) / MAX_CODE * self.span
 
-    def codes(self, depth_chunk: np.ndarray, meaning: DepthMeaning) -> np.ndarray:
-        """The run's inverse depth -> codes of the values ``meaning`` describes."""
-        return self.encode(to_output_values(depth_chunk, meaning))
+    def codes(self, depth_chunk: np.ndarray, meaning: DepthMeaning, first: int = 0) -> np.ndarray:
+        """The run's inverse depth (frames from ``first``) -> codes of the values ``meaning`` describes."""
+        return self.encode(to_output_values(depth_chunk, meaning, first))
 
-    def to_dict(self, meaning: DepthMeaning) -> dict:
-        """The mapping file's contents: ``min``, ``max``, ``rule``, and what the values are."""
+    def to_dict(self, meaning: DepthMeaning, per_shot: bool = False) -> dict:
+        """The mapping file's contents: ``min``, ``max``, ``rule``, and what the values are;
+        ``per_shot``: codes map each shot's own range (``shots``: frames ``[first, stop)``, min, max)."""
+        if per_shot and meaning.parts:
+            return {"rule": f"value = min + code / {MAX_CODE} * (max - min), with the min and max of the frame's shot",
+                    "shots": [{"frames": [a, b], "min": part.range[0], "max": part.range[1]}
+                              for a, b, part in meaning.parts],
+                    "quantity": meaning.quantity, "meaning": meaning.to_dict()}
         return {"min": self.lo, "max": self.hi, "rule": f"value = min + code / {MAX_CODE} * (max - min)",
                 "quantity": meaning.quantity, "meaning": meaning.to_dict()}
 
-    def write(self, path: Path, meaning: DepthMeaning) -> None:
-        write_text_atomically(path, json.dumps(self.to_dict(meaning), indent=2) + "\n")
+    def write(self, path: Path, meaning: DepthMeaning, per_shot: bool = False) -> None:
+        write_text_atomically(path, json.dumps(self.to_dict(meaning, per_shot), indent=2) + "\n")
