@@ -17,6 +17,9 @@ Each row also gives the peak RSS of a process that only decodes the clip as a ru
 ``--x264-params`` sets how the clip is encoded (default: x264's own, B-frames and 3
 reference frames; ``bframes=0:ref=1`` a low-delay stream, ``keyint=1`` all intra).
 
+Each row ends with the device-work ledger (``engine.ledger``): UNet passes, VAE encodes and
+decodes per frame and their TFLOP on the real architecture at the run's size.
+
 Every row is projected to a 2-hour 24 fps film (172,800 frames) at its own frame size:
 bytes scale with frames; of the files, the shards (``c/...``) scale with frames and the
 metadata and gathered records stay as they are.
@@ -35,8 +38,10 @@ import time
 from itertools import product
 from pathlib import Path
 
+from ..engine.ledger import count_flops, format_ledger, ledger, recorded_work
 from ..engine.testing.random_checkpoint import write_random_checkpoint
 from ..engine.testing.synthetic_clip import write_clip
+from ..storage.run_store import RunStore
 
 FILM_FRAMES = 2 * 3600 * 24
 
@@ -121,21 +126,23 @@ def measure(clip: Path, out: Path, checkpoint: Path, args: list[str], interval: 
     return {"seconds": seconds, "peak_rss_mib": int(maxrss.read_text()) / 1024, "peak_store": max(peak["store"], total),
             "peak_intermediate": max(peak["intermediate"], total - depth), "final_store": total,
             "final_intermediate": total - depth, "files": files, "shard_files": shards,
-            "peak_files": max(peak["files"], files), "scratch": info["plan"]["scratch"],
-            "frame_unit": info["frame_unit"], "snippet_unit": info["plan"]["snippet_unit"],
-            "stage_seconds": stage_seconds(log)}
+            "peak_files": max(peak["files"], files), "scratch": "/".join(sorted(set(info["plan"]["scratch"]))),
+            "frame_unit": info["frame_unit"], "stage_seconds": stage_seconds(log),
+            "work": recorded_work(RunStore(store, mode="r")), "latent_size": info["latent_size"]}
 
 
 def stage_seconds(log: str) -> dict[str, float]:
-    """Seconds of each stage, from the ``stage_end`` events of a run's JSON progress."""
+    """Seconds of each stage, from the ``stage_end`` events of a run's JSON progress (the time a
+    stage worked: the stages of the shot phase run side by side)."""
     seconds = {}
     for line in log.splitlines():
         try:
             event = json.loads(line)
         except ValueError:
             continue
-        if isinstance(event, dict) and event.get("event") == "stage_end":
-            seconds[event["stage"]] = seconds.get(event["stage"], 0.0) + float(event["seconds"])
+        if isinstance(event, dict) and event.get("event") == "stage_end":  # the stage's own work where given
+            spent = float(event.get("working_seconds", event["seconds"]))
+            seconds[event["stage"]] = seconds.get(event["stage"], 0.0) + spent
     return seconds
 
 
@@ -154,6 +161,9 @@ def run(frames: list[int], sizes: list[tuple[int, int]], preset: str = "fast", e
             row = measure(clip, tmp / f"out{name}", checkpoint,
                           ["--preset", preset, "--res", str(max(width, height)), *(extra or [])], interval)
             row["decode_rss_mib"] = decoding
+            work = row.pop("work")
+            row["ledger"] = ledger(work, count, work.get("snippets", {}).get("unet", 0),
+                                   count_flops(tuple(row.pop("latent_size")), 3))
             clip.unlink()
             per = {k: row[k] / count for k in ("peak_store", "peak_intermediate", "final_store",
                                                "final_intermediate")}
@@ -190,7 +200,8 @@ def format_row(row: dict) -> str:
             f"{film['intermediate_peak_gb']:.1f} GB, final {film['intermediate_final_gb']:.2f} GB, store "
             f"{film['store_final_gb']:.1f} GB, ~{film['files']} files, {film['hours_at_this_rate']:.1f} h at this rate\n"
             "       ms/frame by stage: " + ", ".join(f"{stage} {seconds / row['frames'] * 1000:.1f}"
-                                                   for stage, seconds in row["stage_seconds"].items()))
+                                                   for stage, seconds in row["stage_seconds"].items())
+            + "\n" + format_ledger(row["ledger"], row["frames"]))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,8 +22,8 @@ from rdengine.engine.testing.processes import run_rdengine
 pytestmark = pytest.mark.slow
 
 ENGINE = ("--preset", "full", "--res", "64", "--dilations", "1", "4", "--refine-steps", "2", "--dtype", "fp32",
-          "--device", "cpu", "--batch-size", "2", "--unit-frames", "8", "--threads", "1", "--save", "npy",
-          "--save", "exr", "--save", "mp4", "--shots", "none")
+          "--device", "cpu", "--batch-size", "2", "--unit-frames", "8", "--unit-seconds", "0.01", "--threads", "1",
+          "--save", "npy", "--save", "exr", "--save", "mp4", "--shots", "none")
 
 
 def outputs(out: Path) -> dict[str, bytes]:

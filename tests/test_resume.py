@@ -19,8 +19,10 @@ import numpy as np
 import pytest
 import zarr
 
-from rdengine.storage.run_store import RunStore
+from rdengine.engine.inspection import store_plan
 from rdengine.engine.testing.processes import run_rdengine
+from rdengine.engine.testing.synthetic_clip import write_clip
+from rdengine.storage.run_store import RunStore
 
 FULL = ("--preset", "full", "--res", "64", "--dtype", "fp32", "--device", "cpu", "--dilations", "1", "4",
         "--refine-steps", "3", "--batch-size", "4", "--unit-frames", "8", "--unit-seconds", "0.01", "--save", "npy",
@@ -235,3 +237,34 @@ def test_write_error_is_one_line_and_the_run_resumes_byte_identical(baseline, cl
     proc = subprocess.run(cmd[:-1], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "reused" in proc.stderr, proc.stderr
     assert_same_outputs(out, baseline, clip.stem)
+
+
+def test_a_kill_mid_stage_loses_at_most_about_one_unit_of_device_time(tiny_checkpoint, tmp_path):
+    """Units sized by measured time: with --unit-seconds 1 on a run whose snippet stage takes many
+    seconds, a SIGKILL mid-stage loses only the unit in flight; the resumed run says what it reused."""
+    clip = write_clip(tmp_path / "slow.mp4", frames=40, width=128, height=96)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "rdengine.cli", "process", str(clip), "-o", str(out), "--checkpoint",
+            str(tiny_checkpoint), "--res", "128", "--dtype", "fp32", "--device", "cpu", "--threads", "1",
+            "--dilations", "1", "4", "10", "--batch-size", "2", "--unit-seconds", "1", "--shots", "none",
+            "--save", "npy", "--log-format", "json"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and records(out, "snippets") < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    store = RunStore(out / "run.zarr", mode="r")
+    units = store.done_units("snippets")
+    assert len(units) >= 4
+    assert max(record["seconds"] for record in units.values()) < 3.0  # about a second of device work each
+    _, plan = store_plan(store)
+    kept = sum(len(plan.batches[b].members) for unit, record in units.items() for b in range(int(unit[1:]), record["stop"]))
+    assert 0 < kept < plan.snippets
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    events = [json.loads(line) for line in resumed.stderr.splitlines() if line.startswith("{")]
+    end = next(e for e in events if e["event"] == "stage_end" and e["stage"] == "snippets")
+    assert end["reused"] == kept and end["computed"] == plan.snippets - kept  # lost: the unit in flight only

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import deque
 from contextlib import contextmanager
 from typing import IO, Iterator
 
@@ -30,6 +31,8 @@ class StageTimer:
     side, shot after shot), else its wall time.
     """
 
+    RATE_WINDOW = 60.0  # seconds of recent work the rate is measured over, once there are that many
+
     def __init__(self, progress: "Progress", name: str, total: int | None, unit: str, estimate: bool):
         self._progress = progress
         self._lock = progress._lock
@@ -43,6 +46,7 @@ class StageTimer:
         self.ended: float | None = None
         self.busy = 0.0  # seconds inside working() blocks
         self._working_since: float | None = None
+        self._history: deque[tuple[float, int]] = deque()  # (working seconds, computed) after each advance
         self.status = "running"  # then "done", or "stopped" (ended by an error before its work was done)
 
     # -- what stages call ---------------------------------------------------------------
@@ -55,6 +59,8 @@ class StageTimer:
             self.done += n
             if reused:
                 self.reused += n
+            else:
+                self._remember()
             if self.total is not None and self.done > self.total:
                 self.total = self.done  # an estimate (or a wrong total) never shows as done > total
             if self.closed:
@@ -124,11 +130,24 @@ class StageTimer:
         running = time.perf_counter() - self._working_since if self._working_since is not None else 0.0
         return self.busy + running
 
+    def _remember(self) -> None:
+        now = self.working_seconds
+        self._history.append((now, self.computed))
+        while len(self._history) > 2 and self._history[1][0] < now - self.RATE_WINDOW:
+            self._history.popleft()
+
     @property
     def rate(self) -> float:
-        """Units computed in this run per second of work; reused units excluded (0.0 when none)."""
+        """Units computed in this run per second of work; while the stage runs, over the last
+        ``RATE_WINDOW`` seconds of work once there are that many (a slow first unit, warm-up, ages
+        out of the ETA); reused units excluded (0.0 when none)."""
         seconds = self.working_seconds
-        return self.computed / seconds if self.computed and seconds > 0 else 0.0
+        if not self.computed or seconds <= 0:
+            return 0.0
+        if not self.closed and self._history and self._history[0][0] < seconds - self.RATE_WINDOW:
+            since, computed = self._history[0]
+            return (self.computed - computed) / (seconds - since)
+        return self.computed / seconds
 
     @property
     def fraction(self) -> float | None:

@@ -171,7 +171,7 @@ class JsonSink(PlainSink):
     def end(self, timer) -> None:
         self._last.pop(id(timer), None)
         self._emit("stage_end", **self._counts(timer), status=timer.status, seconds=_round(timer.seconds),
-                   rate=_round(timer.rate))
+                   working_seconds=_round(timer.working_seconds), rate=_round(timer.rate))
 
     def note(self, message: str) -> None:
         self._emit("note", message=message)

@@ -121,9 +121,9 @@ def unit_most(plan: RunPlan, itemsize: int) -> int:
 class SnippetStream:
     """The client's view of the snippet stream: which batches are recorded, which unit comes next.
 
-    ``covered[b]``: batch ``b`` is recorded; ``next_units(n)`` cuts the next ``n`` units from the
-    first batches not recorded (one, sized by the ``UnitSizer``, in this process; a fixed size
-    on a cluster, where units run side by side).
+    ``covered[b]``: batch ``b`` is recorded; ``next_units()`` cuts the next units from the first
+    batches not recorded, sized by the ``UnitSizer``: one in this process, two per worker on a
+    cluster, where they run side by side.
     """
 
     def __init__(self, store: RunStore, plan: RunPlan, executor: Executor, unit_seconds: float,
@@ -183,8 +183,8 @@ class SnippetStream:
             return []
         count = 1 if self.executor.workers == 1 else 2 * self.executor.workers
         units, at = [], int(pending[0])
+        size = self.sizer.next_size()
         while len(units) < count and at < len(self.covered):
-            size = self.sizer.next_size() if self.executor.workers == 1 else self.sizer.most
             stop = at
             while stop < len(self.covered) and not self.covered[stop] and stop - at < size:
                 stop += 1
@@ -204,8 +204,8 @@ class SnippetStream:
         records = self.store.done_units(STAGE)
         for unit in units:
             self._absorb(unit.first, records[layout.batch_unit(unit.first)])
-        if self.executor.workers == 1:
-            self.sizer.observe(sum(u.stop - u.first for u in units), time.perf_counter() - started)
+        side_by_side = min(self.executor.workers, len(units))  # device time: the wall time on each worker
+        self.sizer.observe(sum(u.stop - u.first for u in units), (time.perf_counter() - started) * side_by_side)
 
     def shot_minimum(self, k: int) -> float:
         """Shot ``k``'s minimum depth over its snippets (from the unit records)."""
