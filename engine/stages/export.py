@@ -18,7 +18,9 @@ import torch
 
 from ...storage import layout
 from ...storage.array_reads import value_range
-from ...storage.exporters import OUTPUTS, output_path, scale_path
+from ...storage.exporters import FRAME_FORMATS, OUTPUTS, output_path, scale_path
+from ...storage.exporters.base import DEFAULT_TEMPLATE
+from ...storage.exporters.ledger import Ledger, fixed_files
 from ...storage.files import write_text_atomically
 from ...storage.exporters.colour_video import ColourVideoExporter
 from ...storage.exporters.exr import ExrExporter
@@ -30,6 +32,7 @@ from ...storage.exporters.ply import DEFAULT_EVERY, DEFAULT_FOV, DEFAULT_STRIDE,
 from ...storage.exporters.png16 import Png16Exporter
 from ...storage.inputs.source import FrameView
 from ...storage.run_store import RunStore
+from ...storage.timecode import Timecode
 from ..errors import EngineError
 from ..execution import Executor, UnitContext
 from ..latents import display_frame, resize
@@ -65,14 +68,14 @@ def params_key(*values) -> str:
 
 
 def rgb_chunks(frames: Iterator[FrameView], t: int, unit: int, size: tuple[int, int],
-               source: str) -> Iterator[np.ndarray]:
-    """``uint8 [n, *size, 3]`` per export unit from single frames (``display_frame``); an input
-    that now decodes to fewer or more than the run's ``t`` frames is an error, never a short or
-    shifted output."""
+               source: str, covered: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """``uint8 [n, *size, 3]`` per export unit from single frames (``display_frame`` of the part
+    ``covered`` by depth); an input that now decodes to fewer or more than the run's ``t``
+    frames is an error, never a short or shifted output."""
     for first, stop in time_chunks(t, unit):
         chunk = []
         for frame in islice(frames, stop - first):
-            chunk.append(display_frame(frame, size))
+            chunk.append(display_frame(frame, size, covered))
             del frame  # not held while the next frame decodes
         if len(chunk) < stop - first:
             raise EngineError(f"{source} now decodes to {first + len(chunk)} frames, but the run has {t}: "
@@ -86,7 +89,13 @@ def rgb_chunks(frames: Iterator[FrameView], t: int, unit: int, size: tuple[int, 
 @dataclass(frozen=True)
 class ExportSettings:
     """What to write where: output folder and stem, formats, the input (for RGB), frames per
-    unit, frame rate and numbers, and each format's options (see ``export``)."""
+    unit, frame rate and numbers, and each format's options (see ``export``).
+
+    ``frame_name``: per-frame file names (a template of ``name`` and ``frame``); ``times``:
+    each frame's seconds when they stray from a constant rate (videos then keep them);
+    ``timecode``: the input's (EXR ``timeCode``, sidecar); ``covered``: the source frame's
+    top-left rows x columns that depth shows (``Geometry.covered``; None: all of it).
+    """
 
     out_dir: Path
     name: str
@@ -104,6 +113,10 @@ class ExportSettings:
     ply_stride: int = DEFAULT_STRIDE
     focal: float | None = None
     fov: float = DEFAULT_FOV
+    frame_name: str = DEFAULT_TEMPLATE
+    times: tuple[float, ...] | None = None
+    timecode: Timecode | None = None
+    covered: tuple[int, int] | None = None
 
 
 PARALLEL_FORMATS = ("npy", "exr", "png16")  # chunks written independently, without the RGB frames
@@ -112,12 +125,18 @@ PARALLEL_FORMATS = ("npy", "exr", "png16")  # chunks written independently, with
 def make_writers(settings: ExportSettings, formats: tuple[str, ...], t: int, size: tuple[int, int], lo: float,
                  hi: float, units: StoreUnits, tidy: bool = True) -> tuple[dict[str, Path], list]:
     """The exporters of ``formats`` for a ``t``-frame run of output frame ``size`` whose depth spans
-    ``[lo, hi]``, and their output paths. ``tidy``: remove what killed runs left (once, by the
-    run's own process)."""
+    ``[lo, hi]``, and their output paths. ``tidy`` (once, by the run's own process): list the
+    files about to be written in the output folder's ledger (stopping at one it did not write),
+    remove listed files of earlier runs they replace and what killed runs left."""
     s = settings
     meaning = describe(lo, hi, s.output)
     numbers = describe_numbers(s.frame_numbers, t)
     outputs = {fmt: output_path(s.out_dir, s.name, fmt) for fmt in OUTPUTS if fmt in formats}
+    ledger = Ledger(s.out_dir) if tidy else None
+    if ledger is not None:
+        ledger.claim(fixed_files(s.out_dir, s.name, (*formats, "sidecar")))
+    frames = dict(tidy=tidy, template=s.frame_name, ledger=ledger)
+    timing = hashlib.sha256(json.dumps(s.times).encode()).hexdigest()[:10] if s.times else None
     writers = []
     if "npy" in formats:
         writers.append(NpyExporter(outputs["npy"], (t, *size), units, params_key(s.name, t, size, meaning),
@@ -127,24 +146,28 @@ def make_writers(settings: ExportSettings, formats: tuple[str, ...], t: int, siz
                                    params_key(s.name, t, size, meaning, s.fps, numbers), s.fps, s.frame_numbers))
     if "png16" in formats:
         writers.append(Png16Exporter(outputs["png16"], s.name, meaning, units,
-                                     params_key(s.name, t, size, meaning, numbers), t, s.frame_numbers, tidy=tidy))
+                                     params_key(s.name, t, size, meaning, numbers, s.frame_name), t, s.frame_numbers,
+                                     **frames))
     if "exr" in formats:
         writers.append(ExrExporter(outputs["exr"], s.name, meaning, units,
                                    params_key(s.name, t, size, meaning, numbers, s.exr_dtype, s.exr_compression,
-                                              s.fps),
-                                   t, s.frame_numbers, s.exr_dtype, s.exr_compression, s.fps, tidy=tidy))
+                                              s.fps, s.frame_name, s.timecode),
+                                   t, s.frame_numbers, s.exr_dtype, s.exr_compression, s.fps, timecode=s.timecode,
+                                   **frames))
     if "ply" in formats:
         writers.append(PlyExporter(outputs["ply"], s.name, meaning, size, units,
                                    params_key(s.name, t, size, meaning, numbers, s.ply_every, s.ply_stride, s.focal,
-                                              s.fov, s.source),
-                                   t, s.frame_numbers, s.ply_every, s.ply_stride, s.focal, s.fov))
+                                              s.fov, s.source, s.frame_name, s.covered),
+                                   t, s.frame_numbers, s.ply_every, s.ply_stride, s.focal, s.fov, **frames))
     if "gray16" in formats:
         writers.append(Gray16Exporter(outputs["gray16"], s.fps, size, meaning, units,
-                                      params_key(s.name, t, size, meaning, s.fps)))
+                                      params_key(s.name, t, size, meaning, s.fps, timing), s.times))
     for fmt in ("mp4", "sbs"):
         if fmt in formats:
             writers.append(ColourVideoExporter(outputs[fmt], s.fps, size, lo, hi, s.colormap, fmt == "sbs", units,
-                                               params_key(s.name, t, size, lo, hi, s.fps, s.colormap, s.source)))
+                                               params_key(s.name, t, size, lo, hi, s.fps, s.colormap, s.source,
+                                                          timing, s.covered),
+                                               s.times))
     return outputs, writers
 
 
@@ -215,7 +238,7 @@ def export(store: RunStore, settings: ExportSettings, rgb: Callable[[], Iterator
                    if any(w.needs(first) for w in parallel)]
         by_tasks = {first for (first, _), _ in executor.map(export_chunk, pending, settings, lo, hi)}
     needs_rgb = any(w.needs_rgb and not w.complete for w in writers)
-    frames = rgb_chunks(rgb(), t, settings.unit, size, settings.source) if needs_rgb else None
+    frames = rgb_chunks(rgb(), t, settings.unit, size, settings.source, settings.covered) if needs_rgb else None
     for first, stop in time_chunks(t, settings.unit):
         colour = None if frames is None else next(frames)
         todo = [writer for writer in writers if writer.needs(first)]
@@ -246,6 +269,17 @@ def write_sidecar(outputs: dict[str, Path], writers: list, settings: ExportSetti
              "size": {"height": size[0], "width": size[1]}, "outputs": files,
              "run_store": "zarr array 'depth' [T, H, W]: the run's relative inverse depth (inverse_range), "
                           "whatever 'quantity' the other outputs hold"}
+    if any(fmt in outputs for fmt in FRAME_FORMATS):
+        extra["frame_name"] = settings.frame_name
+    if settings.timecode is not None:
+        numbers = settings.frame_numbers or range(t)
+        extra["timecode"] = {"first_frame": settings.timecode.at(numbers[0]), "source": settings.timecode.to_dict()}
+    if settings.times is not None:
+        extra["times"] = {"variable_rate": True, "first": settings.times[0], "last": settings.times[-1],
+                          "note": "output videos carry each frame's time stamp from the source"}
+    if settings.covered is not None:
+        extra["covers"] = {"rows": settings.covered[0], "columns": settings.covered[1],
+                           "note": "depth shows the source frame's top-left rows x columns (--reproduce size rule)"}
     if "ply" in outputs:
         ply = next(w for w in writers if isinstance(w, PlyExporter))
         extra["ply"] = {"every": ply.every, "stride": ply.stride, "focal_px": ply.focal,
@@ -262,18 +296,20 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def export_shots(store: RunStore, out_dir: Path, name: str, shots: list, rgb: Callable[[], Iterator[FrameView]],
-                 fps: float, start: int, source: dict, colormap: str, progress: Progress) -> dict[str, Path]:
-    """``shots.json`` (start, end, frames, seconds of every shot) and a contact sheet: the RGB and
-    depth thumbnails of each shot's middle frame (one more pass over the input's frames).
-    Redone only when the shots, the colormap or the run (its manifest) changed."""
+                 fps: float, source: dict, colormap: str, progress: Progress) -> dict[str, Path]:
+    """``shots.json`` (start, end, frames, the input's frame numbers and seconds of every shot,
+    from the store's ``frame`` and ``time``) and a contact sheet: the RGB and depth thumbnails
+    of each shot's middle frame (one more pass over the input's frames). Redone only when the
+    shots, the colormap or the run (its manifest) changed."""
     paths = {fmt: output_path(out_dir, name, fmt) for fmt in ("shots", "contact")}
     depth = store.array(layout.DEPTH)
     unit = layout.export_unit("shots", params_key(name, [(s.start, s.stop) for s in shots], colormap,
                                                   store.manifest), "done")
     if store.is_done(STAGE, unit) and all(p.exists() for p in paths.values()):
         return paths
+    Ledger(out_dir).claim(paths.values())
     progress.note(f"writing {paths['shots'].name} and a contact sheet of {len(shots)} shot(s)")
-    write_shots_json(paths["shots"], shots, fps, source, start)
+    write_shots_json(paths["shots"], shots, fps, source, store.array(layout.FRAME)[:], store.array(layout.TIME)[:])
     middles = {s.middle: k for k, s in enumerate(shots)}
     thumbnails: list = [None] * len(shots)
     index = 0
