@@ -170,7 +170,8 @@ def check_outputs(source: FrameSource, plan: OutputPlan) -> None:
     for path in [plan.out_dir, *outputs, *plan.folders, plan.store, plan.out_dir / LEDGER_NAME]:
         found = inputs.get(os.path.realpath(path))
         if found is not None:
-            raise OutputConflict(f"output {path} is the input file {found}: choose another -o")
+            raise OutputConflict(f"output {path} would overwrite the input file {found} (of input {source.info.path}):"
+                                 " choose another -o")
     for folder in [*plan.folders, plan.store]:
         real = os.path.realpath(folder)
         found = next((p for r, p in inputs.items() if inside(r, real)), None)

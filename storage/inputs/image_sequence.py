@@ -101,7 +101,7 @@ def check_types(label: str, files: list[Path] | tuple[Path, ...]) -> None:
 def numbered_by_name(label: str, files: list[Path]) -> Listing:
     """Natural order; numbers from the last run of digits of each name. Names that all carry a
     number but differ elsewhere (``a_0001``, ``b_0001``) are several sequences: InputError."""
-    files.sort(key=lambda p: natural_key(str(p)))
+    files.sort(key=lambda p: (natural_key(str(p)), str(p)))  # ties (frame_3, frame_003) in a fixed order
     found = [LAST_NUMBER.search(p.stem) for p in files]
     if not all(found):
         return Listing(label, tuple(files), None)

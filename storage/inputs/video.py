@@ -244,19 +244,20 @@ def stream_label(stream: av.video.stream.VideoStream, frames: int) -> str:
     return f"#{stream.index} ({cc.name} {cc.width}x{cc.height}{count}{', ' + role if role else ''})"
 
 
-def probe_pictures(path: Path, streams: list[av.video.stream.VideoStream]) -> dict[int, int]:
-    """Packets of each of ``streams`` among the container's first ``PROBE_PACKETS`` (demux only):
-    what a stream holds when the container announces no frame count (a poster: 1)."""
+def probe_pictures(path: Path, streams: list[av.video.stream.VideoStream]) -> tuple[dict[int, int], bool]:
+    """Packets of each of ``streams`` among the container's first ``PROBE_PACKETS`` (demux only),
+    and whether that was the whole file (the counts are then exact): what the streams hold,
+    whatever their headers say (a matroska poster track can carry the file's duration)."""
     counts = {s.index: 0 for s in streams}
     with open_container(path) as container:
         try:
             for n, packet in enumerate(container.demux([container.streams[i] for i in counts])):
                 if n >= PROBE_PACKETS:
-                    break
+                    return counts, False
                 counts[packet.stream.index] += bool(packet.size)
         except av.error.FFmpegError:
-            pass  # what was read before the damage counts
-    return counts
+            return counts, False  # what was read before the damage counts
+    return counts, True
 
 
 def choose_stream(container: av.container.InputContainer, path: Path,
@@ -264,10 +265,11 @@ def choose_stream(container: av.container.InputContainer, path: Path,
     """The video stream to decode and, when there were several, one line saying which and why.
 
     Cover art and still-image streams are never chosen on their own. Among the rest the
-    stream that holds the video wins: the longest (frames the container announces, else
-    pictures counted in the first packets), the default disposition only among streams of
-    the same length (``LENGTH_TOLERANCE``), so a one-picture poster on a first, default track
-    never beats the video. ``forced`` (a global stream index, as ffprobe numbers them) picks
+    stream that holds the video wins: the longest (pictures counted by demuxing when the
+    file is short, ``probe_pictures``; else frames the container announces, a stream of one
+    picture in the first packets being a poster), the default disposition only among streams
+    of the same length (``LENGTH_TOLERANCE``), so a one-picture poster on a first, default
+    track never beats the video. ``forced`` (a global stream index, as ffprobe numbers them) picks
     one; InputErrors name the file.
     """
     videos = list(container.streams.video)
@@ -287,8 +289,13 @@ def choose_stream(container: av.container.InputContainer, path: Path,
             raise InputError(f"no video stream in {path} (only cover art)")
         still = next(s.index for s in videos if roles[s.index] != "cover art")
         raise InputError(f"no video stream in {path} (only a still image; stream={still} reads it anyway)")
-    if len(real) > 1 and not all(counts[s.index] for s in real):
-        counts.update(probe_pictures(path, real))
+    if len(real) > 1:
+        probed, whole = probe_pictures(path, real)
+        if whole:
+            counts.update(probed)
+        elif max(probed.values()) > 1:  # a stream of one picture among many of the others': a poster
+            roles.update({i: "a single picture" for i, n in probed.items() if n <= 1})
+            real = [s for s in real if not roles[s.index]]
     longest = max(counts[s.index] for s in real)
     candidates = [s for s in real if counts[s.index] >= longest * (1 - LENGTH_TOLERANCE)]
     chosen = max(candidates, key=lambda s: (bool(s.disposition & Disposition.default), counts[s.index], -s.index))
