@@ -173,6 +173,7 @@ def run_locked(video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions
                executor: Executor, progress: Progress, device_timer: DeviceTimer | None, started: float) -> RunResult:
     """Take the run lock, create or resume the store, run the stages; the store records the time spent."""
     store_path = out_dir / layout.STORE_NAME
+    select_clip(source.info, cfg)  # a --start outside the input is said before anything is written
     check_run_outputs(source, out_dir, output_name(video, source), cfg, opts)
     with write_errors_as_engine_errors(store_path):
         out_dir.mkdir(parents=True, exist_ok=True)

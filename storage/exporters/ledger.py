@@ -53,7 +53,7 @@ class Ledger:
         self.path = self.out_dir / LEDGER_NAME
         try:
             self.files: set[str] = set(json.loads(self.path.read_text())["files"])
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no output folder yet (or not a folder: said when made)
             self.files = set()
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise OutputConflict(f"{self.path} (the list of files rdengine wrote in {self.out_dir}) is unreadable "
