@@ -1,9 +1,9 @@
 """``exr``: one OpenEXR file per frame, a single ``Z`` channel, self-describing header attributes.
 
-``exr/NAME_NNNNNN.exr`` (NNNNNN the frame number; the name follows the run's template, as png16). The channel is named ``Z``
-(the depth-compositing convention); its values are what ``meaning`` says (relative
-inverse depth unless relative depth was asked for), *not* the metric camera distance a
-compositor's ``Z`` usually holds: the header says so.
+``exr/NAME_NNNNNN.exr`` (NNNNNN the frame number; the name follows the run's template, as
+png16). The channel is named ``Z`` (the depth-compositing convention); its values are what
+``meaning`` says (relative inverse depth unless relative depth was asked for), *not* the
+metric camera distance a compositor's ``Z`` usually holds: the header says so.
 
 Header attributes (besides the standard ones): ``rdengine:quantity``, ``rdengine:near``,
 ``rdengine:notes``, ``rdengine:toInverseDepth`` (strings), ``rdengine:affineInvariant``,

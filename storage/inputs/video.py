@@ -3,10 +3,13 @@
 Frames come out RGB as displayed: the display-matrix rotation is applied, and a stream of
 non-square pixels (a sample aspect ratio other than 1, e.g. anamorphic or DV video) is scaled
 to square pixels by swscale as it is converted (width x SAR, height kept), so the model and
-every output see the picture's displayed shape; alpha dropped: ``uint8 [H, W, 3]`` for 8-bit streams, ``uint16 [H, W, 3]`` (``rgb48le``,
-full 0-65535 range) for streams of more than 8 bits per channel, ``float32`` for float
-streams. Each frame keeps its own decoded size, so a resolution change mid-stream shows
-as frames of another shape (recorded in ``DecodeReport.size_changes``).
+every output see the picture's displayed shape. Alpha is dropped: ``uint8 [H, W, 3]`` for
+8-bit streams, ``uint16 [H, W, 3]`` (``rgb48le``, full 0-65535 range) for streams of more
+than 8 bits per channel, ``float32`` for float streams. Each frame keeps its own decoded
+size, so a resolution change mid-stream shows as frames of another shape (recorded in
+``DecodeReport.size_changes``), and its time stamp (``DecodedFrame.time``: seconds from the
+stream's first frame; variable-frame-rate video keeps its real timing). A stream's
+``timecode`` tag is the source's timecode.
 
 Memory follows the frame size in two places, both bounded here where it can be:
 ``DecodedFrame`` converts a decoded frame to RGB a band of rows at a time where that gives
@@ -37,7 +40,7 @@ from .source import DecodeReport, FrameSource, FrameView, InputError, SourceInfo
 STILL_CODECS = frozenset({"mjpeg", "png", "bmp", "webp", "tiff"})
 DEFAULT_FPS = Fraction(25)  # when the container announces no rate at all
 LENGTH_TOLERANCE = 0.02  # streams within 2% of the longest are equally long (frame counts are estimates)
-PROBE_PACKETS = 512  # packets demuxed to count each stream's pictures when the container announces no count
+PROBE_PACKETS = 512  # packets demuxed to count the pictures of several candidate streams (a poster holds 1)
 FRAME_THREADS_MAX_PIXELS = 3840 * 2160  # larger frames: slice threads only (no extra frames in flight)
 WHOLE_MAX_VALUES = 1 << 22  # frames of up to this many RGB values convert whole, once; larger ones band by band
 # 8-bit chroma-subsampled formats that swscale converts to rgb24 with its direct converter
