@@ -239,4 +239,4 @@ def validate(cfg: RunConfig) -> None:
     if cfg.normalize not in NORMALIZE:
         raise ConfigError(f"--normalize must be one of {', '.join(NORMALIZE)}, not '{cfg.normalize}'")
     if cfg.shot_threshold is not None and not (math.isfinite(cfg.shot_threshold) and cfg.shot_threshold > 0):
-        raise ConfigError(f"--shot-threshold must be positive, not {cfg.shot_threshold}")
+        raise ConfigError(f"--shot-threshold must be a finite number > 0, not {cfg.shot_threshold}")
