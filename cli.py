@@ -106,8 +106,17 @@ def process_options(fn):
                      help="the authors' exact numbers: their frame size rule (depth 8*floor(H/8) x 8*floor(W/8), "
                           "the top-left of the frame), the reference solver, their fp16/fp32 arithmetic, no shots"),
         click.option("--seed", type=int, default=2024, show_default=True, help="seed of the initial noise"),
-        click.option("--start", type=int, default=0, show_default=True, help="first frame of the clip"),
-        click.option("--frames", type=int, help="number of frames of the clip (default: to the end)"),
+        click.option("--start", type=int, default=0, show_default=True,
+                     help="first frame of the clip: a video's frame index (from 0), an image sequence's own frame "
+                          "number (e.g. 1001); outputs keep the input's frame numbers"),
+        click.option("--frames", "--max-frames", "frames", type=int,
+                     help="process at most N frames (after --stride; default: to the end)"),
+        click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="process every Kth frame from --start; frames keep the input's numbers (0, 2, 4, ...) and "
+                          "outputs play at the input's rate / K"),
+        click.option("--target-fps", type=float,
+                     help="process the input at about this rate: the stride nearest input fps / F (instead of "
+                          "--stride)"),
         click.option("--stream", type=click.IntRange(min=0),
                      help="the video stream to read (index as ffprobe numbers them; default: the main video)"),
         click.option("--checkpoint", default=DEFAULT_CHECKPOINT, show_default=True,
@@ -157,6 +166,9 @@ def process_options(fn):
         click.option("--focal", type=float, help="focal length in px for point clouds (default: from --fov)"),
         click.option("--fov", type=float, default=60.0, show_default=True,
                      help="horizontal field of view in degrees for point clouds"),
+        click.option("--name", "frame_name", metavar="TEMPLATE",
+                     help="file names of per-frame outputs (exr, png16, ply), e.g. '{name}.{frame:04d}' "
+                          "(default: {name}_ and the frame number padded like the input's file names, else 6 digits)"),
         click.option("--colormap", default="Spectral", show_default=True,
                      help="matplotlib colormap of the mp4/sbs videos"),
         click.option("--restore-res", is_flag=True, help="resize depth outputs back to the input resolution"),
@@ -195,6 +207,7 @@ def configs_from(kw: dict):
                             keep_intermediates=kw["keep_intermediates"], unit_frames=kw["unit_frames"],
                             output=kw["output"], exr_dtype=kw["exr_dtype"], exr_compression=kw["exr_compression"],
                             ply_every=kw["ply_every"], ply_stride=kw["ply_stride"], focal=kw["focal"], fov=kw["fov"],
+                            frame_name=kw["frame_name"],
                             threads=kw["threads"], workers=kw.get("video_workers"), scheduler=kw.get("video_scheduler"))
     validate_options(opts)
     dtype, note = cpu_dtype_note(kw["preset"], kw["dtype"], kw["device"])
@@ -203,7 +216,8 @@ def configs_from(kw: dict):
                          refine_start_dilation=kw["refine_start_dilation"], seed=kw["seed"],
                          coalign=kw["coalign"], reproduce=kw["reproduce"], shots=kw["shots"],
                          shot_threshold=kw["shot_threshold"], normalize=kw["normalize"], stream=kw["stream"],
-                         start=kw["start"], frames=kw["frames"], checkpoint=kw["checkpoint"])
+                         start=kw["start"], frames=kw["frames"], stride=kw["stride"], target_fps=kw["target_fps"],
+                         checkpoint=kw["checkpoint"])
     if cfg.shots not in SHOT_MODES and not Path(cfg.shots).is_file():
         raise ConfigError(f"--shots: no cut list file {cfg.shots} (or use auto or none)")
     return cfg, opts, note

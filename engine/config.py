@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 DEFAULT_CHECKPOINT = "prs-eth/rollingdepth-v1-0"
@@ -37,6 +38,12 @@ class RunConfig:
     co-alignment solver and no shot detection. ``shots``: ``auto`` (cuts detected while
     ingesting), ``none`` (one shot) or a cut-list file; ``normalize``: ``shot`` (each shot
     to [-1, 1]) or ``global`` (one range for the whole video).
+
+    Which frames (``engine.clip``): from ``start`` (a video's frame index; an image sequence's
+    own frame number), every ``stride``-th frame (or the stride that brings the input's rate
+    nearest to ``target_fps``), at most ``frames`` of them. ``stream``: the video stream to
+    read (None: the main one); the stream actually read is part of the run's manifest
+    (``clip``), so naming the stream already in use is the same run.
     """
 
     preset: str = "fast"
@@ -57,6 +64,8 @@ class RunConfig:
     stream: int | None = None
     start: int = 0
     frames: int | None = None
+    stride: int = 1
+    target_fps: float | None = None
     checkpoint: str = DEFAULT_CHECKPOINT
 
     @property
@@ -71,11 +80,12 @@ class RunConfig:
         return self.dtype if self.reproduce else None
 
     def to_dict(self) -> dict:
-        """The settings that decide the depth values. The checkpoint is not named here: it is
-        identified by its weights (manifest ``checkpoint``), so another path to the same
-        weights resumes the run and replaced weights do not."""
+        """The settings that decide the depth values. The checkpoint and the stream are not named
+        here: the checkpoint is identified by its weights (manifest ``checkpoint``) and the stream
+        by the one read (manifest ``clip``), so another path to the same weights, or naming the
+        stream already in use, resumes the run; replaced weights or another stream do not."""
         settings = dataclasses.asdict(self)
-        del settings["checkpoint"]
+        del settings["checkpoint"], settings["stream"]
         return settings
 
     def digest(self) -> str:
@@ -111,6 +121,7 @@ class ExecutionOptions:
     ply_stride: int = 1
     focal: float | None = None
     fov: float = 60.0
+    frame_name: str | None = None  # per-frame file names, e.g. "{name}.{frame:04d}" (None: padded like the input)
     threads: int | None = None  # torch intra-op threads (per worker on a cluster); None: torch's default
     workers: int | None = None  # one video's units on a local Dask cluster of this many workers
     scheduler: str | None = None  # ... or on the workers of this running Dask scheduler
@@ -127,6 +138,8 @@ def validate_options(opts: ExecutionOptions) -> None:
     import re
 
     import matplotlib
+
+    from ..storage.exporters import check_frame_template
 
     if opts.threads is not None and opts.threads < 1:
         raise ConfigError("--threads must be >= 1")
@@ -150,7 +163,8 @@ def validate_options(opts: ExecutionOptions) -> None:
               (opts.exr_compression in EXR_COMPRESSIONS,
                f"--exr-compression must be one of {', '.join(EXR_COMPRESSIONS)}"),
               (opts.ply_every >= 1 and opts.ply_stride >= 1, "--ply-every and --ply-stride must be >= 1"),
-              (opts.focal is None or opts.focal > 0, f"--focal must be positive, not {opts.focal}"),
+              (opts.focal is None or (math.isfinite(opts.focal) and opts.focal > 0),
+               f"--focal must be a finite number of pixels > 0, not {opts.focal}"),
               (0 < opts.fov < 180, f"--fov must be in (0, 180) degrees, not {opts.fov}"),
               (opts.unit_frames is None or opts.unit_frames >= 1, "--unit-frames must be >= 1"),
               (opts.unit_seconds > 0, f"--unit-seconds must be positive, not {opts.unit_seconds}"),
@@ -159,6 +173,11 @@ def validate_options(opts: ExecutionOptions) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    if opts.frame_name is not None:
+        try:
+            check_frame_template(opts.frame_name)
+        except ValueError as exc:
+            raise ConfigError(f"--name: {exc}") from None
 
 
 def resolve_config(preset: str = "fast", *, res: int | None = None, dilations: tuple[int, ...] | None = None,
@@ -215,7 +234,13 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("refine steps must be >= 0 and the refinement start dilation >= 1")
     if cfg.start < 0 or (cfg.frames is not None and cfg.frames < 1):
         raise ConfigError("--start must be >= 0 and --frames >= 1")
+    if cfg.stride < 1:
+        raise ConfigError(f"--stride must be >= 1, not {cfg.stride}")
+    if cfg.target_fps is not None and not (math.isfinite(cfg.target_fps) and cfg.target_fps > 0):
+        raise ConfigError(f"--target-fps must be a finite rate > 0, not {cfg.target_fps}")
+    if cfg.target_fps is not None and cfg.stride != 1:
+        raise ConfigError("--target-fps chooses the stride; give --stride or --target-fps, not both")
     if cfg.normalize not in NORMALIZE:
         raise ConfigError(f"--normalize must be one of {', '.join(NORMALIZE)}, not '{cfg.normalize}'")
-    if cfg.shot_threshold is not None and not cfg.shot_threshold > 0:
-        raise ConfigError(f"--shot-threshold must be positive, not {cfg.shot_threshold}")
+    if cfg.shot_threshold is not None and not (math.isfinite(cfg.shot_threshold) and cfg.shot_threshold > 0):
+        raise ConfigError(f"--shot-threshold must be a finite number > 0, not {cfg.shot_threshold}")

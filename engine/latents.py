@@ -10,7 +10,9 @@ The VAE works on sides that are multiples of 8. ``Geometry`` fixes how a frame m
 - ``authors`` (``--reproduce``): the frame goes in as is and the VAE's strided
   convolutions drop the last ``H mod 8`` rows and ``W mod 8`` columns, as in the published
   code: depth is ``8*floor(H/8) x 8*floor(W/8)``, the frame's top-left part.
-Nothing is ever stretched.
+Nothing is ever stretched: ``Geometry.covered`` is the part of the source frame the depth
+shows, and pictures shown beside depth (``display_frame``) and depth resized back to the
+source (``--restore-res``) use that part only.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..storage.inputs.source import FULL_SCALE, FrameView, to_uint8
+from ..storage.inputs.source import FULL_SCALE, CroppedView, FrameView, to_uint8
 
 LATENT_SCALE = 0.18215
 VAE_FACTOR = 8
@@ -69,6 +71,15 @@ class Geometry:
             return images
         return F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
 
+    def covered(self, source: tuple[int, int]) -> tuple[int, int]:
+        """``(rows, columns)`` of a ``source``-sized frame that depth shows, from its top-left corner:
+        all of it for ``pad``; for ``authors`` the part the ``depth``-sized top-left crop of the
+        resized ``frame`` came from (``depth / frame`` of each side, rounded: within half a source
+        pixel). Depth resized to this size lies pixel on pixel over the source."""
+        if self.depth == self.frame:
+            return tuple(source)
+        return tuple(max(1, round(s * d / f)) for s, d, f in zip(source, self.depth, self.frame))
+
     def from_vae(self, maps: torch.Tensor) -> torch.Tensor:
         """Decoded ``[..., 8h, 8w]`` maps cropped to ``depth`` (a no-op for ``authors``)."""
         h, w = self.depth
@@ -101,9 +112,12 @@ def resize_frame(frame: FrameView, size: tuple[int, int]) -> torch.Tensor:
     return resize(columns, size)[0]
 
 
-def display_frame(frame: FrameView, size: tuple[int, int]) -> np.ndarray:
+def display_frame(frame: FrameView, size: tuple[int, int], covered: tuple[int, int] | None = None) -> np.ndarray:
     """``uint8 [*size, 3]`` of a frame for showing it (contact sheets, side-by-side videos,
-    point colours): ``resize_frame`` rounded to 0-255, so read in bands like it."""
+    point colours): ``resize_frame`` rounded to 0-255, so read in bands like it. ``covered``:
+    only the frame's top-left rows x columns that depth shows (``Geometry.covered``)."""
+    if covered is not None and tuple(covered) != tuple(frame.shape[:2]):
+        frame = CroppedView(frame, *covered)
     if tuple(frame.shape[:2]) == tuple(size):
         return to_uint8(frame.array())
     rgb = resize_frame(frame, size).permute(1, 2, 0).numpy()

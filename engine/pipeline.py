@@ -23,10 +23,12 @@ import numpy as np
 
 from .. import __version__
 from ..storage import layout
+from ..storage.exporters.ledger import OutputConflict
 from ..storage.inputs import FrameSource, FrameView, InputWarning, open_input
 from ..storage.lock import RunLock, StoreLocked
 from ..storage.run_store import DamagedData, DamagedStore, RunStore, StoreMismatch
 from .allocator import return_free_memory
+from .clip import recording_times, select_clip
 from .config import SHOT_MODES, ExecutionOptions, RunConfig
 from .errors import EngineError
 from .execution import Executor, LocalExecutor, torch_threads
@@ -35,9 +37,10 @@ from .model import Model, load_model
 from .plan import frame_unit, make_plan, plan_choices
 from .progress import Progress
 from .repair import repair
+from .outputs import check_run_outputs, output_name
 from .run_context import RunContext
 from .runner import Runner
-from .shots.cut_lists import read_cut_list
+from .shots.cut_lists import CutPoint, clip_cuts, outside_note, read_cut_list
 from .shots.detector import CutDetector
 from .shots.model import Shot
 from .stages import table
@@ -63,23 +66,14 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def output_name(path: str, source: FrameSource) -> str:
-    """The stem of output files: a video's name, or an image sequence's folder or pattern stem."""
-    if source.info.kind == "video":
-        return Path(path).stem
-    p = Path(path)
-    if p.is_dir():
-        return p.resolve().name
-    stem = p.name.split("%")[0].split("#")[0].split("*")[0].rstrip("._-")
-    return stem or p.parent.resolve().name
 
 
 def build_manifest(cfg: RunConfig, path: str, source: FrameSource, checkpoint: dict) -> dict:
-    """What determines the run's bytes: engine version, config and its hash, input content,
-    weights, and a cut list's content."""
+    """What determines the run's bytes: engine version, config and its hash, input content, the
+    frames read (``clip``: stream, first position, stride, count), weights, and a cut list's content."""
     manifest = {"engine": __version__, "config": cfg.to_dict(), "config_hash": cfg.digest(),
                 "input": {"name": Path(path).name, "kind": source.info.kind, "identity": source.identity()},
-                "checkpoint": checkpoint}
+                "clip": select_clip(source.info, cfg)[0].to_dict(), "checkpoint": checkpoint}
     if cfg.shots not in SHOT_MODES:
         manifest["cut_list"] = hashlib.sha256(Path(cfg.shots).read_bytes()).hexdigest()
     return manifest
@@ -177,6 +171,8 @@ def run_locked(video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions
                on_shot: Callable[[Shot], None] | None = None) -> RunResult:
     """Take the run lock, create or resume the store, run the stages; the store records the time spent."""
     store_path = out_dir / layout.STORE_NAME
+    select_clip(source.info, cfg)  # a --start outside the input is said before anything is written
+    check_run_outputs(source, out_dir, output_name(video, source), cfg, opts)
     with write_errors_as_engine_errors(store_path):
         out_dir.mkdir(parents=True, exist_ok=True)
         lock = RunLock(store_path)
@@ -200,6 +196,8 @@ def run_locked(video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions
                              device_timer, on_shot)
             try:
                 result = repairing(ctx)
+            except OutputConflict as exc:
+                raise EngineError(str(exc)) from None
             finally:
                 seconds = time.perf_counter() - started
                 facts = RunFacts.read(store)
@@ -229,22 +227,30 @@ def run_stages(ctx: RunContext) -> RunResult:
     for record in store.withdraw_unreadable_records():
         progress.warning(f"damaged record {record} in {store.path}: its units are recomputed")
     store.check_metadata()
+    clip, notes = select_clip(info, cfg)
+    for note in (info.choice, *notes):
+        if note:
+            progress.note(note)
+    points = cut_points(cfg, info.fps)  # a bad cut list is said before the work
     geometry = frame_geometry((info.height, info.width), cfg.res, cfg.geometry, progress)
     if ctx.facts.frame_unit is None:  # ingest's units: fixed before the first is written
-        ctx.record(frame_unit=frame_unit(geometry, opts.unit_frames), frames_announced=clip_length(info, cfg) or None)
-    detector = CutDetector(threshold=cfg.shot_threshold, fps=info.fps) if cfg.shots == "auto" else None
-    frames = ctx.source.views(cfg.start, cfg.frames)
-    num_frames = ingest(ctx, detected(frames, detector) if detector else frames, clip_length(info, cfg),
+        ctx.record(frame_unit=frame_unit(geometry, opts.unit_frames), frames_announced=clip.expected(info) or None)
+    detector = CutDetector(threshold=cfg.shot_threshold, fps=clip.fps) if cfg.shots == "auto" else None
+    stamps: list[float | None] = []
+    frames = recording_times(clip.views(ctx.source), stamps)
+    num_frames = ingest(ctx, detected(frames, detector) if detector else frames, clip.expected(info),
                         (info.height, info.width), geometry)
     return_free_memory()  # what decoding held (a large input's tables and buffers)
     if not num_frames:
         raise EngineError(f"no frames to process in {info.path} (start {cfg.start} is past the end?)")
     warnings = record_decoding(ctx, geometry.frame)
-    if ctx.facts.cuts is None:
-        ctx.record(cuts=find_cuts(cfg, detector, info.fps, num_frames))
-    store.compact(layout.INGEST)
     if not store.has(layout.TIME):
-        write_coordinates(store, frame_numbers(info, cfg, num_frames), info.fps)
+        numbers = clip.numbers(info, num_frames)
+        write_coordinates(store, numbers, clip.times(ctx.source, numbers, stamps))
+    if ctx.facts.cuts is None:
+        numbers, times = store.array(layout.FRAME)[:], store.array(layout.TIME)[:]
+        ctx.record(cuts=find_cuts(cfg, detector, points, info, numbers, times, progress))
+    store.compact(layout.INGEST)
 
     facts = ctx.executor.facts
     ctx.plan = plan = make_plan(ctx.facts, cfg, opts, num_frames, geometry, facts.itemsize, facts.free_memory,
@@ -301,37 +307,36 @@ def detected(frames: Iterator[FrameView], detector: CutDetector) -> Iterator[Fra
         index += 1
 
 
-def find_cuts(cfg: RunConfig, detector: CutDetector | None, fps: float, num_frames: int) -> list[int]:
-    """The clip's cuts (frame numbers from its first frame): detected, read from a cut list, or none."""
-    if detector is not None:
-        return detector.cuts()
-    if cfg.shots == "none":
-        return []
+def cut_points(cfg: RunConfig, fps: float) -> list[CutPoint] | None:
+    """The boundaries of ``cfg.shots``' cut list (None without one); EngineError naming file and line."""
+    if cfg.shots in SHOT_MODES:
+        return None
     try:
-        return read_cut_list(cfg.shots, fps, start=cfg.start, num_frames=num_frames)
+        return read_cut_list(cfg.shots, fps)
     except ValueError as exc:
         raise EngineError(str(exc)) from None
 
 
-def clip_length(info, cfg: RunConfig) -> int:
-    """The clip's frame count as far as the input announces it (0 = unknown)."""
-    available = max(info.frames_estimate - cfg.start, 0)
-    if cfg.frames is None:
-        return available
-    return min(cfg.frames, available) if info.frames_estimate else cfg.frames
+def find_cuts(cfg: RunConfig, detector: CutDetector | None, points: list[CutPoint] | None, info,
+              numbers: np.ndarray, times: np.ndarray, progress: Progress) -> list[int]:
+    """The clip's cuts (positions from its first frame): detected, placed from a cut list's
+    ``points`` (a warning names those outside the clip), or none."""
+    if detector is not None:
+        return detector.cuts()
+    if points is None:
+        return []
+    first_number = info.frame_numbers[0] if info.frame_numbers else 0
+    cuts, outside = clip_cuts(points, numbers, times, info.fps, first_number, info.timecode)
+    if outside:
+        progress.warning(outside_note(cfg.shots, outside, len(points), numbers, info.timecode))
+    return cuts
 
 
-def frame_numbers(info, cfg: RunConfig, num_frames: int) -> np.ndarray:
-    """Each processed frame's number: an image sequence's own, else its index in the input."""
-    if info.frame_numbers:
-        return np.asarray(info.frame_numbers[cfg.start:cfg.start + num_frames])
-    return cfg.start + np.arange(num_frames)
-
-
-def write_coordinates(store: RunStore, numbers: np.ndarray, fps: float) -> None:
-    """The ``frame`` numbers and ``time`` (seconds) of every processed frame: coordinates for xarray."""
+def write_coordinates(store: RunStore, numbers: np.ndarray, times: np.ndarray) -> None:
+    """The ``frame`` numbers (the input's) and ``time`` (seconds from the input's first frame) of
+    every processed frame: coordinates for xarray."""
     store.write_whole(layout.FRAME, numbers.astype(np.int64), ("frame",))
-    store.write_whole(layout.TIME, np.arange(len(numbers)) / fps, ("frame",), {"units": "s"})
+    store.write_whole(layout.TIME, times.astype(np.float64), ("frame",), {"units": "s"})
 
 
 def record_decoding(ctx: RunContext, size: tuple[int, int]) -> list[str]:

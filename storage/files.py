@@ -8,14 +8,23 @@ leave the new name pointing at missing blocks; small caches skip it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Callable
+
+TEMPORARY_NAME = re.compile(r"\.(?P<stem>.+)\.\d+\.tmp(?P<suffix>(\.[^.]*)?)")  # what temporary_sibling makes
 
 
 def temporary_sibling(path: Path) -> Path:
     """A hidden name beside ``path`` that keeps its suffix (writers that read it still see ``.png``, ...)."""
     path = Path(path)
     return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def temporary_target(name: str) -> str | None:
+    """The file name a ``temporary_sibling`` name was made for (a killed write's leftover), or None."""
+    match = TEMPORARY_NAME.fullmatch(name)
+    return match["stem"] + match["suffix"] if match else None
 
 
 def publish(tmp: Path, path: Path, durable: bool = True) -> Path:

@@ -43,7 +43,7 @@ COMPLETE = "complete"  # one record, written last: the whole run and its outputs
 RGB_LATENTS = "rgb_latents"  # [T, 4, h, w] VAE latents of the frames
 DEPTH = "depth"  # [T, H, W] float32: the merge's mean, normalized in place, refined in place: the result
 FRAME = "frame"  # [T] frame numbers (the input's own for image sequences): a coordinate of every frame axis
-TIME = "time"  # [T] seconds from the first processed frame
+TIME = "time"  # [T] seconds from the input's first frame (its real time stamps for variable-rate video)
 COALIGN_GROUP = "coalign"  # holds the solution: scales and shifts (row = snippet start frame)
 
 FRAME_DIMS = ("frame", "y", "x")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -18,9 +19,10 @@ from rdengine.engine.config import ExecutionOptions, resolve_config
 from rdengine.engine.pipeline import process_video
 from rdengine.engine.testing.synthetic_clip import encode_frames, synthetic_edit
 from rdengine.storage import layout
-from rdengine.storage.exporters import OUTPUTS, output_path, scale_path
+from rdengine.storage.exporters import OUTPUTS, output_path, partial_path, scale_path
 from rdengine.storage.exporters.exr import ExrExporter
 from rdengine.storage.exporters.gray16 import Gray16Exporter
+from rdengine.storage.exporters.ledger import Ledger, OutputConflict
 from rdengine.storage.exporters.meaning import (DEPTH, INVERSE, describe, describe_numbers, describe_parts, sidecar_json,
                                                 to_output_values)
 from rdengine.storage.exporters.npy import NpyExporter
@@ -175,7 +177,7 @@ def test_npz_members_values_and_meaning(tmp_path):
     meaning = describe(float(inv.min()), float(inv.max()), "depth")
     path = tmp_path / "clip_depth.npz"
     drive(NpzExporter(path, inv.shape, meaning, MemUnits(), "k", fps=30.0, numbers=range(7, 7 + T)), inv)
-    assert not path.with_name(path.name + ".partial").exists()
+    assert not partial_path(path).exists()
     with zipfile.ZipFile(path) as zf:
         assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zf.infolist())
     with np.load(path) as z:  # no pickle needed
@@ -346,13 +348,21 @@ def test_chunk_resume_skips_recorded_chunks_and_equals_an_uninterrupted_write(tm
     assert done.complete and not done.needs(8)
 
 
-def test_frame_files_of_an_earlier_longer_run_are_removed(tmp_path):
+def test_only_listed_frame_files_of_an_earlier_run_are_removed_and_no_foreign_file_is_replaced(tmp_path):
     inv, _ = video()
     meaning = describe(float(inv.min()), float(inv.max()))
     folder = tmp_path / "exr"
-    drive(ExrExporter(folder, "clip", meaning, None, "", T), inv)
-    drive(ExrExporter(folder, "clip", meaning, None, "", 5), inv[:5])
-    assert sorted(p.name for p in folder.glob("*.exr")) == [f"clip_{i:06d}.exr" for i in range(5)]
+    folder.mkdir()
+    theirs = folder / "clip_000100.exr"  # a file of this output's shape that no run here wrote
+    theirs.write_bytes(b"the user's plate")
+    drive(ExrExporter(folder, "clip", meaning, None, "", T, ledger=Ledger(tmp_path)), inv)
+    drive(ExrExporter(folder, "clip", meaning, None, "", 5, ledger=Ledger(tmp_path)), inv[:5])
+    assert sorted(p.name for p in folder.glob("*.exr")) == [*(f"clip_{i:06d}.exr" for i in range(5)), theirs.name]
+    assert theirs.read_bytes() == b"the user's plate"
+    assert sorted(Ledger(tmp_path).files) == [f"exr/clip_{i:06d}.exr" for i in range(5)]
+    with pytest.raises(OutputConflict, match=re.escape(f"{theirs} exists and was not written by rdengine")):
+        ExrExporter(folder, "clip", meaning, None, "", 1, range(100, 101), ledger=Ledger(tmp_path))
+    assert theirs.read_bytes() == b"the user's plate"
 
 
 # ---------------------------------------------------------------- the export stage

@@ -128,12 +128,13 @@ def test_still_image_stream_first_is_skipped_and_stream_forces_one(tmp_path):
             container.mux(packet)
 
     source = open_input(str(path))
-    assert source.info.description == ("video stream #1 of 2 (h264 64x48, 12 fps, ~10 frames); "
-                                       "stream #0 is a still image")
+    assert source.info.choice == (f"{path}: reading video stream #1 (h264 64x48, ~10 frames) of 2; #0 is a still "
+                                  "image (--stream N picks another)")
+    assert source.info.description == "video stream #1: h264 64x48, 12 fps, ~10 frames"
     assert source.info.frames_estimate == 10 and len(list(source.frames())) == 10
 
     forced = open_input(str(path), stream=0)
-    assert forced.info.description.endswith("chosen with stream=0")
+    assert forced.info.choice.endswith("reading video stream #0 (mjpeg 64x48, ~1 frame, a still image) (--stream 0)")
     assert forced.info.frames_estimate == 1 and len(list(forced.frames())) == 1
     assert open_input(str(path), stream=1).info.frames_estimate == 10
     with pytest.raises(InputError) as bad:

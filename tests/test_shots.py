@@ -4,6 +4,7 @@ shots.json and the contact sheet."""
 from __future__ import annotations
 
 import io
+import re
 
 import av
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 
 from rdengine.engine.batching import last_batch_of_shots, plan_batches
 from rdengine.engine.shots.contact_sheet import contact_sheet, sheet_layout, thumbnail
-from rdengine.engine.shots.cut_lists import parse_time, read_cut_list, smpte_to_frame
+from rdengine.engine.shots.cut_lists import clip_cuts, parse_time, read_cut_list, smpte_to_frame
 from rdengine.engine.shots.detector import CutDetector, default_min_shot
 from rdengine.engine.shots.model import Shot, plan_shot_snippets, shot_refinement_dilations, shots_from_cuts
 from rdengine.engine.shots.shots_json import read_shots_json, write_shots_json
@@ -280,11 +281,22 @@ def _write(tmp_path, name, text):
     return path
 
 
+def cuts_of(path, num_frames=60, start=0):
+    """Clip positions of a cut list's boundaries on the frames ``start .. start + num_frames - 1`` of a
+    12 fps video (the frames' numbers and times as the run store holds them)."""
+    numbers = np.arange(start, start + num_frames)
+    return clip_cuts(read_cut_list(path, FPS), numbers, numbers / FPS, FPS)[0]
+
+
 def test_text_cut_lists(tmp_path, detected):
-    assert read_cut_list(_write(tmp_path, "a.txt", "# cuts of the edit\n20\n40 # second\n40\n"), FPS) == detected
-    assert read_cut_list(_write(tmp_path, "b.txt", "20, 40"), FPS, num_frames=60) == detected
-    # source frame numbers and timecodes; --start 10 shifts them into the clip
-    assert read_cut_list(_write(tmp_path, "c.cuts", "30 00:00:04:02\n5 200\n"), FPS, start=10, num_frames=60) == detected
+    assert cuts_of(_write(tmp_path, "a.txt", "# cuts of the edit\n20\n40 # second\n40\n")) == detected
+    assert cuts_of(_write(tmp_path, "b.txt", "20, 40")) == detected
+    # the input's frame numbers and timecodes; with --start 10 the clip starts at frame 10
+    path = _write(tmp_path, "c.cuts", "30 00:00:04:02\n5 200\n")
+    assert cuts_of(path, start=10) == detected
+    numbers = np.arange(10, 70)
+    _, outside = clip_cuts(read_cut_list(path, FPS), numbers, numbers / FPS, FPS)
+    assert [(p.value, p.where) for p in outside] == [(5, "c.cuts:2"), (200, "c.cuts:2")]
 
 
 def test_csv_cut_lists(tmp_path, detected):
@@ -296,16 +308,18 @@ def test_csv_cut_lists(tmp_path, detected):
         buf = io.StringIO()
         write_scene_list(buf, scenes, include_cut_list=include_cut_list)
         path = _write(tmp_path, "scenes.csv", buf.getvalue())
-        assert read_cut_list(path, FPS, num_frames=60) == detected
+        assert cuts_of(path) == detected
     path = _write(tmp_path, "scenes_v06.csv", "Timecode List:,00:00:01.667,00:00:03.333\n" + buf.getvalue())
-    assert read_cut_list(path, FPS, num_frames=60) == detected
+    assert cuts_of(path) == detected
     simple = [("smpte.csv", "start,end\n00:00:00:00,00:00:01:08\n00:00:01:08,00:00:03:04\n00:00:03:04,00:00:05:00\n"),
               ("ms.csv", "Start,End\n00:00:00.000,00:00:01.667\n00:00:01.667,00:00:03.333\n00:00:03.333,00:00:05.000\n"),
               ("frames.csv", "# shot list\nin,out,name\n0,20,a\n20,40,b\n40,60,c\n"),
               ("headerless.csv", "0,20\n20,40\n40,60\n")]
     for name, text in simple:
-        assert read_cut_list(_write(tmp_path, name, text), FPS, num_frames=60) == detected, name
-    assert read_cut_list(_write(tmp_path, "ends.csv", "start\n0\n20\n40\n"), FPS) == detected
+        assert cuts_of(_write(tmp_path, name, text)) == detected, name
+    assert cuts_of(_write(tmp_path, "ends.csv", "start\n0\n20\n40\n")) == detected
+    with pytest.raises(ValueError, match=re.escape("back.csv:3: event ends (10) before it starts (30)")):
+        read_cut_list(_write(tmp_path, "back.csv", "in,out\n0,20\n30,10\n"), FPS)
 
 
 EDL = """TITLE: EDIT
@@ -322,9 +336,9 @@ FCM: NON-DROP FRAME
 
 
 def test_edl_cut_lists(tmp_path, detected):
-    assert read_cut_list(_write(tmp_path, "cut.edl", EDL), FPS, num_frames=60) == detected
-    assert read_cut_list(_write(tmp_path, "cut.edl", EDL), FPS) == [*detected, 60]
-    assert read_cut_list(_write(tmp_path, "cut_edl.txt", EDL), FPS, num_frames=60) == detected  # sniffed
+    assert cuts_of(_write(tmp_path, "cut.edl", EDL)) == detected
+    assert cuts_of(_write(tmp_path, "cut.edl", EDL), num_frames=70) == [*detected, 60]
+    assert cuts_of(_write(tmp_path, "cut_edl.txt", EDL)) == detected  # sniffed
     from scenedetect import FrameTimecode
     from scenedetect.output import write_scene_list_edl  # PySceneDetect's own CMX3600 writer (0.7)
 
@@ -332,7 +346,7 @@ def test_edl_cut_lists(tmp_path, detected):
     scenes = [(FrameTimecode(a, float(FPS)), FrameTimecode(b, float(FPS))) for a, b in zip(bounds, bounds[1:])]
     buf = io.StringIO()
     write_scene_list_edl(buf, scenes, start_timecode="01:00:00:00")
-    assert read_cut_list(_write(tmp_path, "psd.edl", buf.getvalue()), FPS, num_frames=60) == detected
+    assert cuts_of(_write(tmp_path, "psd.edl", buf.getvalue())) == detected
 
 
 def test_timecode_values():
@@ -340,9 +354,12 @@ def test_timecode_values():
     assert smpte_to_frame("00:00:01:00", 24000 / 1001) == 24  # non-drop counts nominal frames
     assert smpte_to_frame("00:01:00;02", 30000 / 1001) == 1800  # drop-frame: labels ;00 ;01 skipped
     assert smpte_to_frame("00:10:00;00", 30000 / 1001) == 17982 and smpte_to_frame("01:00:00;00", 59.94) == 215784
-    assert parse_time("00:00:01.667", 12) == 20 and parse_time("2.5", 12) == 30 and parse_time("2s", 12) == 24
-    assert parse_time("7", 12) == 7 and parse_time("7", 12, seconds=True) == 84
-    for bad, fps in [("00:00:01:12", 12), ("00:01:00;00", 30000 / 1001), ("00:00:00;05", 25), ("abc", 12)]:
+    assert parse_time("00:00:01.667", 12) == (1.667, "seconds") and parse_time("2.5", 12) == (2.5, "seconds")
+    assert parse_time("2s", 12) == (2.0, "seconds") and parse_time("01:02.5", 12) == (62.5, "seconds")
+    assert parse_time("7", 12) == (7, "number") and parse_time("7", 12, seconds=True) == (7.0, "seconds")
+    assert parse_time("00:00:01:08", 12) == (20, "timecode")
+    for bad, fps in [("00:00:01:12", 12), ("00:01:00;00", 30000 / 1001), ("00:00:00;05", 25), ("abc", 12),
+                     ("00:61:00", 12), ("1:2:3:4:5", 12)]:
         with pytest.raises(ValueError):
             parse_time(bad, fps)
 
@@ -381,13 +398,16 @@ def test_unreadable_cut_lists_name_the_file(tmp_path):
 def test_shots_json_round_trips(tmp_path, detected):
     shots = shots_from_cuts(detected, 60)
     source = CutDetector("content", fps=FPS).describe()
-    path = write_shots_json(tmp_path / "shots.json", shots, FPS, source=source, start=10)
+    numbers = np.arange(10, 70)  # --start 10
+    path = write_shots_json(tmp_path / "shots.json", shots, FPS, source=source, numbers=numbers, times=numbers / FPS)
     back, doc = read_shots_json(path)
     assert back == shots
     assert doc["cuts"] == detected and doc["source"] == source and doc["num_frames"] == 60
     assert doc["clip_start_frame"] == 10 and doc["fps"] == FPS
-    assert doc["shots"][1] == {"index": 1, "start": 20, "end": 40, "frames": 20,
-                               "start_seconds": round(20 / FPS, 6), "end_seconds": round(40 / FPS, 6)}
+    assert doc["shots"][1] == {"index": 1, "start": 20, "end": 40, "frames": 20, "first_frame_number": 30,
+                               "last_frame_number": 49, "start_seconds": round(30 / FPS, 6),
+                               "end_seconds": round(50 / FPS, 6)}
+    assert doc["shots"][2]["end_seconds"] == round(70 / FPS, 6)
     with pytest.raises(ValueError, match="not a shots.json"):
         read_shots_json(_write(tmp_path, "bad.json", "{}"))
 

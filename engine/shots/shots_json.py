@@ -12,22 +12,29 @@ from .model import Shot, cuts_from_shots
 
 
 def write_shots_json(path: str | Path, shots: Sequence[Shot], fps: float, source: dict | None = None,
-                     start: int = 0) -> Path:
-    """Write ``shots.json``: per shot start, end (exclusive), frames and start/end seconds (within
-    the clip), plus the cut list and ``source`` (how cuts were found, e.g.
-    ``CutDetector.describe()`` or ``{"method": "file", "file": ..., "format": ...}``).
-    ``start`` is the clip's first frame in the source video (``--start``)."""
+                     numbers: Sequence[int] | None = None, times: Sequence[float] | None = None) -> Path:
+    """Write ``shots.json``: per shot start, end (exclusive) and frames (positions in the clip),
+    the input's frame numbers of its first and last frame, and start/end seconds (from the
+    input's first frame), plus the cut list and ``source`` (how cuts were found, e.g.
+    ``CutDetector.describe()`` or ``{"method": "file", ...}``). ``numbers``, ``times``: each
+    clip frame's number and seconds (default ``0, 1, ...`` at ``fps``); a shot ends when the
+    next begins, the last one a frame (``1 / fps``) after its last frame."""
     path = Path(path)
     fps = float(fps)
+    count = shots[-1].stop if shots else 0
+    numbers = list(range(count)) if numbers is None else [int(n) for n in numbers]
+    times = [n / fps for n in range(count)] if times is None else [float(t) for t in times]
+    ends = [*times[1:], times[-1] + 1 / fps] if count else []
     doc = {
-        "version": 1,
+        "version": 2,
         "fps": fps,
-        "num_frames": shots[-1].stop if shots else 0,
-        "clip_start_frame": int(start),
+        "num_frames": count,
+        "clip_start_frame": numbers[0] if count else 0,
         "cuts": cuts_from_shots(shots),
         "source": dict(source or {}),
         "shots": [{"index": s.index, "start": s.start, "end": s.stop, "frames": s.num_frames,
-                   "start_seconds": round(s.start / fps, 6), "end_seconds": round(s.stop / fps, 6)}
+                   "first_frame_number": numbers[s.start], "last_frame_number": numbers[s.stop - 1],
+                   "start_seconds": round(times[s.start], 6), "end_seconds": round(ends[s.stop - 1], 6)}
                   for s in shots],
     }
     write_bytes_atomically(path, (json.dumps(doc, indent=2) + "\n").encode())

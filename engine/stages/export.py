@@ -28,7 +28,9 @@ import numpy as np
 import torch
 
 from ...storage import layout
-from ...storage.exporters import OUTPUTS, output_path, scale_path
+from ...storage.exporters import FRAME_FORMATS, OUTPUTS, output_path, scale_path
+from ...storage.exporters.base import DEFAULT_TEMPLATE
+from ...storage.exporters.ledger import Ledger, fixed_files
 from ...storage.exporters.colour_video import ColourVideoExporter
 from ...storage.exporters.exr import ExrExporter
 from ...storage.exporters.gray16 import Gray16Exporter
@@ -40,6 +42,7 @@ from ...storage.exporters.png16 import Png16Exporter, write_scales
 from ...storage.files import write_text_atomically
 from ...storage.inputs.source import FrameView
 from ...storage.run_store import RunStore
+from ...storage.timecode import Timecode
 from ..errors import EngineError
 from ..execution import UnitContext
 from ..latents import display_frame, resize
@@ -91,7 +94,13 @@ def params_key(*values) -> str:
 @dataclass(frozen=True)
 class ExportSettings:
     """What to write where: output folder and stem, formats, the input (for RGB), frame rate and
-    numbers, and each format's options (see ``export_shot``)."""
+    numbers, and each format's options (see ``export_shot``).
+
+    ``frame_name``: per-frame file names (a template of ``name`` and ``frame``); ``times``:
+    each frame's seconds when they stray from a constant rate (videos then keep them);
+    ``timecode``: the input's (EXR ``timeCode``, sidecar); ``covered``: the source frame's
+    top-left rows x columns that depth shows (``Geometry.covered``; None: all of it).
+    """
 
     out_dir: Path
     name: str
@@ -108,18 +117,29 @@ class ExportSettings:
     ply_stride: int = DEFAULT_STRIDE
     focal: float | None = None
     fov: float = DEFAULT_FOV
+    frame_name: str = DEFAULT_TEMPLATE
+    times: tuple[float, ...] | None = None
+    timecode: Timecode | None = None
+    covered: tuple[int, int] | None = None
 
 
 def make_writers(settings: ExportSettings, formats: tuple[str, ...], t: int, size: tuple[int, int],
                  meaning: DepthMeaning, units: StoreUnits, tidy: bool = True) -> tuple[dict[str, Path], list]:
     """The exporters of ``formats`` for a ``t``-frame run of output frame ``size`` whose values
-    ``meaning`` describes (a shot's, or the film's), and their output paths. ``tidy``: remove what
-    killed runs left (once per run, by the run's own process). Record keys hold the output's
-    parameters, not the value ranges (those follow from the run's depth)."""
+    ``meaning`` describes (a shot's, or the film's), and their output paths. ``tidy`` (once per run,
+    by the run's own process): list the files about to be written in the output folder's ledger
+    (stopping at one it did not write), remove listed files of earlier runs they replace and what
+    killed runs left. Record keys hold the output's parameters, not the value ranges (those follow
+    from the run's depth)."""
     s = settings
     kind = meaning.quantity
     numbers = describe_numbers(s.frame_numbers, t)
     outputs = {fmt: output_path(s.out_dir, s.name, fmt) for fmt in OUTPUTS if fmt in formats}
+    ledger = Ledger(s.out_dir) if tidy else None
+    if ledger is not None:
+        ledger.claim(fixed_files(s.out_dir, s.name, (*formats, "sidecar")))
+    frames = dict(tidy=tidy, template=s.frame_name, ledger=ledger)
+    timing = hashlib.sha256(json.dumps(s.times).encode()).hexdigest()[:10] if s.times else None
     writers = []
     if "npy" in formats:
         writers.append(NpyExporter(outputs["npy"], (t, *size), units, params_key(s.name, t, size, kind),
@@ -128,25 +148,30 @@ def make_writers(settings: ExportSettings, formats: tuple[str, ...], t: int, siz
         writers.append(NpzExporter(outputs["npz"], (t, *size), meaning, units,
                                    params_key(s.name, t, size, kind, s.fps, numbers), s.fps, s.frame_numbers))
     if "png16" in formats:
-        writers.append(Png16Exporter(outputs["png16"], s.name, meaning, units, params_key(s.name, t, size, kind, numbers),
-                                     t, s.frame_numbers, tidy=tidy))
+        writers.append(Png16Exporter(outputs["png16"], s.name, meaning, units,
+                                     params_key(s.name, t, size, kind, numbers, s.frame_name), t, s.frame_numbers,
+                                     **frames))
     if "exr" in formats:
         writers.append(ExrExporter(outputs["exr"], s.name, meaning, units,
-                                   params_key(s.name, t, size, kind, numbers, s.exr_dtype, s.exr_compression, s.fps),
-                                   t, s.frame_numbers, s.exr_dtype, s.exr_compression, s.fps, tidy=tidy))
+                                   params_key(s.name, t, size, kind, numbers, s.exr_dtype, s.exr_compression,
+                                              s.fps, s.frame_name, s.timecode),
+                                   t, s.frame_numbers, s.exr_dtype, s.exr_compression, s.fps, timecode=s.timecode,
+                                   **frames))
     if "ply" in formats:
         writers.append(PlyExporter(outputs["ply"], s.name, meaning, size, units,
                                    params_key(s.name, t, size, kind, numbers, s.ply_every, s.ply_stride, s.focal,
-                                              s.fov, s.source),
-                                   t, s.frame_numbers, s.ply_every, s.ply_stride, s.focal, s.fov))
+                                              s.fov, s.source, s.frame_name, s.covered),
+                                   t, s.frame_numbers, s.ply_every, s.ply_stride, s.focal, s.fov, **frames))
     if "gray16" in formats:
         writers.append(Gray16Exporter(outputs["gray16"], s.fps, size, meaning, units,
-                                      params_key(s.name, t, size, meaning, s.fps)))
+                                      params_key(s.name, t, size, meaning, s.fps, timing), s.times))
     for fmt in ("mp4", "sbs"):
         if fmt in formats:
             lo, hi = meaning.inverse_range
             writers.append(ColourVideoExporter(outputs[fmt], s.fps, size, lo, hi, s.colormap, fmt == "sbs", units,
-                                               params_key(s.name, t, size, lo, hi, s.fps, s.colormap, s.source)))
+                                               params_key(s.name, t, size, lo, hi, s.fps, s.colormap, s.source,
+                                                          timing, s.covered),
+                                               s.times))
     return outputs, writers
 
 
@@ -159,11 +184,13 @@ def depth_chunk(depth, first: int, stop: int, restore_size: tuple[int, int] | No
 
 
 class InputFrames:
-    """The input's frames at output size (``display_frame``), read forward: a read before the last
-    one's end opens the input again. The input must still decode to the run's ``t`` frames."""
+    """The clip's frames at output size (``display_frame`` of the part ``covered`` by depth), read
+    forward: a read before the last one's end opens the input again. The input must still decode
+    to the run's ``t`` frames."""
 
-    def __init__(self, open_views: Callable[[], Iterator[FrameView]], t: int, size: tuple[int, int], source: str):
-        self.open_views, self.t, self.size, self.source = open_views, t, size, source
+    def __init__(self, open_views: Callable[[], Iterator[FrameView]], t: int, size: tuple[int, int], source: str,
+                 covered: tuple[int, int] | None = None):
+        self.open_views, self.t, self.size, self.source, self.covered = open_views, t, size, source, covered
         self.frames: Iterator[FrameView] | None = None
         self.position = 0
 
@@ -176,7 +203,7 @@ class InputFrames:
         self.position = first
         chunk = []
         for frame in islice(self.frames, stop - first):
-            chunk.append(display_frame(frame, self.size))
+            chunk.append(display_frame(frame, self.size, self.covered))
             del frame  # not held while the next frame decodes
         self.position += len(chunk)
         if len(chunk) < stop - first:
@@ -193,18 +220,25 @@ class ExportSession:
     output folders were tidied in this run."""
 
     def __init__(self, ctx: RunContext):
+        from ..clip import select_clip, variable_times
+        from ..outputs import frame_name
+
         cfg, opts, info = ctx.cfg, ctx.opts, ctx.source.info
-        self.store = ctx.store
-        numbers = tuple(ctx.store.array(layout.FRAME)[:].tolist()) if info.frame_numbers else None
-        restore = (info.height, info.width) if opts.restore_res else None
-        self.settings = ExportSettings(ctx.out_dir, ctx.name, opts.save, info.path, info.fps, opts.colormap, restore,
-                                       opts.output, numbers, opts.exr_dtype, opts.exr_compression, opts.ply_every,
-                                       opts.ply_stride, opts.focal, opts.fov)
+        self.store, self.clip = ctx.store, select_clip(info, cfg)[0]
+        numbers, times = ctx.store.array(layout.FRAME)[:], ctx.store.array(layout.TIME)[:]
+        source_size = (info.height, info.width)
+        covered = ctx.plan.geometry.covered(source_size)
+        self.settings = ExportSettings(ctx.out_dir, ctx.name, opts.save, info.path, self.clip.fps, opts.colormap,
+                                       covered if opts.restore_res else None, opts.output, tuple(numbers.tolist()),
+                                       opts.exr_dtype, opts.exr_compression, opts.ply_every, opts.ply_stride,
+                                       opts.focal, opts.fov, frame_name(opts, info), variable_times(times, self.clip.fps),
+                                       info.timecode, None if covered == source_size else covered)
         self.t = ctx.plan.num_frames
-        self.size = tuple(restore or ctx.plan.geometry.depth)
+        self.size = tuple(self.settings.restore_size or ctx.plan.geometry.depth)
         self.formats = tuple(f for f in opts.save if f in SHOT_FORMATS)
         self.key = params_key(self.settings)
-        self.frames = InputFrames(lambda: ctx.source.views(cfg.start, cfg.frames), self.t, self.size, info.path)
+        self.frames = InputFrames(lambda: self.clip.views(ctx.source), self.t, self.size, info.path,
+                                  self.settings.covered)
         self.tidied = False
 
     @property
@@ -301,8 +335,7 @@ def finish(ctx: RunContext, shot: None = None) -> None:
     sidecar, the shots outputs; then the run is recorded complete."""
     ses, plan, store = session(ctx), ctx.plan, ctx.store
     meaning = film_meaning(ctx)
-    outputs, writers = make_writers(ses.settings, ctx.opts.save, ses.t, ses.size, meaning, StoreUnits(store),
-                                    tidy=not ses.tidied)
+    outputs, writers = make_writers(ses.settings, ctx.opts.save, ses.t, ses.size, meaning, StoreUnits(store))
     open_writers = [w for w in writers if not w.complete]  # streams, and any output a user deleted since
     if any(w.needs(a) for w in open_writers for shot in plan.shots for a, _ in plan.segments(shot)):
         timer = ctx.progress.stage("export-streams", ses.t, concurrent=True)
@@ -325,9 +358,8 @@ def finish(ctx: RunContext, shot: None = None) -> None:
     if ctx.cfg.shots != "none":
         from ..config import SHOT_MODES
 
-        outputs.update(export_shots(store, ctx.out_dir, ctx.name, plan.shots,
-                                    lambda: ctx.source.views(ctx.cfg.start, ctx.cfg.frames), ses.settings.fps,
-                                    ctx.cfg.start, {"method": ctx.cfg.shots if ctx.cfg.shots in SHOT_MODES else "file",
+        outputs.update(export_shots(store, ctx.out_dir, ctx.name, plan.shots, lambda: ses.clip.views(ctx.source),
+                                    ses.settings.fps, {"method": ctx.cfg.shots if ctx.cfg.shots in SHOT_MODES else "file",
                                                     "threshold": ctx.cfg.shot_threshold}, ctx.opts.colormap,
                                     ctx.progress))
     ctx.outputs = outputs
@@ -344,6 +376,17 @@ def write_sidecar(outputs: dict[str, Path], writers: list, settings: ExportSetti
              "size": {"height": size[0], "width": size[1]}, "outputs": files,
              "run_store": "zarr array 'depth' [T, H, W]: the run's relative inverse depth (inverse_range), "
                           "whatever 'quantity' the other outputs hold"}
+    if any(fmt in outputs for fmt in FRAME_FORMATS):
+        extra["frame_name"] = settings.frame_name
+    if settings.timecode is not None:
+        numbers = settings.frame_numbers or range(t)
+        extra["timecode"] = {"first_frame": settings.timecode.at(numbers[0]), "source": settings.timecode.to_dict()}
+    if settings.times is not None:
+        extra["times"] = {"variable_rate": True, "first": settings.times[0], "last": settings.times[-1],
+                          "note": "output videos carry each frame's time stamp from the source"}
+    if settings.covered is not None:
+        extra["covers"] = {"rows": settings.covered[0], "columns": settings.covered[1],
+                           "note": "depth shows the source frame's top-left rows x columns (--reproduce size rule)"}
     if "ply" in outputs:
         ply = next(w for w in writers if isinstance(w, PlyExporter))
         extra["ply"] = {"every": ply.every, "stride": ply.stride, "focal_px": ply.focal,
@@ -360,18 +403,20 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def export_shots(store: RunStore, out_dir: Path, name: str, shots: list, rgb: Callable[[], Iterator[FrameView]],
-                 fps: float, start: int, source: dict, colormap: str, progress: Progress) -> dict[str, Path]:
-    """``shots.json`` (start, end, frames, seconds of every shot) and a contact sheet: the RGB and
-    depth thumbnails of each shot's middle frame (one more pass over the input's frames).
-    Redone only when the shots, the colormap or the run (its manifest) changed."""
+                 fps: float, source: dict, colormap: str, progress: Progress) -> dict[str, Path]:
+    """``shots.json`` (start, end, frames, the input's frame numbers and seconds of every shot,
+    from the store's ``frame`` and ``time``) and a contact sheet: the RGB and depth thumbnails
+    of each shot's middle frame (one more pass over the input's frames). Redone only when the
+    shots, the colormap or the run (its manifest) changed."""
     paths = {fmt: output_path(out_dir, name, fmt) for fmt in ("shots", "contact")}
     depth = store.array(layout.DEPTH)
     unit = layout.export_unit("shots", params_key(name, [(s.start, s.stop) for s in shots], colormap,
                                                   store.manifest), "done")
     if store.is_done(STAGE, unit) and all(p.exists() for p in paths.values()):
         return paths
+    Ledger(out_dir).claim(paths.values())
     progress.note(f"writing {paths['shots'].name} and a contact sheet of {len(shots)} shot(s)")
-    write_shots_json(paths["shots"], shots, fps, source, start)
+    write_shots_json(paths["shots"], shots, fps, source, store.array(layout.FRAME)[:], store.array(layout.TIME)[:])
     middles = {s.middle: k for k, s in enumerate(shots)}
     thumbnails: list = [None] * len(shots)
     index = 0

@@ -18,8 +18,11 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from .. import layout
-from ..files import publish, replace_atomically
-from . import frame_file_number, frame_path
+from ..files import publish, replace_atomically, temporary_target
+from . import DEFAULT_FRAME_DIGITS, frame_file_pattern, frame_path, frame_template
+from .ledger import Ledger
+
+DEFAULT_TEMPLATE = frame_template(DEFAULT_FRAME_DIGITS)
 
 
 class Units(Protocol):
@@ -88,62 +91,54 @@ class WholeFileExporter(Exporter):
 class FrameFilesExporter(Exporter):
     """Base of per-frame formats: one file per selected frame in a folder, resumable by chunk.
 
-    Files are ``frame_path(folder, name, number, ext)``, ``number`` being the frame's
-    number (``numbers[index]``: e.g. an image sequence's own 1001, 1002, ...; ``None``
-    numbers frames 0, 1, ... by position). Each file is written under a temporary name and
-    renamed; a chunk is recorded after all its files. Files of this name that this run
-    would not write (left by an earlier, longer or differently numbered run) are removed.
+    Files are ``frame_path(folder, template, name, number, ext)``, ``number`` being the
+    frame's number (``numbers[index]``: e.g. an image sequence's own 1001, 1002, ...; ``None``
+    numbers frames 0, 1, ... by position) and ``template`` the file name (``{name}_{frame:06d}``
+    unless given). Each file is written under a temporary name and renamed; a chunk is
+    recorded after all its files. ``tidy`` (the run's own process, once): create the folder,
+    remove what killed writes left and, given the output folder's ``ledger``, list this
+    output's files in it and remove the listed files of earlier runs that this run does not
+    write again (no other file is ever removed or replaced: ``ledger``). ``tidy=False`` (a
+    cluster task writing some chunks) leaves the folder alone.
     Subclasses define ``ext`` and ``write_frame(tmp_path, index, number, depth, rgb)``.
-    ``tidy=False`` (a cluster task writing some chunks) leaves the folder's other files alone.
     """
 
     ext = "?"
 
     def __init__(self, folder: Path, name: str, units: Units | None, key: str, frames: int | None = None,
-                 numbers: Sequence[int] | None = None, tidy: bool = True):
+                 numbers: Sequence[int] | None = None, tidy: bool = True, template: str = DEFAULT_TEMPLATE,
+                 ledger: Ledger | None = None):
         super().__init__(folder, units, key)
-        self.folder, self.name, self.numbers = folder, name, numbers
+        self.folder, self.name, self.numbers, self.template = folder, name, numbers, template
         if numbers is not None and frames is not None and len(numbers) != frames:
             raise ValueError(f"{len(numbers)} frame numbers for {frames} frames")
+        self.frames = len(numbers) if frames is None and numbers is not None else frames
         if self.complete or not tidy:
             return
         folder.mkdir(parents=True, exist_ok=True)
-        for tmp in folder.iterdir():  # a killed write's leftovers (not glob: names may hold [, * or ?)
-            if tmp.name.startswith(f".{name}_") and tmp.name.endswith(f".tmp{self.ext}"):
-                tmp.unlink()
-        if frames is None and numbers is not None:
-            frames = len(numbers)
-        if frames is not None:
-            self._remove_foreign(frames)
+        targets = [self.frame_path(i) for i in range(self.frames or 0) if self.selected(i)]
+        if ledger is not None and self.frames is not None:
+            ledger.claim(targets)
+            ledger.remove_stale(folder, targets + self.companions())
+        ours = frame_file_pattern(template, name, self.ext)
+        for leftover in folder.iterdir():  # a killed write's temporary files (not glob: names may hold [, * or ?)
+            if ours.fullmatch(temporary_target(leftover.name) or ""):
+                leftover.unlink()
 
     def selected(self, index: int) -> bool:
         """Whether frame ``index`` (position in the video) gets a file."""
         return True
+
+    def companions(self) -> list[Path]:
+        """Files of this output in its folder besides the frames' (kept when earlier runs' files go)."""
+        return []
 
     def number(self, index: int) -> int:
         return index if self.numbers is None else int(self.numbers[index])
 
     def frame_path(self, index: int) -> Path:
         """The file of the frame at position ``index``."""
-        return frame_path(self.folder, self.name, self.number(index), self.ext)
-
-    def _remove_foreign(self, frames: int) -> None:
-        if self.numbers is None or isinstance(self.numbers, range):
-            positions = range(frames) if self.numbers is None else self.numbers
-            index_of = positions.index
-        else:
-            lookup = {int(n): i for i, n in enumerate(self.numbers)}
-            index_of = lookup.__getitem__
-        for old in list(self.folder.iterdir()):
-            number = frame_file_number(old, self.name, self.ext)
-            if number is None:
-                continue
-            try:
-                keep = self.selected(index_of(number))
-            except (ValueError, KeyError):
-                keep = False
-            if not keep:
-                old.unlink()
+        return frame_path(self.folder, self.template, self.name, self.number(index), self.ext)
 
     def needs(self, first: int) -> bool:
         if self.complete:

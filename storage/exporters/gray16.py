@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from . import scale_path
+from . import partial_path, scale_path
 from .base import Units, WholeFileExporter
 from .colour_video import VideoWriter
 from .meaning import DepthMeaning
@@ -23,15 +24,16 @@ CODEC, PIX_FMT = "ffv1", "gray16le"
 
 
 class Gray16Exporter(WholeFileExporter):
-    """16-bit grayscale FFV1 video of the mapped depth; ``size`` is ``(H, W)`` (odd sizes are fine: no chroma)."""
+    """16-bit grayscale FFV1 video of the mapped depth; ``size`` is ``(H, W)`` (odd sizes are fine: no chroma);
+    ``times``: the frames' times in seconds for a variable-rate source (see ``VideoWriter``)."""
 
     fmt = "gray16"
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int], meaning: DepthMeaning,
-                 units: Units | None = None, key: str = ""):
+                 units: Units | None = None, key: str = "", times: Sequence[float] | None = None):
         super().__init__(path, units, key)
         self.meaning, self.scale, self.size = meaning, Scale16.of(meaning), tuple(size)
-        self.tmp = path.with_name(f"{path.stem}.partial{path.suffix}")
+        self.tmp = partial_path(path)
         self.writer = None
         if self.complete:
             return
@@ -41,7 +43,8 @@ class Gray16Exporter(WholeFileExporter):
                     "comment": json.dumps({k: mapping[k] for k in ("quantity", "min", "max", "rule")})}
         h, w = self.size
         self.writer = VideoWriter(self.tmp, fps, w, h, codec=CODEC, pix_fmt=PIX_FMT, frame_format=PIX_FMT,
-                                  options={}, container_format="matroska", metadata=metadata, even=False)
+                                  options={}, container_format="matroska", metadata=metadata, even=False,
+                                  times=times)
 
     def write(self, first: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
         if tuple(depth.shape[1:]) != self.size:

@@ -193,9 +193,10 @@ def sidecar_json(meaning: DepthMeaning, extra: dict) -> str:
         "version": 1,
         **meaning.to_dict(),
         "units": "none",
-        "frame_numbering": ("per-frame files are named by frame number: the input's own numbers for image "
-                            "sequences, else 0-based positions in the processed clip; array outputs are "
-                            "indexed 0..frames-1 along axis 0 with the numbers in frame_numbers"),
+        "frame_numbering": ("frames keep the input's frame numbers (an image sequence's own, a video's frame "
+                            "index from 0; --start and --stride keep them too): per-frame files are named by "
+                            "them (frame_name), array outputs are indexed 0..frames-1 along axis 0 with the "
+                            "numbers in frame_numbers"),
         **extra,
     }
     return json.dumps(doc, indent=2, sort_keys=False) + "\n"

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import layout
 from ..files import publish
+from . import partial_path
 from .base import Exporter, Units
 from .meaning import DepthMeaning, to_output_values
 
@@ -27,7 +28,7 @@ class NpyExporter(Exporter):
                  chunk: int = 8, meaning: DepthMeaning | None = None, tidy: bool = True):
         super().__init__(path, units, key)
         self.meaning = meaning
-        self.tmp = path.with_name(path.name + ".partial")
+        self.tmp = partial_path(path)
         self.frame_bytes = int(np.prod(shape[1:])) * 4
         self.fd: int | None = None
         if self.complete:

@@ -11,7 +11,7 @@ float64, NaN for inverse depth), ``to_inverse_depth``,
 Memory stays at one chunk: ``depth.npy`` is written into the zip through a deflate
 stream (npy header first, then each chunk's bytes). Being one compressed stream it is
 not resumable by chunk: an unfinished npz is redone whole on a rerun (like mp4). It is
-written as ``NAME_depth.npz.partial`` and renamed when complete.
+written as ``NAME_depth.partial.npz`` and renamed when complete.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import partial_path
 from .base import Units, WholeFileExporter
 from .meaning import OUTPUT_KINDS, DepthMeaning, to_output_values
 
@@ -69,7 +70,7 @@ class NpzExporter(WholeFileExporter):
         self.shape, self.meaning, self.fps, self.numbers = tuple(int(s) for s in shape), meaning, fps, numbers
         if numbers is not None and len(numbers) != self.shape[0]:
             raise ValueError(f"{len(numbers)} frame numbers for {self.shape[0]} frames")
-        self.tmp = path.with_name(path.name + ".partial")
+        self.tmp = partial_path(path)
         self.zip = self.member = None
         if self.complete:
             return

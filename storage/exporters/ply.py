@@ -27,7 +27,8 @@ from typing import Sequence
 import numpy as np
 from plyfile import PlyData, PlyElement
 
-from .base import FrameFilesExporter, Units
+from .base import DEFAULT_TEMPLATE, FrameFilesExporter, Units
+from .ledger import Ledger
 from .meaning import DepthMeaning, to_output_values
 
 DEFAULT_EVERY = 10
@@ -38,7 +39,7 @@ VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("gr
 
 def focal_from_fov(width: int, fov_deg: float) -> float:
     """Focal length in pixels of a pinhole with horizontal field of view ``fov_deg`` over ``width`` pixels."""
-    if not 0 < fov_deg < 180:
+    if not 0 < fov_deg < 180:  # NaN fails too
         raise ValueError(f"field of view must be in (0, 180) degrees, got {fov_deg}")
     return width / 2 / math.tan(math.radians(fov_deg) / 2)
 
@@ -67,13 +68,14 @@ class PlyExporter(FrameFilesExporter):
     def __init__(self, folder: Path, name: str, meaning: DepthMeaning, size: tuple[int, int],
                  units: Units | None = None, key: str = "", frames: int | None = None,
                  numbers: Sequence[int] | None = None, every: int = DEFAULT_EVERY, stride: int = DEFAULT_STRIDE,
-                 focal: float | None = None, fov: float = DEFAULT_FOV):
+                 focal: float | None = None, fov: float = DEFAULT_FOV, tidy: bool = True,
+                 template: str = DEFAULT_TEMPLATE, ledger: Ledger | None = None):
         if every < 1 or stride < 1:
             raise ValueError("ply: every and stride must be >= 1")
-        if focal is not None and not focal > 0:
-            raise ValueError(f"ply: focal length must be > 0 pixels, got {focal}")
+        if focal is not None and not (math.isfinite(focal) and focal > 0):
+            raise ValueError(f"ply: focal length must be a finite number of pixels > 0, got {focal}")
         self.every, self.stride = int(every), int(stride)
-        super().__init__(folder, name, units, key, frames, numbers)
+        super().__init__(folder, name, units, key, frames, numbers, tidy, template, ledger)
         self.meaning = meaning.as_depth()
         self.size = tuple(size)
         self.focal = float(focal) if focal is not None else focal_from_fov(self.size[1], fov)

@@ -9,13 +9,15 @@ import numpy as np
 from PIL import Image
 
 from . import scale_path
-from .base import FrameFilesExporter, Units
+from .base import DEFAULT_TEMPLATE, FrameFilesExporter, Units
+from .ledger import Ledger
 from .meaning import DepthMeaning
 from .scale16 import Scale16
 
 
 class Png16Exporter(FrameFilesExporter):
-    """One 16-bit grayscale PNG per frame, ``png16/NAME_NNNNNN.png`` by frame number (resumable by chunk).
+    """One 16-bit grayscale PNG per frame, ``png16/NAME_NNNNNN.png`` by frame number (``template``; resumable
+    by chunk).
 
     Codes 0..65535 span the range of the frame's shot linearly (``Scale16`` of
     ``meaning.at(index)``); ``scale.json`` in the folder (``write_scales``) holds every shot's
@@ -26,9 +28,13 @@ class Png16Exporter(FrameFilesExporter):
     ext = ".png"
 
     def __init__(self, folder: Path, name: str, meaning: DepthMeaning, units: Units | None = None, key: str = "",
-                 frames: int | None = None, numbers: Sequence[int] | None = None, tidy: bool = True):
-        super().__init__(folder, name, units, key, frames, numbers, tidy)
+                 frames: int | None = None, numbers: Sequence[int] | None = None, tidy: bool = True,
+                 template: str = DEFAULT_TEMPLATE, ledger: Ledger | None = None):
+        super().__init__(folder, name, units, key, frames, numbers, tidy, template, ledger)
         self.meaning = meaning
+
+    def companions(self) -> list[Path]:
+        return [scale_path(self.folder)]
 
     def write_frame(self, tmp: Path, index: int, number: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
         meaning = self.meaning.at(index)

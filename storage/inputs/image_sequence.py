@@ -14,15 +14,19 @@ rotation applied (mirroring orientations are not):
   the frame is the file's display window (first part), pixels outside its data window black.
 
 Files are sorted naturally (``frame2`` before ``frame10``); frame numbers are the number in
-each name (the ``%d`` field of a pattern, else the last run of digits). A gap in the
-numbering is an ``InputWarning``; every frame must have the first frame's size (checked as
-frames are read, the error naming the first file of another size).
+each name (the ``%d`` field of a pattern, else the last run of digits). Two files of one
+number (``frame_3``, ``frame_003``) are an error naming both; a gap in the numbering is an
+``InputWarning``; every frame must have the first frame's size (checked as frames are read,
+the error naming the first file of another size). The first EXR file's ``timeCode`` header,
+if any, is the sequence's timecode (labelling that file's number).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -32,6 +36,7 @@ from typing import Iterator
 import av
 import numpy as np
 
+from ..timecode import Timecode, parse_timecode
 from .source import DecodeReport, FrameSource, InputError, InputWarning, SourceInfo, check_range
 from .video import error_reason, frame_to_rgb, rgb_format
 
@@ -56,12 +61,14 @@ def natural_key(text: str) -> list:
 
 @dataclass(frozen=True)
 class Listing:
-    """The files of a sequence in order, their frame numbers (None if not all unique) and the
-    label messages use for the sequence (``plates/``, ``shot_%04d.exr``)."""
+    """The files of a sequence in order, their frame numbers (None when the names carry none),
+    the digits the names write them with (the fewest; 0 without numbers) and the label
+    messages use for the sequence (``plates/``, ``shot_%04d.exr``)."""
 
     label: str
     files: tuple[Path, ...]
     numbers: tuple[int, ...] | None
+    digits: int = 0
 
 
 def list_sequence(spec: str) -> Listing:
@@ -94,7 +101,7 @@ def check_types(label: str, files: list[Path] | tuple[Path, ...]) -> None:
 def numbered_by_name(label: str, files: list[Path]) -> Listing:
     """Natural order; numbers from the last run of digits of each name. Names that all carry a
     number but differ elsewhere (``a_0001``, ``b_0001``) are several sequences: InputError."""
-    files.sort(key=lambda p: natural_key(str(p)))
+    files.sort(key=lambda p: (natural_key(str(p)), str(p)))  # ties (frame_3, frame_003) in a fixed order
     found = [LAST_NUMBER.search(p.stem) for p in files]
     if not all(found):
         return Listing(label, tuple(files), None)
@@ -104,24 +111,61 @@ def numbered_by_name(label: str, files: list[Path]) -> Listing:
                          f"{', ...' if len(shapes) > 3 else ''}): give a pattern such as "
                          f"{shapes[0].replace('#', '%04d')}")
     numbers = tuple(int(m.group(1)) for m in found)
-    return Listing(label, tuple(files), numbers if len(set(numbers)) == len(numbers) else None)
+    first_of: dict[int, int] = {}
+    for k, number in enumerate(numbers):
+        if number in first_of:
+            fields = [found[i].group(1) for i in (first_of[number], k)]
+            patterns = " or ".join(shapes[0].replace("#", f"%0{len(f)}d" if f.startswith("0") else "%d")
+                                   for f in fields)
+            raise InputError(f"{label}: {files[first_of[number]]} and {files[k]} both carry frame number {number}: "
+                             f"keep one, or give the pattern of one ({patterns})")
+        first_of[number] = k
+    return Listing(label, tuple(files), numbers, min(len(m.group(1)) for m in found))
+
+
+def pattern_number(pattern: str, name: str) -> tuple[int, int] | None:
+    """``(number, digits)`` of file ``name`` under the printf file-name ``pattern``, or None when it
+    does not match: ``%04d`` / ``####`` match numbers written with at least that many digits,
+    zero-padded (as printf writes them)."""
+    field = PRINTF_FIELD.search(pattern)
+    width = len(field.group(0)) if field.group(0).startswith("#") else int(field.group(1) or 0)
+    match = re.fullmatch(re.escape(pattern[:field.start()]) + r"(\d+)" + re.escape(pattern[field.end():]), name)
+    if not match or str(int(match.group(1))).zfill(width) != match.group(1):
+        return None
+    return int(match.group(1)), len(match.group(1))
 
 
 def list_pattern(spec: str) -> Listing:
-    """Files matching a printf pattern, by frame number; ``%04d`` / ``####`` match numbers
-    written with at least that many digits, zero-padded (as printf writes them)."""
+    """Files matching a printf pattern (``pattern_number``), by frame number."""
     path = Path(spec)
-    field = PRINTF_FIELD.search(path.name)
-    width = len(field.group(0)) if field.group(0).startswith("#") else int(field.group(1) or 0)
-    name = re.compile(re.escape(path.name[:field.start()]) + r"(\d+)" + re.escape(path.name[field.end():]))
-    folder = path.parent
     found = []
-    for candidate in (folder.iterdir() if folder.is_dir() else ()):
-        match = name.fullmatch(candidate.name)
-        if match and str(int(match.group(1))).zfill(width) == match.group(1) and candidate.is_file():
-            found.append((int(match.group(1)), candidate))
+    for candidate in (path.parent.iterdir() if path.parent.is_dir() else ()):
+        number = pattern_number(path.name, candidate.name)
+        if number and candidate.is_file():
+            found.append((*number, candidate))
     found.sort()
-    return Listing(spec, tuple(p for _, p in found), tuple(n for n, _ in found))
+    return Listing(spec, tuple(p for _, _, p in found), tuple(n for n, _, _ in found),
+                   min((d for _, d, _ in found), default=0))
+
+
+def same_folder(a: Path, b: Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def sequence_includes(spec: str, path: Path) -> bool:
+    """Whether ``list_sequence(spec)`` lists a file at ``path`` (once it exists): how an output is
+    kept from becoming part of its own input."""
+    path, spec_path = Path(path), Path(spec)
+    if spec_path.is_dir():
+        return (not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+                and same_folder(path.parent, spec_path))
+    if PRINTF_FIELD.search(spec_path.name):
+        return same_folder(path.parent, spec_path.parent) and pattern_number(spec_path.name, path.name) is not None
+    parts, pattern = Path(os.path.abspath(path)).parts, Path(os.path.abspath(spec)).parts
+    return (path.suffix.lower() in IMAGE_EXTENSIONS and len(parts) == len(pattern)
+            and all(fnmatch.fnmatchcase(part, rule) and (rule.startswith(".") or not part.startswith(".")
+                                                        or part == rule)
+                    for part, rule in zip(parts, pattern)))
 
 
 def gap_warning(label: str, numbers: tuple[int, ...]) -> str:
@@ -185,6 +229,21 @@ def display_window(pixels: np.ndarray, data: tuple, display: tuple) -> np.ndarra
     return canvas
 
 
+def exr_timecode(path: Path, fps: float, number: int) -> Timecode | None:
+    """The ``timeCode`` header of an EXR file as the ``Timecode`` of frame ``number``; None if it has none."""
+    import OpenEXR
+
+    try:
+        with OpenEXR.File(str(path), header_only=True) as exr:
+            code = exr.parts[0].header.get("timeCode")
+    except Exception:  # an unreadable file is reported when its pixels are read
+        return None
+    if code is None:
+        return None
+    label = f"{code.hours:02d}:{code.minutes:02d}:{code.seconds:02d}{';' if code.dropFrame else ':'}{code.frame:02d}"
+    return parse_timecode(label, fps, number)
+
+
 def read_exr(path: Path) -> np.ndarray:
     """``float32 [H, W, 3]`` in [0, 1]: the first part's display window, scene-linear values
     clipped to [0, 1] and sRGB-encoded (``linear_to_srgb``)."""
@@ -210,7 +269,7 @@ class ImageSequence(FrameSource):
 
     def __init__(self, spec: str, fps: float | None = None):
         listing = list_sequence(spec)
-        self.label, self.paths = listing.label, listing.files
+        self.spec, self.label, self.paths = spec, listing.label, listing.files
         self.report = DecodeReport()
         self.rgb_format: str | None = None
         if listing.numbers:
@@ -225,9 +284,11 @@ class ImageSequence(FrameSource):
         rate_note = "" if fps else " (default: set fps to change)"
         description = (f"image sequence {self.label}: {len(self.paths)} {suffix[1:]} files{span} "
                        f"({depth} {width}x{height}), {rate:g} fps{rate_note}")
+        timecode = exr_timecode(self.paths[0], rate, listing.numbers[0] if listing.numbers else 0) \
+            if suffix == ".exr" else None
         self.info = SourceInfo(path=spec, kind="images", width=width, height=height, fps=rate,
                                frames_estimate=len(self.paths), frame_numbers=listing.numbers,
-                               description=description)
+                               description=description, timecode=timecode, number_digits=listing.digits)
 
     def read(self, index: int) -> np.ndarray:
         """Frame ``index`` as an array; InputError naming the file if it cannot be read."""
@@ -241,13 +302,14 @@ class ImageSequence(FrameSource):
             raise InputError(f"cannot read frame {index} of {self.label}: {path} is damaged or not an image "
                              f"({error_reason(exc)})") from None
 
-    def frames(self, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
-        """Frames ``[start, start + count)``, each read from its file when asked for."""
-        check_range(start, count)
+    def frames(self, start: int = 0, count: int | None = None, step: int = 1) -> Iterator[np.ndarray]:
+        """Frames ``start, start + step, ...`` (``count`` at most), each read from its file when
+        asked for (files between them are not read)."""
+        check_range(start, count, step)
         report = self.report = DecodeReport(expected=len(self.paths))
-        stop = len(self.paths) if count is None else min(start + count, len(self.paths))
+        indices = range(start, len(self.paths), step)[:count]
         size = (self.info.height, self.info.width)
-        for index in range(start, stop):
+        for index in indices:
             rgb = self.read(index)
             if rgb.shape[:2] != size:
                 raise InputError(f"{self.paths[index]} is {rgb.shape[1]}x{rgb.shape[0]}, but {self.label} starts "
@@ -256,10 +318,13 @@ class ImageSequence(FrameSource):
             report.decoded += 1
             yield rgb
             del rgb  # not held while the next file is read
-        report.reached_end = stop == len(self.paths)
+        report.reached_end = not indices or indices[-1] + step >= len(self.paths)
 
     def files(self) -> list[Path]:
         return list(self.paths)
+
+    def includes(self, path: Path) -> bool:
+        return super().includes(path) or sequence_includes(self.spec, path)
 
     def identity(self) -> str:
         """sha256 over each file's name and bytes, in sequence order."""

@@ -12,12 +12,15 @@ converted to RGB whole (a video's decoded frame converts band by band, see ``vid
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from ..timecode import Timecode
 
 
 class InputError(ValueError):
@@ -39,6 +42,12 @@ class SourceInfo:
     ``frame_numbers``: images only, the number in each file name in stream order (None for
     video, or when the names carry no unique numbers).
     ``description``: one human line saying what was opened and why (e.g. which stream).
+    ``timecode``: the source's timecode (a ``Timecode``: a video's ``timecode`` tag labels frame
+    0, the first EXR file's ``timeCode`` labels that file's number), None when it has none.
+    ``number_digits``: images only, the digits the file names write frame numbers with
+    (``shot_0101.exr``: 4; unpadded names: 1); 0 for video.
+    ``choice``: which of several video streams was chosen and why (one line), "" when there was no choice.
+    ``stream``: video only, the global index of the stream read.
     """
 
     path: str
@@ -49,6 +58,10 @@ class SourceInfo:
     frames_estimate: int
     frame_numbers: tuple[int, ...] | None
     description: str
+    timecode: Timecode | None = None
+    number_digits: int = 0
+    choice: str = ""
+    stream: int | None = None
 
 
 @dataclass
@@ -103,6 +116,7 @@ class FrameView(ABC):
 
     shape: tuple[int, int, int]
     dtype: np.dtype
+    time: float | None = None  # seconds from the source's first frame (its time stamp), None when unknown
 
     @abstractmethod
     def rows(self, start: int, stop: int) -> np.ndarray:
@@ -127,6 +141,20 @@ class ArrayView(FrameView):
         return self.frame
 
 
+class CroppedView(FrameView):
+    """The top-left ``height x width`` part of another view (read in bands like it)."""
+
+    def __init__(self, view: FrameView, height: int, width: int):
+        self.view, self.width = view, width
+        self.shape, self.dtype, self.time = (height, width, view.shape[2]), view.dtype, view.time
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        return self.view.rows(start, min(stop, self.shape[0]))[:, :self.width]
+
+    def array(self) -> np.ndarray:
+        return self.rows(0, self.shape[0])
+
+
 class FrameSource(ABC):
     """An opened input: ``info`` at once, frames streamed one at a time, a content identity."""
 
@@ -134,13 +162,14 @@ class FrameSource(ABC):
     report: DecodeReport
 
     @abstractmethod
-    def frames(self, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
-        """Yield frames ``[start, start + count)`` (to the end when ``count`` is None), one
-        ``[H, W, 3]`` array at a time; ``report`` is renewed and filled as they are read."""
+    def frames(self, start: int = 0, count: int | None = None, step: int = 1) -> Iterator[np.ndarray]:
+        """Yield the frames at positions ``start, start + step, ...`` (``count`` of them at most; to
+        the end when None), one ``[H, W, 3]`` array at a time; ``report`` is renewed and filled as
+        they are read."""
 
-    def views(self, start: int = 0, count: int | None = None) -> Iterator[FrameView]:
-        """The frames of ``frames(start, count)`` as ``FrameView``s (this default wraps each array)."""
-        for frame in self.frames(start, count):
+    def views(self, start: int = 0, count: int | None = None, step: int = 1) -> Iterator[FrameView]:
+        """The frames of ``frames(start, count, step)`` as ``FrameView``s (this default wraps each array)."""
+        for frame in self.frames(start, count, step):
             yield ArrayView(frame)
             del frame  # not held while the next is read
 
@@ -152,16 +181,22 @@ class FrameSource(ABC):
     def files(self) -> list[Path]:
         """The files the input reads."""
 
+    def includes(self, path: Path) -> bool:
+        """Whether a file at ``path`` is (or would be, once written) read as part of this input."""
+        target = os.path.realpath(path)
+        return any(os.path.realpath(p) == target for p in self.files())
+
     def stat(self) -> list[list[int]]:
         """Size and modification time of every file: a cheap check that the content is unchanged
         since ``identity`` was taken (a rerun hashes again only when this differs)."""
         return [[p.stat().st_size, p.stat().st_mtime_ns] for p in self.files()]
 
 
-def check_range(start: int, count: int | None) -> None:
-    """``frames`` arguments: ``start >= 0`` and ``count`` None or ``>= 0`` (else ValueError)."""
-    if start < 0 or (count is not None and count < 0):
-        raise ValueError(f"start and count must be >= 0 (got start={start}, count={count})")
+def check_range(start: int, count: int | None, step: int = 1) -> None:
+    """``frames`` arguments: ``start >= 0``, ``count`` None or ``>= 0``, ``step >= 1`` (else ValueError)."""
+    if start < 0 or (count is not None and count < 0) or step < 1:
+        raise ValueError(f"start and count must be >= 0 and step >= 1 (got start={start}, count={count}, "
+                         f"step={step})")
 
 
 FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}  # the value of white; floats: 1.0

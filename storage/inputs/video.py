@@ -1,10 +1,15 @@
 """Video files through PyAV: stream choice, decoding past damage, content identity.
 
-Frames come out RGB in display orientation (the display-matrix rotation is applied),
-alpha dropped: ``uint8 [H, W, 3]`` for 8-bit streams, ``uint16 [H, W, 3]`` (``rgb48le``,
-full 0-65535 range) for streams of more than 8 bits per channel, ``float32`` for float
-streams. Each frame keeps its own decoded size, so a resolution change mid-stream shows
-as frames of another shape (recorded in ``DecodeReport.size_changes``).
+Frames come out RGB as displayed: the display-matrix rotation is applied, and a stream of
+non-square pixels (a sample aspect ratio other than 1, e.g. anamorphic or DV video) is scaled
+to square pixels by swscale as it is converted (width x SAR, height kept), so the model and
+every output see the picture's displayed shape. Alpha is dropped: ``uint8 [H, W, 3]`` for
+8-bit streams, ``uint16 [H, W, 3]`` (``rgb48le``, full 0-65535 range) for streams of more
+than 8 bits per channel, ``float32`` for float streams. Each frame keeps its own decoded
+size, so a resolution change mid-stream shows as frames of another shape (recorded in
+``DecodeReport.size_changes``), and its time stamp (``DecodedFrame.time``: seconds from the
+stream's first frame; variable-frame-rate video keeps its real timing). A stream's
+``timecode`` tag is the source's timecode.
 
 Memory follows the frame size in two places, both bounded here where it can be:
 ``DecodedFrame`` converts a decoded frame to RGB a band of rows at a time where that gives
@@ -28,11 +33,14 @@ import numpy as np
 from av.stream import Disposition
 from av.video.reformatter import VideoReformatter
 
+from ..timecode import parse_timecode
 from .source import DecodeReport, FrameSource, FrameView, InputError, SourceInfo, check_range
 
 # Codecs whose streams of one frame (or an unknown count) are pictures (posters, thumbnails), not the video.
 STILL_CODECS = frozenset({"mjpeg", "png", "bmp", "webp", "tiff"})
 DEFAULT_FPS = Fraction(25)  # when the container announces no rate at all
+LENGTH_TOLERANCE = 0.02  # streams within 2% of the longest are equally long (frame counts are estimates)
+PROBE_PACKETS = 512  # packets demuxed to count the pictures of several candidate streams (a poster holds 1)
 FRAME_THREADS_MAX_PIXELS = 3840 * 2160  # larger frames: slice threads only (no extra frames in flight)
 WHOLE_MAX_VALUES = 1 << 22  # frames of up to this many RGB values convert whole, once; larger ones band by band
 # 8-bit chroma-subsampled formats that swscale converts to rgb24 with its direct converter
@@ -84,14 +92,22 @@ def quarter_turns(frame: av.VideoFrame) -> int:
     return int(round(frame.rotation or 0)) % 360 // 90
 
 
-def display_size(frame: av.VideoFrame) -> tuple[int, int]:
-    """``(height, width)`` of the frame as displayed (rotation applied)."""
-    return (frame.width, frame.height) if quarter_turns(frame) % 2 else (frame.height, frame.width)
+def square_width(frame: av.VideoFrame, sar: Fraction) -> int:
+    """The stored width of ``frame`` in square pixels: ``width x sar`` (sample aspect ratio), rounded."""
+    return frame.width if sar == 1 else max(1, round(frame.width * sar))
 
 
-def frame_to_rgb(frame: av.VideoFrame, fmt: str) -> np.ndarray:
-    """``[H, W, 3]`` array of ``frame`` in RGB format ``fmt`` (see ``rgb_format``), display orientation."""
-    rgb = frame.to_ndarray(format=fmt)
+def display_size(frame: av.VideoFrame, sar: Fraction = Fraction(1)) -> tuple[int, int]:
+    """``(height, width)`` of the frame as displayed: square pixels (``square_width``), rotation applied."""
+    width = square_width(frame, sar)
+    return (width, frame.height) if quarter_turns(frame) % 2 else (frame.height, width)
+
+
+def frame_to_rgb(frame: av.VideoFrame, fmt: str, width: int | None = None) -> np.ndarray:
+    """``[H, W, 3]`` array of ``frame`` in RGB format ``fmt`` (see ``rgb_format``), display
+    orientation; ``width``: scale the stored rows to this width first (non-square pixels)."""
+    rgb = frame.to_ndarray(format=fmt) if width in (None, frame.width) else \
+        frame.to_ndarray(format=fmt, width=width, height=frame.height)
     turns = quarter_turns(frame)
     return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
 
@@ -112,23 +128,29 @@ def converts_in_bands(frame: av.VideoFrame, fmt: str) -> bool:
 
 
 class DecodedFrame(FrameView):
-    """A decoded frame in RGB format ``fmt`` (see ``rgb_format``), display orientation,
-    converted by swscale a band of rows at a time where that gives the bytes of
-    ``frame_to_rgb`` (``converts_in_bands``) and the frame is larger than
-    ``WHOLE_MAX_VALUES``; else converted whole on first use and kept."""
+    """A decoded frame in RGB format ``fmt`` (see ``rgb_format``), as displayed (``sar``: the
+    stream's sample aspect ratio, scaled to square pixels), converted by swscale a band of
+    rows at a time where that gives the bytes of ``frame_to_rgb`` (``converts_in_bands``,
+    square pixels) and the frame is larger than ``WHOLE_MAX_VALUES``; else converted whole on
+    first use and kept. ``time``: seconds from the stream's first frame (``first_time``, the
+    time stamp of the stream's first frame; None: the frame's time is not the stream's)."""
 
-    def __init__(self, frame: av.VideoFrame, fmt: str, reformatter: VideoReformatter | None = None):
+    def __init__(self, frame: av.VideoFrame, fmt: str, reformatter: VideoReformatter | None = None,
+                 sar: Fraction = Fraction(1), first_time: float | None = 0.0):
         self.frame, self.fmt = frame, fmt
         self.reformatter = reformatter or VideoReformatter()  # one per stream: its swscale set-up is reused
-        self.shape = (*display_size(frame), 3)
+        self.width = square_width(frame, sar)
+        self.shape = (*display_size(frame, sar), 3)
         self.dtype = np.dtype({"rgb24": np.uint8, "rgb48le": np.uint16}.get(fmt, np.float32))
-        self.banded = converts_in_bands(frame, fmt) and frame.width * frame.height * 3 > WHOLE_MAX_VALUES
+        self.banded = converts_in_bands(frame, fmt) and self.width == frame.width and \
+            frame.width * frame.height * 3 > WHOLE_MAX_VALUES
+        self.time = None if frame.time is None or first_time is None else frame.time - first_time
         self.whole: np.ndarray | None = None
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         if not self.banded:
             if self.whole is None:
-                self.whole = frame_to_rgb(self.frame, self.fmt)
+                self.whole = frame_to_rgb(self.frame, self.fmt, self.width)
             return self.whole[start:stop]
         first, last = start - start % 2, stop + stop % 2  # whole 4:2:0 chroma rows (the height is even)
         band = av.VideoFrame(self.frame.width, last - first, self.frame.format.name)
@@ -225,13 +247,33 @@ def stream_label(stream: av.video.stream.VideoStream, frames: int) -> str:
     return f"#{stream.index} ({cc.name} {cc.width}x{cc.height}{count}{', ' + role if role else ''})"
 
 
+def probe_pictures(path: Path, streams: list[av.video.stream.VideoStream]) -> tuple[dict[int, int], bool]:
+    """Packets of each of ``streams`` among the container's first ``PROBE_PACKETS`` (demux only),
+    and whether that was the whole file (the counts are then exact): what the streams hold,
+    whatever their headers say (a matroska poster track can carry the file's duration)."""
+    counts = {s.index: 0 for s in streams}
+    with open_container(path) as container:
+        try:
+            for n, packet in enumerate(container.demux([container.streams[i] for i in counts])):
+                if n >= PROBE_PACKETS:
+                    return counts, False
+                counts[packet.stream.index] += bool(packet.size)
+        except av.error.FFmpegError:
+            return counts, False  # what was read before the damage counts
+    return counts, True
+
+
 def choose_stream(container: av.container.InputContainer, path: Path,
                   forced: int | None) -> tuple[av.video.stream.VideoStream, str]:
-    """The video stream to decode and the reasons, as a phrase for ``SourceInfo.description``.
+    """The video stream to decode and, when there were several, one line saying which and why.
 
-    Cover art and still-image streams are never chosen on their own; among the rest the
-    default-disposition stream wins, then the one with the most frames. ``forced`` (a
-    global stream index, as ffprobe numbers them) picks one; InputErrors name the file.
+    Cover art and still-image streams are never chosen on their own. Among the rest the
+    stream that holds the video wins: the longest (pictures counted by demuxing when the
+    file is short, ``probe_pictures``; else frames the container announces, a stream of one
+    picture in the first packets being a poster), the default disposition only among streams
+    of the same length (``LENGTH_TOLERANCE``), so a one-picture poster on a first, default
+    track never beats the video. ``forced`` (a global stream index, as ffprobe numbers them) picks
+    one; InputErrors name the file.
     """
     videos = list(container.streams.video)
     if not videos:
@@ -242,7 +284,7 @@ def choose_stream(container: av.container.InputContainer, path: Path,
         if not match:
             listed = ", ".join(stream_label(s, counts[s.index]) for s in videos)
             raise InputError(f"no video stream #{forced} in {path}; its video streams: {listed}")
-        return match[0], f"chosen with stream={forced}"
+        return match[0], f"{path}: reading video stream {stream_label(match[0], counts[forced])} (--stream {forced})"
     roles = {s.index: still_role(s, counts[s.index]) for s in videos}
     real = [s for s in videos if not roles[s.index]]
     if not real:
@@ -250,83 +292,107 @@ def choose_stream(container: av.container.InputContainer, path: Path,
             raise InputError(f"no video stream in {path} (only cover art)")
         still = next(s.index for s in videos if roles[s.index] != "cover art")
         raise InputError(f"no video stream in {path} (only a still image; stream={still} reads it anyway)")
-    chosen = max(real, key=lambda s: (bool(s.disposition & Disposition.default), counts[s.index]))
+    if len(real) > 1:
+        probed, whole = probe_pictures(path, real)
+        if whole:
+            counts.update(probed)
+        elif max(probed.values()) > 1:  # a stream of one picture among many of the others': a poster
+            roles.update({i: "a single picture" for i, n in probed.items() if n <= 1})
+            real = [s for s in real if not roles[s.index]]
+    longest = max(counts[s.index] for s in real)
+    candidates = [s for s in real if counts[s.index] >= longest * (1 - LENGTH_TOLERANCE)]
+    chosen = max(candidates, key=lambda s: (bool(s.disposition & Disposition.default), counts[s.index], -s.index))
     others = [s for s in videos if s is not chosen]
     if not others:
         return chosen, ""
     notes = []
     for s in others:
+        label = stream_label(s, counts[s.index])
         if roles[s.index]:
-            notes.append(f"stream #{s.index} is {roles[s.index]}")
-        elif chosen.disposition & Disposition.default and not s.disposition & Disposition.default:
-            notes.append(f"stream #{s.index} is not the default")
+            notes.append(f"#{s.index} is {roles[s.index]}")
+        elif s not in candidates:
+            default = ", the default" if s.disposition & Disposition.default else ""
+            notes.append(f"{label}{default} holds fewer frames")
         else:
-            notes.append(f"stream #{s.index} has {'fewer' if counts[s.index] < counts[chosen.index] else 'as many'} "
-                         f"frames")
-    return chosen, "; ".join(notes)
+            notes.append(f"#{s.index} is as long but not the default")
+    return chosen, (f"{path}: reading video stream {stream_label(chosen, counts[chosen.index])} of "
+                    f"{len(videos)}; {'; '.join(notes)} (--stream N picks another)")
+
+
+def timecode_tag(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> str | None:
+    """The ``timecode`` tag of the stream, else of the container or a timecode (tmcd) track; None if none."""
+    for metadata in (stream.metadata, container.metadata, *(s.metadata for s in container.streams)):
+        found = next((value for key, value in metadata.items() if key.lower() == "timecode"), None)
+        if found:
+            return found
+    return None
 
 
 class VideoSource(FrameSource):
-    """A video file; opening reads the header and decodes the first frame (InputError if none decodes)."""
+    """A video file; opening reads the header and decodes the first frame (InputError if none decodes).
+    ``fps`` replaces the stream's rate and timing (frames then carry no time stamps)."""
 
     def __init__(self, path: str, stream: int | None = None, fps: float | None = None):
         self.path = Path(path)
         check_file(self.path)
         self.report = DecodeReport()
         with open_container(self.path) as container:
-            chosen, why = choose_stream(container, self.path, stream)
+            chosen, choice = choose_stream(container, self.path, stream)
             self.stream_index = chosen.index
             estimate = frames_estimate(container, chosen)
             first = next(decode_frames(container, chosen, DecodeReport()), None)
             if first is None:
                 raise InputError(f"no decodable video frame in {self.path}")
             self.rgb_format = rgb_format(first)
-            height, width = display_size(first)
+            self.sar = Fraction(chosen.sample_aspect_ratio or chosen.codec_context.sample_aspect_ratio or 1)
+            self.first_time = None if fps else first.time or 0.0  # a rate given replaces the stream's timing
+            height, width = display_size(first, self.sar)
             rate = float(fps) if fps else float(stream_rate(chosen))
+            timecode = parse_timecode(timecode_tag(container, chosen), float(stream_rate(chosen)))
             codec = chosen.codec_context.name
-            n_streams = len(container.streams)
         count = f", ~{estimate} frame{'s' if estimate > 1 else ''}" if estimate else ""
-        what = f"{codec} {width}x{height}, {rate:g} fps{count}"
-        description = (f"video stream #{self.stream_index} of {n_streams} ({what}); {why}" if why
-                       else f"video ({what})")
+        pixels = f" (stored {first.width}x{first.height}, pixel aspect {self.sar})" if self.sar != 1 else ""
+        description = f"video stream #{self.stream_index}: {codec} {width}x{height}{pixels}, {rate:g} fps{count}"
         self.info = SourceInfo(path=str(self.path), kind="video", width=width, height=height, fps=rate,
-                               frames_estimate=estimate, frame_numbers=None, description=description)
+                               frames_estimate=estimate, frame_numbers=None, description=description,
+                               timecode=timecode, choice=choice, stream=self.stream_index)
 
-    def frames(self, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
-        """Frames ``[start, start + count)`` in decode order (frames before ``start`` are
-        decoded and skipped); see the module docstring for dtypes."""
-        for view in self.views(start, count):
+    def frames(self, start: int = 0, count: int | None = None, step: int = 1) -> Iterator[np.ndarray]:
+        """Frames ``start, start + step, ...`` (``count`` at most) in presentation order (frames
+        between them are decoded and skipped); see the module docstring for dtypes."""
+        for view in self.views(start, count, step):
             yield view.array()
             del view
 
-    def views(self, start: int = 0, count: int | None = None) -> Iterator[DecodedFrame]:
+    def views(self, start: int = 0, count: int | None = None, step: int = 1) -> Iterator[DecodedFrame]:
         """The frames of ``frames`` as ``DecodedFrame`` views, converted to RGB as they are read."""
-        check_range(start, count)
+        check_range(start, count, step)
         report = self.report = DecodeReport(expected=self.info.frames_estimate)
-        stop = None if count is None else start + count
-        if stop == start:
+        if count == 0:
             return
         size = (self.info.height, self.info.width)
         with open_container(self.path) as container:
             stream = container.streams[self.stream_index]
             stream.thread_type = "AUTO" if self.info.width * self.info.height <= FRAME_THREADS_MAX_PIXELS else "SLICE"
             index = -1
+            yielded = 0
             reformatter = VideoReformatter()
             for frame in decode_frames(container, stream, report):
                 index += 1
                 report.frames_read = index + 1
-                if display_size(frame) != size:
-                    size = display_size(frame)
+                if display_size(frame, self.sar) != size:
+                    size = display_size(frame, self.sar)
                     report.size_changes.append((index, size))
-                if index < start:
+                if index < start or (index - start) % step:
                     del frame
                     continue
-                view = DecodedFrame(frame, self.rgb_format, reformatter)
+                view = DecodedFrame(frame, self.rgb_format, reformatter, self.sar, self.first_time)
                 del frame
                 report.decoded += 1
                 yield view
                 del view  # the caller's turn is over: not held while the next frame decodes
-                if stop is not None and index + 1 >= stop:
+                yielded += 1
+                if count is not None and yielded >= count:
                     return
         report.reached_end = True
 
@@ -345,7 +411,8 @@ class VideoSource(FrameSource):
         with open_container(self.path) as container:
             stream = container.streams[self.stream_index]
             cc = stream.codec_context
-            digest.update(f"{cc.name} {cc.width}x{cc.height}\n".encode())
+            pixels = f" sar {self.sar}" if self.sar != 1 else ""  # scaled by it: part of the frames' content
+            digest.update(f"{cc.name} {cc.width}x{cc.height}{pixels}\n".encode())
             digest.update(cc.extradata or b"")
             first_pts = None
             try:
