@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -15,8 +16,9 @@ from .engine.config import DEFAULT_CHECKPOINT, DEVICE_FORMS, DTYPES, EXPORTS, EX
     OUTPUT_KINDS, PRESETS, SHOT_MODES, ConfigError, ExecutionOptions, resolve_config, validate_options
 from .engine.errors import EngineError
 from .engine.plan import SCRATCH_MODES
+from .engine.warning_lines import warnings_as_lines
 from .engine.eval.readers import EvalInputError
-from .storage.inputs import InputError
+from .storage.inputs import InputError, InputWarning
 
 USER_ERRORS = (EngineError, ConfigError, InputError, EvalInputError)
 LIST_OPTIONS = ("--dilations", "--snippet-len")
@@ -27,8 +29,16 @@ class Cli(click.Group):
     """Click group that turns user errors into one line on stderr and exit status 2."""
 
     def invoke(self, ctx: click.Context):
+        shown: set[str] = set()
+
+        def warn(text: str) -> None:  # once per distinct text
+            if text not in shown:
+                shown.add(text)
+                click.echo(f"warning: {text}", err=True)
+
         try:
-            return super().invoke(ctx)
+            with warnings_as_lines(warn):
+                return super().invoke(ctx)
         except USER_ERRORS as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
@@ -242,7 +252,9 @@ def process(video: str, out_dir: Path, **kw) -> None:
     from .storage.inputs import open_input
 
     cfg, opts, note = configs_from(kw)
-    open_input(video, stream=cfg.stream, fps=opts.fps)  # a bad input is said before anything else
+    with warnings.catch_warnings():  # the run says the input's warnings
+        warnings.simplefilter("ignore", InputWarning)
+        open_input(video, stream=cfg.stream, fps=opts.fps)  # a bad input is said before anything else
     if note:
         click.echo(f"note: {note}", err=True)
     print_summary(process_video(video, out_dir, cfg, opts))

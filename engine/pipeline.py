@@ -38,6 +38,7 @@ from .stages.ingest import frame_geometry, ingest
 from .stages.merge import merge, normalize
 from .stages.refine import refine
 from .stages.snippets import DeviceTimer, infer_snippets
+from .warning_lines import warnings_as_lines
 
 RUN_REPAIRS = 3  # damaged data found in one run more often than this: the disk is failing
 
@@ -117,17 +118,11 @@ def write_errors_as_engine_errors(store_path: Path):
 
 @contextmanager
 def input_warnings(progress: Progress):
-    """Input warnings (e.g. a numbering gap) as one ``warning:`` each, through ``progress``."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, InputWarning):
-                    progress.warning(str(w.message))
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    """Every warning shown while inside as one ``warning:`` line through ``progress`` (input
+    warnings such as a numbering gap always, others as Python's filters decide)."""
+    with warnings_as_lines(progress.warning), warnings.catch_warnings():
+        warnings.simplefilter("always", InputWarning)
+        yield
 
 
 @contextmanager
