@@ -368,7 +368,7 @@ def batch(inputs: tuple[str, ...], out_root: str, workers: int | None, scheduler
     report = run_batch(inputs, out_root, cfg, opts, workers=workers, scheduler=scheduler, cache_dir=cache_dir,
                        split_frames=split_frames)
     click.echo(format_table(report))
-    if report.failed:
+    if report.failed or report.kept:  # not every video was processed as asked
         raise SystemExit(1)
 
 
