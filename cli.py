@@ -109,7 +109,8 @@ def process_options(fn):
                           "(frame numbers, CSV with timecodes or frames, or a CMX3600 EDL); snippets never cross a "
                           "cut and each shot is aligned on its own"),
         click.option("--shot-threshold", type=float,
-                     help="cut detection threshold (PySceneDetect content detector; default 27, lower finds more)"),
+                     help="cut detection threshold: how many times a frame's change exceeds its neighbours' "
+                          "(PySceneDetect adaptive detector; default 1.5, lower finds more)"),
         click.option("--normalize", type=click.Choice(["shot", "global"]), default="shot", show_default=True,
                      help="map each shot's depth to [-1, 1], or use one range over the whole video"),
         click.option("--reproduce", is_flag=True,
