@@ -14,7 +14,7 @@ import click
 
 from .engine.config import DEFAULT_CHECKPOINT, DEVICE_FORMS, DTYPES, EXPORTS, EXR_COMPRESSIONS, EXR_DTYPES, \
     OUTPUT_KINDS, PRESETS, SHOT_MODES, ConfigError, ExecutionOptions, resolve_config, validate_options
-from .engine.errors import EngineError
+from .engine.errors import EngineError, output_folder
 from .engine.plan import SCRATCH_MODES
 from .engine.warning_lines import warnings_as_lines
 from .engine.eval.readers import EvalInputError
@@ -270,7 +270,7 @@ def process(video: str, out_dir: Path, **kw) -> None:
 @click.option("--overwrite", is_flag=True, help="replace an existing folder at PATH")
 def make_checkpoint(path: Path, size: str, seed: int, overwrite: bool) -> None:
     """Write a random-weight checkpoint in the real RollingDepth layout (depth is meaningless)."""
-    from .engine.pipeline import describe_os_error
+    from .engine.errors import describe_os_error
     from .engine.testing.random_checkpoint import write_random_checkpoint
 
     if path.exists() and not (path.is_dir() and not any(path.iterdir())) and not overwrite:
@@ -299,7 +299,7 @@ def demo(out_dir: Path, frames: int, quiet: bool) -> None:
               "it proves the pipeline runs. Use --checkpoint prs-eth/rollingdepth-v1-0 (or a local copy) "
               "with `rdengine process` for real depth.")
     click.secho(banner, fg="yellow", err=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    output_folder(out_dir)
     checkpoint = out_dir / "tiny-checkpoint"
     if not (checkpoint / "model_index.json").exists():
         write_random_checkpoint(checkpoint)
@@ -330,8 +330,8 @@ def demo(out_dir: Path, frames: int, quiet: bool) -> None:
 def evaluate(pred, gt, pairs_csv, pred_root, gt_root, out_dir, depth_scale, min_depth, max_depth, crop, masks,
              per_shot):
     """Score predictions against ground truth with the paper's protocol (one affine fit per video)."""
-    from .engine.eval.evaluate import evaluate_many, evaluate_video, format_summary_table, pair_folders, parse_crop, \
-        read_pairs_csv
+    from .engine.eval.evaluate import evaluate_many, evaluate_video, pair_folders, parse_crop, read_pairs_csv, \
+        report_text
 
     options = dict(depth_scale=depth_scale, min_depth=min_depth, max_depth=max_depth, crop=parse_crop(crop),
                    mask_path=list(masks) or None, per_shot=per_shot)
@@ -340,11 +340,11 @@ def evaluate(pred, gt, pairs_csv, pred_root, gt_root, out_dir, depth_scale, min_
     elif pred_root and gt_root:
         pairs = pair_folders(pred_root, gt_root)
     elif pred and gt:
-        click.echo(format_summary_table([evaluate_video(pred, gt, out_dir=out_dir, **options)]))
+        click.echo(report_text([evaluate_video(pred, gt, out_dir=out_dir, **options)], per_shot))
         return
     else:
         raise EvalInputError("give PRED GT, or --list CSV, or --pred-root and --gt-root")
-    click.echo(format_summary_table(evaluate_many(pairs, out_dir, **options)))
+    click.echo(report_text(evaluate_many(pairs, out_dir, **options), per_shot))
 
 
 @cli.command()

@@ -6,7 +6,6 @@ so rerunning the same command resumes.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import time
 import warnings
@@ -24,7 +23,7 @@ from ..storage.lock import RunLock, StoreLocked
 from ..storage.run_store import DamagedData, DamagedStore, RunStore, StoreMismatch
 from .allocator import return_free_memory
 from .config import SHOT_MODES, ExecutionOptions, RunConfig
-from .errors import EngineError
+from .errors import EngineError, describe_os_error, write_remedy
 from .execution import Executor, LocalExecutor, torch_threads
 from .model import Model, load_model
 from .plan import frame_unit, make_plan
@@ -95,25 +94,14 @@ def build_manifest(cfg: RunConfig, path: str, source: FrameSource, checkpoint: d
     return manifest
 
 
-WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file too large (size limit)",
-                errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
-                errno.EIO: "input/output error"}
-
-
-def describe_os_error(exc: OSError) -> str:
-    """One line for an OSError: what happened and to which file."""
-    what = WRITE_ERRNOS.get(exc.errno) or exc.strerror or str(exc)
-    return f"{what} ({exc.filename})" if exc.filename else what
-
-
 @contextmanager
 def write_errors_as_engine_errors(store_path: Path):
     """Turn OSError (disk full, size limit, quota, I/O) into one resumable-run message."""
     try:
         yield
     except OSError as exc:
-        raise EngineError(f"cannot write to run store {store_path}: {describe_os_error(exc)}; the store is "
-                          f"left resumable: free space and rerun the same command to continue") from None
+        raise EngineError(f"cannot write to run store {store_path}: {describe_os_error(exc)}; "
+                          f"{write_remedy(exc)}") from None
 
 
 @contextmanager
@@ -166,6 +154,7 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
     progress = Progress(opts.progress, stream=progress_stream)
     with progress, input_warnings(progress):
         source = open_input(video, stream=cfg.stream, fps=opts.fps)
+        check_cut_list(cfg, source.info.fps)  # a typo is said before any work, not after the ingest
         with executor_for(cfg, opts, model, cluster) as executor:
             if not isinstance(executor, LocalExecutor):
                 progress.note(f"units run as tasks on {executor.cluster.where}")
@@ -304,8 +293,9 @@ def detected(frames: Iterator[FrameView], detector: CutDetector) -> Iterator[Fra
         index += 1
 
 
-def find_cuts(cfg: RunConfig, detector: CutDetector | None, fps: float, num_frames: int) -> list[int]:
-    """The clip's cuts (frame numbers from its first frame): detected, read from a cut list, or none."""
+def find_cuts(cfg: RunConfig, detector: CutDetector | None, fps: float, num_frames: int | None) -> list[int]:
+    """The clip's cuts (frame numbers from its first frame): detected, read from a cut list, or none
+    (``num_frames``: the clip's length, None while unknown)."""
     if detector is not None:
         return detector.cuts()
     if cfg.shots == "none":
@@ -314,6 +304,14 @@ def find_cuts(cfg: RunConfig, detector: CutDetector | None, fps: float, num_fram
         return read_cut_list(cfg.shots, fps, start=cfg.start, num_frames=num_frames)
     except ValueError as exc:
         raise EngineError(str(exc)) from None
+
+
+def check_cut_list(cfg: RunConfig, fps: float) -> None:
+    """Read a ``--shots FILE`` cut list once before the run starts: EngineError naming its
+    problem (the file is part of the manifest, so a typo found after the ingest would make the
+    corrected command a different run)."""
+    if cfg.shots not in SHOT_MODES:
+        find_cuts(cfg, None, fps, None)
 
 
 def clip_length(info, cfg: RunConfig) -> int:
