@@ -423,7 +423,8 @@ def bench() -> None:
 @click.argument("video", required=False, type=click.Path(path_type=str))
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True,
               help="settings preset, as for `process`")
-@click.option("--frames", type=int, help="frames (synthetic clip length, default 250; with VIDEO: the first N)")
+@click.option("--frames", type=click.IntRange(min=1),
+              help="frames (synthetic clip length, default 250; with VIDEO: the first N)")
 @click.option("--res", type=int, help="processing resolution (default: the preset's; synthetic: the clip's)")
 @click.option("--clip-size", default=None, help="synthetic clip WxH (default 768x432 on CUDA, 128x96 on CPU)")
 @click.option("--batch-size", type=int, help="snippets per UNet call (default: from device memory)")
@@ -461,7 +462,8 @@ def bench_pipeline(video, preset, frames, res, clip_size, batch_size, repeat, mo
 
 
 @bench.command("scaling")
-@click.option("--frames", "counts", type=int, multiple=True, help="frame counts (repeatable; default 250 1000 4000)")
+@click.option("--frames", "counts", type=click.IntRange(min=1), multiple=True,
+              help="frame counts (repeatable; default 250 1000 4000)")
 @click.option("--width", type=int, default=128, show_default=True, help="synthetic clip width (px)")
 @click.option("--height", type=int, default=96, show_default=True, help="synthetic clip height (px)")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True,
@@ -478,7 +480,7 @@ def bench_scaling(counts, width, height, preset, threads, json_path) -> None:
 @bench.command("batch-size")
 @click.option("--sizes", default="1,2,4,8,16", show_default=True, callback=int_list,
               help="snippets per UNet call to time")
-@click.option("--frames", type=int, default=600, show_default=True, help="synthetic clip length")
+@click.option("--frames", type=click.IntRange(min=1), default=600, show_default=True, help="synthetic clip length")
 @click.option("--width", type=int, default=128, show_default=True, help="synthetic clip width (px)")
 @click.option("--height", type=int, default=96, show_default=True, help="synthetic clip height (px)")
 @click.option("--model", default="tiny", show_default=True, help="tiny, full-random or a checkpoint folder / hub id")

@@ -140,13 +140,20 @@ def ingest_seconds(clip: Path, folder: Path, model: Model, detect: bool) -> floa
     return time.perf_counter() - started
 
 
+def positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, not {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="rdengine bench shots", description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="768x432", help="synthetic clip WxH, processed at its own size")
-    parser.add_argument("--frames", type=int, default=240, help="clip length")
-    parser.add_argument("--pairs", type=int, default=5, help="runs of each, alternating")
+    parser.add_argument("--frames", type=positive, default=240, help="clip length")
+    parser.add_argument("--pairs", type=positive, default=5, help="runs of each, alternating")
     parser.add_argument("--accuracy", action="store_true", help="precision and recall on synthetic edits instead")
-    parser.add_argument("--edits", type=int, default=24, help="synthetic edits of the accuracy table")
+    parser.add_argument("--edits", type=positive, default=24, help="synthetic edits of the accuracy table")
     args = parser.parse_args(argv)
     if args.accuracy:
         width, height = (int(v) for v in (args.size if args.size != parser.get_default("size") else "192x108")

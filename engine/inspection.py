@@ -45,6 +45,11 @@ def human(n: float) -> str:
     return f"{n} B"
 
 
+def size_text(size) -> str:
+    """``HxW`` of a recorded ``[height, width]``; ``?`` when the store does not say."""
+    return f"{size[0]}x{size[1]}" if isinstance(size, (list, tuple)) and len(size) == 2 else "?"
+
+
 def stage_progress(store: RunStore) -> list[tuple[str, int, int | None]]:
     """``(stage, units done, units expected or None)`` in pipeline order."""
     expected = store.info.get("expected_units", {})
@@ -64,13 +69,13 @@ def describe(store: RunStore) -> list[str]:
              "config      " + ", ".join(f"{k}={v}" for k, v in cfg.items()),
              f"config hash {m.get('config_hash')}"]
     if "num_frames" in info:
-        frame, depth, latent = info["frame_size"], info["depth_size"], info["latent_size"]
-        lines.append(f"frames      {info['num_frames']} at {frame[0]}x{frame[1]}, depth {depth[0]}x{depth[1]} "
-                     f"({info['geometry']}), latents {latent[0]}x{latent[1]}")
+        frame, depth, latent = (size_text(info.get(key)) for key in ("frame_size", "depth_size", "latent_size"))
+        lines.append(f"frames      {info['num_frames']} at {frame}, depth {depth} ({info.get('geometry', '?')}), "
+                     f"latents {latent}")
     if "plan" in info:
-        plan = info["plan"]
-        lines.append(f"plan        batch {plan['batch_size']}, {plan['scratch']} scratch, "
-                     f"{plan['snippet_unit']} snippet starts per unit")
+        plan = info["plan"] if isinstance(info["plan"], dict) else {}
+        lines.append(f"plan        batch {plan.get('batch_size', '?')}, {plan.get('scratch', '?')} scratch, "
+                     f"{plan.get('snippet_unit', '?')} snippet starts per unit")
     for problem in info.get("decoding", {}).get("problems", []):
         lines.append(f"decoding    {problem}")
     if "cuts" in info and "num_frames" in info:
