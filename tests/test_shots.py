@@ -430,3 +430,37 @@ def test_contact_sheet_has_one_tile_per_shot(tmp_path, edit, detected, columns):
     assert not np.array_equal(thumbs[0][0], thumbs[1][0]) and not np.array_equal(thumbs[1][0], thumbs[2][0])
     with pytest.raises(ValueError, match="one thumbnail per shot"):
         contact_sheet(path, thumbs[:2], shots)
+
+
+def test_contact_sheet_of_many_shots_comes_in_pages_of_a_fixed_size(tmp_path):
+    """100 one-frame shots: three pages (48, 48, 4 tiles) of thumbnails, not one 33000-px picture;
+    a later sheet of 10 shots removes the pages it no longer has, and only those."""
+    from rdengine.engine.progress import Progress
+    from rdengine.engine.shots.contact_sheet import PAGE_SHOTS
+    from rdengine.engine.stages.export import export_shots
+    from rdengine.storage import layout
+    from rdengine.storage.inputs import open_input
+    from rdengine.storage.run_store import RunStore
+
+    frames = 100
+    clip = encode_frames(tmp_path / "film.mp4", synthetic_frames(frames, 320, 180), fps=24)
+    store = RunStore.create_or_resume(tmp_path / "run.zarr", {"test": "pages"})
+    depth = store.require(layout.DEPTH, (frames, 180, 320), "float32", ("frame", "y", "x"), unit=frames)
+    depth.write(0, np.broadcast_to(np.linspace(-1, 1, 320, dtype=np.float32), (frames, 180, 320)))
+    user_file = tmp_path / "film_shots_p9.png"
+    user_file.write_bytes(b"not ours")
+
+    def sheet(cuts):
+        return export_shots(store, tmp_path, "film", shots_from_cuts(cuts, frames), lambda: open_input(str(clip)).views(),
+                            24.0, 0, {"method": "file"}, "Spectral", Progress("quiet"))
+
+    paths = sheet(range(1, frames))
+    pages = [paths["contact"], tmp_path / "film_shots_p2.png", tmp_path / "film_shots_p3.png"]
+    assert sorted(tmp_path.glob("film_shots*.png")) == sorted([*pages, user_file])
+    full, _ = sheet_layout(PAGE_SHOTS, (160, 90))
+    assert [Image.open(p).size for p in pages] == [full, full, sheet_layout(4, (160, 90))[0]]
+    assert full[1] < 1400  # a page stays a page, whatever the number of shots
+    assert read_shots_json(paths["shots"])[0][-1] == Shot(99, 99, 100)
+    sheet(range(10, frames, 10))  # 10 shots now: one page
+    assert sorted(tmp_path.glob("film_shots*.png")) == sorted([paths["contact"], user_file])
+    assert user_file.read_bytes() == b"not ours"

@@ -34,7 +34,7 @@ from ..errors import EngineError
 from ..execution import Executor, UnitContext
 from ..latents import display_frame, resize
 from ..progress import Progress
-from ..shots.contact_sheet import contact_sheet, thumbnail
+from ..shots.contact_sheet import contact_sheets, page_path, thumbnail
 from ..shots.shots_json import write_shots_json
 from .chunks import time_chunks
 
@@ -264,26 +264,33 @@ def _relative(path: Path, root: Path) -> str:
 def export_shots(store: RunStore, out_dir: Path, name: str, shots: list, rgb: Callable[[], Iterator[FrameView]],
                  fps: float, start: int, source: dict, colormap: str, progress: Progress) -> dict[str, Path]:
     """``shots.json`` (start, end, frames, seconds of every shot) and a contact sheet: the RGB and
-    depth thumbnails of each shot's middle frame (one more pass over the input's frames).
-    Redone only when the shots, the colormap or the run (its manifest) changed."""
+    depth thumbnails of each shot's middle frame (one more pass over the input's frames), in
+    pages of ``contact_sheet.PAGE_SHOTS`` shots. Redone only when the shots, the colormap or the
+    run (its manifest) changed; pages an earlier sheet of more shots wrote beyond the new ones
+    are removed."""
     paths = {fmt: output_path(out_dir, name, fmt) for fmt in ("shots", "contact")}
     depth = store.array(layout.DEPTH)
-    unit = layout.export_unit("shots", params_key(name, [(s.start, s.stop) for s in shots], colormap,
-                                                  store.manifest), "done")
+    key = params_key(name, [(s.start, s.stop) for s in shots], colormap, store.manifest)
+    unit = layout.export_unit("shots", key, "done")
     if store.is_done(STAGE, unit) and all(p.exists() for p in paths.values()):
         return paths
     progress.note(f"writing {paths['shots'].name} and a contact sheet of {len(shots)} shot(s)")
     write_shots_json(paths["shots"], shots, fps, source, start)
-    middles = {s.middle: k for k, s in enumerate(shots)}
-    thumbnails: list = [None] * len(shots)
-    index = 0
-    for frame in rgb():  # views: frames other than the middles are decoded, never converted
-        if index in middles:
-            thumbnails[middles[index]] = (thumbnail(frame), np.asarray(depth[index]))
-        del frame
-        if index >= max(middles):
-            break
-        index += 1
-    contact_sheet(paths["contact"], thumbnails, shots, colormap)
-    store.mark_done(STAGE, unit)
+    middles = {s.middle: s for s in shots}
+
+    def tiles():  # views: frames other than the middles are decoded, never converted
+        for index, frame in enumerate(rgb()):
+            if index in middles:
+                yield middles[index], thumbnail(frame), thumbnail(np.asarray(depth[index]))
+            del frame
+            if index >= max(middles):
+                return
+
+    pages = contact_sheets(paths["contact"], tiles(), colormap)
+    for old, record in store.done_units(STAGE).items():  # an earlier sheet's records and extra pages
+        if old.startswith("shots-") and old != unit:
+            for page in range(len(pages), int(record.get("pages", 1))):
+                page_path(paths["contact"], page).unlink(missing_ok=True)
+            store.clear_unit(STAGE, old)
+    store.mark_done(STAGE, unit, {"pages": len(pages)})
     return paths
