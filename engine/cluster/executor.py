@@ -75,11 +75,16 @@ class ClusterExecutor:
     """Runs task functions on the workers of ``cluster``; records land in the bound store."""
 
     def __init__(self, cluster: Cluster, spec: ModelSpec):
+        """Connect and load the model on every worker now (so the first stage's time is its own
+        work, not start-up); ``facts`` describe the first worker's model."""
         self.cluster, self.spec, self.client = cluster, spec, cluster.client
         self.workers = max(1, cluster.workers)
         self.store: RunStore | None = None
-        self.facts: ModelFacts = self._wait(self.client.submit(probe, spec, pure=False,
-                                                               resources=cluster.resources))
+        addresses = list(self.client.scheduler_info(n_workers=-1)["workers"]) or [None]
+        probes = [self.client.submit(probe, spec, pure=False, resources=cluster.resources,
+                                     workers=address and [address], allow_other_workers=True)
+                  for address in addresses]
+        self.facts: ModelFacts = [self._wait(future) for future in probes][0]
 
     def bind(self, store: RunStore) -> None:
         """The run store tasks read and write (by path) and records go to."""
