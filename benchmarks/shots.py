@@ -40,7 +40,7 @@ from ..storage.run_store import RunStore
 
 SETTINGS = [("content", 27.0, 0), ("content", 45.0, 0), ("adaptive", 3.0, 0), ("adaptive", 2.0, 0),
             ("adaptive", 1.5, 0), ("content", 27.0, FLASH_FRAMES), ("adaptive", 2.0, FLASH_FRAMES),
-            ("adaptive", 1.5, FLASH_FRAMES), ("adaptive", 1.2, FLASH_FRAMES), ("adaptive", 1.8, FLASH_FRAMES)]
+            ("adaptive", 1.8, FLASH_FRAMES), ("adaptive", 1.5, FLASH_FRAMES), ("adaptive", 1.2, FLASH_FRAMES)]
 """(method, threshold, flash check frames) of each row of the accuracy table."""
 
 
