@@ -131,7 +131,7 @@ def executor_for(cfg: RunConfig, opts: ExecutionOptions, model: Model | None, cl
                          opts.threads or opened.threads, opened.pin_gpu)
 
     if cluster is not None:
-        yield ClusterExecutor(cluster, spec(cluster))
+        yield ClusterExecutor(cluster, spec(cluster), every_worker=False)
         return
     with open_cluster(opts.workers, opts.scheduler, opts.device) as opened:
         yield ClusterExecutor(opened, spec(opened))
@@ -158,8 +158,9 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
         starting = time.perf_counter()
         with executor_for(cfg, opts, model, cluster) as executor:
             if not isinstance(executor, LocalExecutor):
-                progress.note(f"units run as tasks on {executor.cluster.where}: started and the model loaded on "
-                              f"every worker in {time.perf_counter() - starting:.1f} s")
+                started = "" if cluster is not None else \
+                    f": started and the model loaded on every worker in {time.perf_counter() - starting:.1f} s"
+                progress.note(f"units run as tasks on {executor.cluster.where}{started}")
             return run_locked(video, Path(out_dir), cfg, opts, source, executor, progress, device_timer, started)
 
 

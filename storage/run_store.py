@@ -70,6 +70,10 @@ class CheckedArray:
         return self.zarr.dtype
 
     @property
+    def ndim(self) -> int:
+        return self.zarr.ndim
+
+    @property
     def unit(self) -> int:
         """Rows per shard (= per work unit) along axis 0."""
         return (self.zarr.shards or self.zarr.chunks)[0]

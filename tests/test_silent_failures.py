@@ -109,6 +109,11 @@ def test_lost_final_depth_is_recomputed_never_exported_as_zeros(finished, clip24
         (depth / "c" / "1" / "0" / "0").unlink()  # rows 8..15 (8 frames a shard)
     else:
         shutil.rmtree(depth)
+    np.save(tmp_path / "gt.npy", np.random.default_rng(0).uniform(1.0, 10.0, (24, 48, 64)).astype(np.float32))
+    scored = run_rdengine("eval", out, tmp_path / "gt.npy")  # never scores zeros for the lost rows
+    assert scored.returncode == 2 and "Traceback" not in scored.stderr, scored.stderr
+    assert scored.stderr.strip().splitlines()[-1].startswith(f"error: {out / 'run.zarr'}: damaged run store (array "
+                                                             "depth"), scored.stderr
     proc = process(clip24, "-o", out, "--save", "npy", "--save", "exr", ckpt=tiny_checkpoint)
     assert proc.returncode == 0, proc.stderr[-3000:]
     damage = [line for line in proc.stderr.splitlines() if line.startswith("warning: damaged data")]
