@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
 from .engine.config import DEFAULT_CHECKPOINT, DEVICE_FORMS, DTYPES, EXPORTS, EXR_COMPRESSIONS, EXR_DTYPES, \
     OUTPUT_KINDS, PRESETS, SHOT_MODES, ConfigError, ExecutionOptions, resolve_config, validate_options
-from .engine.errors import EngineError
+from .engine.errors import EngineError, output_folder
 from .engine.plan import SCRATCH_MODES
+from .engine.warning_lines import warnings_as_lines
 from .engine.eval.readers import EvalInputError
-from .storage.inputs import InputError
+from .storage.inputs import InputError, InputWarning
 
 USER_ERRORS = (EngineError, ConfigError, InputError, EvalInputError)
 LIST_OPTIONS = ("--dilations", "--snippet-len")
@@ -27,8 +29,16 @@ class Cli(click.Group):
     """Click group that turns user errors into one line on stderr and exit status 2."""
 
     def invoke(self, ctx: click.Context):
+        shown: set[str] = set()
+
+        def warn(text: str) -> None:  # once per distinct text
+            if text not in shown:
+                shown.add(text)
+                click.echo(f"warning: {text}", err=True)
+
         try:
-            return super().invoke(ctx)
+            with warnings_as_lines(warn):
+                return super().invoke(ctx)
         except USER_ERRORS as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
@@ -99,7 +109,8 @@ def process_options(fn):
                           "(frame numbers, CSV with timecodes or frames, or a CMX3600 EDL); snippets never cross a "
                           "cut and each shot is aligned on its own"),
         click.option("--shot-threshold", type=float,
-                     help="cut detection threshold (PySceneDetect content detector; default 27, lower finds more)"),
+                     help="cut detection threshold: how many times a frame's change exceeds its neighbours' "
+                          "(PySceneDetect adaptive detector; default 1.5, lower finds more)"),
         click.option("--normalize", type=click.Choice(["shot", "global"]), default="shot", show_default=True,
                      help="map each shot's depth to [-1, 1], or use one range over the whole video"),
         click.option("--reproduce", is_flag=True,
@@ -260,7 +271,9 @@ def process(video: str, out_dir: Path, **kw) -> None:
     from .storage.inputs import open_input
 
     cfg, opts, note = configs_from(kw)
-    open_input(video, stream=cfg.stream, fps=opts.fps)  # a bad input is said before anything else
+    with warnings.catch_warnings():  # the run says the input's warnings
+        warnings.simplefilter("ignore", InputWarning)
+        open_input(video, stream=cfg.stream, fps=opts.fps)  # a bad input is said before anything else
     if note:
         click.echo(f"note: {note}", err=True)
     print_summary(process_video(video, out_dir, cfg, opts))
@@ -275,7 +288,7 @@ def process(video: str, out_dir: Path, **kw) -> None:
 @click.option("--overwrite", is_flag=True, help="replace an existing folder at PATH")
 def make_checkpoint(path: Path, size: str, seed: int, overwrite: bool) -> None:
     """Write a random-weight checkpoint in the real RollingDepth layout (depth is meaningless)."""
-    from .engine.pipeline import describe_os_error
+    from .engine.errors import describe_os_error
     from .engine.testing.random_checkpoint import write_random_checkpoint
 
     if path.exists() and not (path.is_dir() and not any(path.iterdir())) and not overwrite:
@@ -304,7 +317,7 @@ def demo(out_dir: Path, frames: int, quiet: bool) -> None:
               "it proves the pipeline runs. Use --checkpoint prs-eth/rollingdepth-v1-0 (or a local copy) "
               "with `rdengine process` for real depth.")
     click.secho(banner, fg="yellow", err=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    output_folder(out_dir)
     checkpoint = out_dir / "tiny-checkpoint"
     if not (checkpoint / "model_index.json").exists():
         write_random_checkpoint(checkpoint)
@@ -335,8 +348,8 @@ def demo(out_dir: Path, frames: int, quiet: bool) -> None:
 def evaluate(pred, gt, pairs_csv, pred_root, gt_root, out_dir, depth_scale, min_depth, max_depth, crop, masks,
              per_shot):
     """Score predictions against ground truth with the paper's protocol (one affine fit per video)."""
-    from .engine.eval.evaluate import evaluate_many, evaluate_video, format_summary_table, pair_folders, parse_crop, \
-        read_pairs_csv
+    from .engine.eval.evaluate import evaluate_many, evaluate_video, pair_folders, parse_crop, read_pairs_csv, \
+        report_text
 
     options = dict(depth_scale=depth_scale, min_depth=min_depth, max_depth=max_depth, crop=parse_crop(crop),
                    mask_path=list(masks) or None, per_shot=per_shot)
@@ -345,11 +358,11 @@ def evaluate(pred, gt, pairs_csv, pred_root, gt_root, out_dir, depth_scale, min_
     elif pred_root and gt_root:
         pairs = pair_folders(pred_root, gt_root)
     elif pred and gt:
-        click.echo(format_summary_table([evaluate_video(pred, gt, out_dir=out_dir, **options)]))
+        click.echo(report_text([evaluate_video(pred, gt, out_dir=out_dir, **options)], per_shot))
         return
     else:
         raise EvalInputError("give PRED GT, or --list CSV, or --pred-root and --gt-root")
-    click.echo(format_summary_table(evaluate_many(pairs, out_dir, **options)))
+    click.echo(report_text(evaluate_many(pairs, out_dir, **options), per_shot))
 
 
 @cli.command()
@@ -374,7 +387,7 @@ def batch(inputs: tuple[str, ...], out_root: str, workers: int | None, scheduler
     report = run_batch(inputs, out_root, cfg, opts, workers=workers, scheduler=scheduler, cache_dir=cache_dir,
                        split_frames=split_frames)
     click.echo(format_table(report))
-    if report.failed:
+    if report.failed or report.kept:  # not every video was processed as asked
         raise SystemExit(1)
 
 
@@ -428,7 +441,8 @@ def bench() -> None:
 @click.argument("video", required=False, type=click.Path(path_type=str))
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True,
               help="settings preset, as for `process`")
-@click.option("--frames", type=int, help="frames (synthetic clip length, default 250; with VIDEO: the first N)")
+@click.option("--frames", type=click.IntRange(min=1),
+              help="frames (synthetic clip length, default 250; with VIDEO: the first N)")
 @click.option("--res", type=int, help="processing resolution (default: the preset's; synthetic: the clip's)")
 @click.option("--clip-size", default=None, help="synthetic clip WxH (default 768x432 on CUDA, 128x96 on CPU)")
 @click.option("--batch-size", type=int, help="snippets per UNet call (default: from device memory)")
@@ -469,7 +483,8 @@ def bench_pipeline(video, preset, frames, res, clip_size, batch_size, repeat, mo
 
 
 @bench.command("scaling")
-@click.option("--frames", "counts", type=int, multiple=True, help="frame counts (repeatable; default 250 1000 4000)")
+@click.option("--frames", "counts", type=click.IntRange(min=1), multiple=True,
+              help="frame counts (repeatable; default 250 1000 4000)")
 @click.option("--width", type=int, default=128, show_default=True, help="synthetic clip width (px)")
 @click.option("--height", type=int, default=96, show_default=True, help="synthetic clip height (px)")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True,
@@ -486,7 +501,7 @@ def bench_scaling(counts, width, height, preset, threads, json_path) -> None:
 @bench.command("batch-size")
 @click.option("--sizes", default="1,2,4,8,16", show_default=True, callback=int_list,
               help="snippets per UNet call to time")
-@click.option("--frames", type=int, default=600, show_default=True, help="synthetic clip length")
+@click.option("--frames", type=click.IntRange(min=1), default=600, show_default=True, help="synthetic clip length")
 @click.option("--width", type=int, default=128, show_default=True, help="synthetic clip width (px)")
 @click.option("--height", type=int, default=96, show_default=True, help="synthetic clip height (px)")
 @click.option("--model", default="tiny", show_default=True, help="tiny, full-random or a checkpoint folder / hub id")

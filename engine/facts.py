@@ -63,8 +63,15 @@ class RunFacts:
     @classmethod
     def from_info(cls, info: dict) -> "RunFacts":
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        values = {k: _typed(k, v) for k, v in info.items() if k in known}
-        return cls(**values, extra={k: v for k, v in info.items() if k not in known})
+        values, extra = {}, {}
+        for key, value in info.items():
+            try:
+                values[key] = _typed(key, value) if key in known else None
+            except (KeyError, TypeError, ValueError):  # damaged: the fact counts as undecided
+                values[key] = None
+            if key not in known or (values[key] is None and value is not None):
+                extra[key] = value
+        return cls(**{k: v for k, v in values.items() if k in known and (v is not None or k not in extra)}, extra=extra)
 
     @classmethod
     def read(cls, store: RunStore) -> "RunFacts":

@@ -118,6 +118,11 @@ def stage_progress(store: RunStore, cfg, plan) -> list[tuple[str, int, int | Non
     return rows
 
 
+def size_text(size) -> str:
+    """``HxW`` of a recorded ``(height, width)``; ``?`` when the store does not say."""
+    return f"{size[0]}x{size[1]}" if isinstance(size, (list, tuple)) and len(size) == 2 else "?"
+
+
 def describe(store: RunStore) -> list[str]:
     m, facts = store.manifest, RunFacts.read(store)
     cfg = m.get("config", {})
@@ -128,14 +133,15 @@ def describe(store: RunStore) -> list[str]:
              f"identity {str(m.get('input', {}).get('identity'))[:16]}",
              "config      " + ", ".join(f"{k}={v}" for k, v in cfg.items()),
              f"config hash {m.get('config_hash')}"]
-    if facts.num_frames is not None and facts.frame_size:
-        frame, depth, latent = facts.frame_size, facts.depth_size, facts.latent_size
-        lines.append(f"frames      {facts.num_frames} at {frame[0]}x{frame[1]}, depth {depth[0]}x{depth[1]} "
-                     f"({facts.geometry}), latents {latent[0]}x{latent[1]}")
+    if facts.num_frames is not None:
+        frame, depth, latent = (size_text(size) for size in (facts.frame_size, facts.depth_size, facts.latent_size))
+        lines.append(f"frames      {facts.num_frames} at {frame}, depth {depth} ({facts.geometry or '?'}), "
+                     f"latents {latent}")
     if facts.plan is not None:
         kinds = {kind: facts.plan.scratch.count(kind) for kind in ("depth", "latent") if kind in facts.plan.scratch}
-        lines.append(f"plan        batch {facts.plan.batch_size}, scratch {', '.join(f'{k} for {n} shot(s)' for k, n in kinds.items())}"
-                     f" (budget {human(facts.plan.scratch_budget)})")
+        lines.append(f"plan        batch {facts.plan.batch_size}, scratch "
+                     f"{', '.join(f'{k} for {n} shot(s)' for k, n in kinds.items())} (budget "
+                     f"{human(facts.plan.scratch_budget)})")
     for problem in (facts.decoding or {}).get("problems", []):
         lines.append(f"decoding    {problem}")
     for note in facts.notes:

@@ -10,7 +10,6 @@ rerunning the same command resumes.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import time
 import warnings
@@ -30,7 +29,7 @@ from ..storage.run_store import DamagedData, DamagedStore, RunStore, StoreMismat
 from .allocator import return_free_memory
 from .clip import recording_times, select_clip
 from .config import SHOT_MODES, ExecutionOptions, RunConfig
-from .errors import EngineError
+from .errors import EngineError, describe_os_error, write_remedy
 from .execution import Executor, LocalExecutor, torch_threads
 from .facts import RunFacts
 from .model import Model, load_model
@@ -47,6 +46,7 @@ from .stages import table
 from .stages.export import finish
 from .stages.ingest import frame_geometry, ingest
 from .stages.snippets import DeviceTimer, SnippetStream
+from .warning_lines import warnings_as_lines
 
 RUN_REPAIRS = 3  # damaged data found in one run more often than this: the disk is failing
 
@@ -79,40 +79,23 @@ def build_manifest(cfg: RunConfig, path: str, source: FrameSource, checkpoint: d
     return manifest
 
 
-WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file too large (size limit)",
-                errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
-                errno.EIO: "input/output error"}
-
-
-def describe_os_error(exc: OSError) -> str:
-    """One line for an OSError: what happened and to which file."""
-    what = WRITE_ERRNOS.get(exc.errno) or exc.strerror or str(exc)
-    return f"{what} ({exc.filename})" if exc.filename else what
-
-
 @contextmanager
 def write_errors_as_engine_errors(store_path: Path):
     """Turn OSError (disk full, size limit, quota, I/O) into one resumable-run message."""
     try:
         yield
     except OSError as exc:
-        raise EngineError(f"cannot write to run store {store_path}: {describe_os_error(exc)}; the store is "
-                          f"left resumable: free space and rerun the same command to continue") from None
+        raise EngineError(f"cannot write to run store {store_path}: {describe_os_error(exc)}; "
+                          f"{write_remedy(exc)}") from None
 
 
 @contextmanager
 def input_warnings(progress: Progress):
-    """Input warnings (e.g. a numbering gap) as one ``warning:`` each, through ``progress``."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, InputWarning):
-                    progress.warning(str(w.message))
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    """Every warning shown while inside as one ``warning:`` line through ``progress`` (input
+    warnings such as a numbering gap always, others as Python's filters decide)."""
+    with warnings_as_lines(progress.warning), warnings.catch_warnings():
+        warnings.simplefilter("always", InputWarning)
+        yield
 
 
 @contextmanager
@@ -133,7 +116,7 @@ def executor_for(cfg: RunConfig, opts: ExecutionOptions, model: Model | None, cl
                          opts.threads or opened.threads, opened.pin_gpu)
 
     if cluster is not None:
-        yield ClusterExecutor(cluster, spec(cluster))
+        yield ClusterExecutor(cluster, spec(cluster), every_worker=False)
         return
     with open_cluster(opts.workers, opts.scheduler, opts.device) as opened:
         yield ClusterExecutor(opened, spec(opened))
@@ -159,9 +142,13 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
     progress = Progress(opts.progress, stream=progress_stream)
     with progress, input_warnings(progress):
         source = open_input(video, stream=cfg.stream, fps=opts.fps)
+        cut_points(cfg, source.info.fps)  # a typo is said before any work, not after the ingest
+        starting = time.perf_counter()
         with executor_for(cfg, opts, model, cluster) as executor:
             if not isinstance(executor, LocalExecutor):
-                progress.note(f"units run as tasks on {executor.cluster.where}")
+                startup = "" if cluster is not None else \
+                    f": started and the model loaded on every worker in {time.perf_counter() - starting:.1f} s"
+                progress.note(f"units run as tasks on {executor.cluster.where}{startup}")
             return run_locked(video, Path(out_dir), cfg, opts, source, executor, progress, device_timer, started,
                               on_shot)
 

@@ -74,7 +74,8 @@ class ShardLocks:
 
 
 class CheckedArray:
-    """A Zarr array whose reads raise ``DamagedData`` instead of returning damaged chunks."""
+    """A Zarr array whose reads raise ``DamagedData`` instead of returning damaged chunks, or
+    fill values for a shard whose file is missing (a lost or partly copied store)."""
 
     def __init__(self, name: str, array: zarr.Array, locks: ShardLocks | None = None):
         self.name, self.zarr, self.locks = name, array, locks
@@ -88,18 +89,20 @@ class CheckedArray:
         return self.zarr.dtype
 
     @property
+    def ndim(self) -> int:
+        return self.zarr.ndim
+
+    @property
     def unit(self) -> int:
         """Rows per shard (= per work unit) along axis 0."""
         return (self.zarr.shards or self.zarr.chunks)[0]
 
     def __getitem__(self, selection):
+        first, stop = self._rows(selection)
+        self._check_shards(first, stop)
         try:
             return self.zarr[selection]
         except (ValueError, RuntimeError, IndexError, KeyError) as exc:  # checksum, codec or index damage
-            rows = selection[0] if isinstance(selection, tuple) else selection
-            first = rows.start or 0 if isinstance(rows, slice) else int(np.min(rows))
-            stop = (rows.stop if rows.stop is not None else self.shape[0]) if isinstance(rows, slice) \
-                else int(np.max(rows)) + 1
             raise DamagedData(self.name, first, stop, str(exc).splitlines()[0][:120]) from None
 
     def rows(self, indices: np.ndarray) -> np.ndarray:
@@ -108,12 +111,52 @@ class CheckedArray:
         if not len(indices):
             return np.empty((0, *self.shape[1:]), dtype=self.dtype)
         unique, inverse = np.unique(indices, return_inverse=True)
+        unit = self.unit
+        for shard in np.unique(unique // unit):
+            self._check_shards(int(shard) * unit, int(shard) * unit + 1)
         try:
             values = self.zarr.get_orthogonal_selection((unique,) + (slice(None),) * (len(self.shape) - 1))
         except (ValueError, RuntimeError, IndexError, KeyError) as exc:
             raise DamagedData(self.name, int(unique[0]), int(unique[-1]) + 1,
                               str(exc).splitlines()[0][:120]) from None
         return values[inverse]
+
+    def _rows(self, selection) -> tuple[int, int]:
+        """Rows ``[first, stop)`` along axis 0 that ``selection`` reads (0-dim arrays: ``(0, 1)``)."""
+        length = self.shape[0] if self.shape else 1
+        rows = selection[0] if isinstance(selection, tuple) and selection else selection
+        if isinstance(rows, slice):
+            first, stop, _ = rows.indices(length)
+            return first, max(first, stop)
+        if rows is Ellipsis or (isinstance(rows, tuple) and not rows):
+            return 0, length
+        index = np.asarray(rows)
+        if index.dtype == bool or not index.size:
+            return 0, length if index.dtype == bool else 0
+        index = np.where(index < 0, index + length, index)
+        return int(index.min()), int(index.max()) + 1
+
+    def shard_file(self, shard: int) -> Path | None:
+        """The file of shard ``shard`` (rows ``[shard * unit, (shard + 1) * unit)``; the only chunk of
+        a 0-dim array); None when the array does not live in a local folder."""
+        root = getattr(self.zarr.store, "root", None)
+        if root is None:
+            return None
+        key = self.zarr.metadata.encode_chunk_key((shard,) + (0,) * (self.zarr.ndim - 1) if self.zarr.ndim else ())
+        return Path(root) / self.zarr.path / key
+
+    def _check_shards(self, first: int, stop: int) -> None:
+        """Every shard holding rows ``[first, stop)`` must have its file (one stat per shard; an
+        array is written whole shards at a time, each before the record vouching for it)."""
+        unit = self.unit if self.shape else 1
+        if stop <= first or not unit:
+            return
+        missing = [s for s in range(first // unit, -(-stop // unit))
+                   if (path := self.shard_file(s)) is not None and not path.exists()]
+        if missing:
+            rows = self.shape[0] if self.shape else 1
+            raise DamagedData(self.name, missing[0] * unit, min((missing[-1] + 1) * unit, rows),
+                              f"shard file {self.shard_file(missing[0])} is missing")
 
     def write(self, first: int, data: np.ndarray) -> None:
         """Rows ``[first, first + len(data))``; a shard written in part is locked while it is rewritten."""
@@ -216,13 +259,13 @@ class RunStore:
         return (self.path / name / "zarr.json").is_file()
 
     def _open_array(self, name: str) -> zarr.Array:
-        """The Zarr array ``name``; unreadable metadata raises ``DamagedData`` for all its rows."""
+        """The Zarr array ``name``; unreadable metadata, or no array at all (records may vouch
+        for its rows), raises ``DamagedData`` for all its rows."""
         try:
             return self.root[name]
         except (ValueError, TypeError, KeyError, OSError) as exc:
-            if not self.has(name):
-                raise
-            raise DamagedData(name, 0, ALL_ROWS, str(exc).splitlines()[0][:100], metadata=True) from None
+            reason = str(exc).splitlines()[0][:100] if self.has(name) else f"the array is missing from {self.path}"
+            raise DamagedData(name, 0, ALL_ROWS, reason, metadata=True) from None
 
     def array(self, name: str) -> CheckedArray:
         return CheckedArray(name, self._open_array(name), self.locks)

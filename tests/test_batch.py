@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rdengine.engine.batch.archive import ArchiveVideo, archive_videos, name_videos
+from rdengine.engine.batch.archive import ArchiveVideo, Found
+from rdengine.engine.batch.names import archive_videos, assign_names
 from rdengine.engine.batch.run import is_finished, run_video
 from rdengine.engine.config import ExecutionOptions, resolve_config
 from rdengine.engine.errors import EngineError
@@ -58,6 +59,13 @@ def npy_outputs(out: Path) -> dict[str, bytes]:
     return {p.parent.name: p.read_bytes() for p in sorted(out.glob("*/*_depth.npy"))}
 
 
+def npy_by_source(out: Path) -> dict[str, bytes]:
+    """Each video's depth by its source (the output folder names of ``batch_names.json``)."""
+    names = json.loads((out / "batch_names.json").read_text())["names"]
+    return {source: (out / name / f"{Path(source).stem}_depth.npy").read_bytes() for source, name in names.items()
+            if (out / name / f"{Path(source).stem}_depth.npy").exists()}
+
+
 # ------------------------------------------------------------------ inputs and names (no cluster)
 
 
@@ -81,9 +89,10 @@ def test_names_are_deterministic_and_never_collide(archive):
     assert names == {"a/clip.mp4": "a__clip", "b/clip.mp4": "b__clip", "c/other.mp4": "c__other",
                      "bad/corrupt.mp4": "bad__corrupt"}
     # same names whatever the listing order; separator clashes and same stems get a hash of the location
-    tricky = ["/v/a__b.mp4", "/v/a/b.mp4", "/v/x.mp4", "/v/x.mov", "s3://bucket/v/x.mp4"]
-    first = name_videos(tricky)
-    assert [v.name for v in name_videos(tricky)] == [v.name for v in first]
+    tricky = [Found("/v/a__b.mp4", "a__b.mp4"), Found("/v/a/b.mp4", "a/b.mp4"), Found("/v/x.mp4", "x.mp4"),
+              Found("/v/x.mov", "x.mov"), Found("s3://bucket/v/x.mp4", "x.mp4")]
+    first = assign_names(tricky)
+    assert [v.name for v in assign_names(tricky[::-1])][::-1] == [v.name for v in first]
     assert len({v.name.lower() for v in first}) == len(tricky)
     assert first[0].name.startswith("a__b-") and first[2].name.startswith("x-")
 
@@ -137,7 +146,7 @@ def test_local_cluster_batch_fails_the_corrupt_video_alone(first_batch, archive)
 
 
 def test_killed_batch_resumes_and_matches_an_uninterrupted_one(first_batch, archive, tiny_checkpoint, tmp_path):
-    reference = npy_outputs(first_batch[0])
+    reference = npy_by_source(first_batch[0])
     out = tmp_path / "out"
     listing = tmp_path / "good.txt"
     listing.write_text("".join(f"{archive / rel}\n" for rel in GOOD))
@@ -166,7 +175,7 @@ def test_killed_batch_resumes_and_matches_an_uninterrupted_one(first_batch, arch
     assert all(s in ("done", "skipped") for s in status.values()) and len(status) == 3
     assert {p: p.stat().st_mtime_ns for p in finished} == before  # finished videos were not recomputed
     assert {n: p.stat().st_mtime_ns for n, p in store_before.items()} == stamps
-    assert npy_outputs(out) == reference  # byte-identical to the uninterrupted batch
+    assert npy_by_source(out) == reference  # byte-identical to the uninterrupted batch
 
 
 # ------------------------------------------------------------------ an existing cluster
@@ -196,10 +205,9 @@ def test_existing_scheduler_and_worker_processes(first_batch, archive, tiny_chec
         assert proc.returncode == 0, proc.stderr[-3000:]
         report = json.loads((out / "batch_report.json").read_text())
         assert report["cluster"] == f"scheduler {address}" and report["done"] == 2
-        outputs = npy_outputs(out)
-        assert set(outputs) == {"a__clip", "c__other"}
-        reference = npy_outputs(first_batch[0])
-        assert outputs == {k: reference[k] for k in outputs}
+        assert set(npy_outputs(out)) == {"clip", "other"}  # files named directly keep their own names
+        outputs, reference = npy_by_source(out), npy_by_source(first_batch[0])
+        assert len(outputs) == 2 and outputs == {k: reference[k] for k in outputs}
     finally:
         for p in reversed(procs):
             try:
@@ -317,7 +325,7 @@ def test_ctrl_c_ends_a_batch_with_one_line_and_it_resumes(archive, tiny_checkpoi
         assert noise not in stderr, stderr[-3000:]
     rerun = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert set(npy_outputs(out)) == {"a__clip", "c__other"}
+    assert set(npy_outputs(out)) == {"clip", "other"}  # names under the folders named
 
 
 def test_scheduler_address_errors_are_one_line(tmp_path, tiny_checkpoint):
@@ -333,3 +341,117 @@ def test_scheduler_address_errors_are_one_line(tmp_path, tiny_checkpoint):
     assert unreachable.returncode == 2 and "Traceback" not in unreachable.stderr, unreachable.stderr
     assert unreachable.stderr.strip().splitlines()[-1].startswith(
         f"error: cannot reach the Dask scheduler at {nobody} within 2 s")
+
+
+# ------------------------------------------------------------------ issue 28: loops, stable names, BOMs, kept outputs
+
+
+def clip_at(path: Path, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_clip(path, **kw)
+
+
+
+def test_symlink_loops_never_repeat_a_video(tmp_path):
+    root = tmp_path / "archive"
+    (root / "shots" / "deep").mkdir(parents=True)
+    clip_at(root / "shots" / "deep" / "clip.mp4", frames=2)
+    (root / "shots" / "deep" / "loop").symlink_to(root)  # a link back to the top
+    (root / "alias").symlink_to(root / "shots")  # the same folder under a second name
+    for inputs in ([str(root / "**" / "*.mp4")], [str(root)], [str(root / "**")], [f"{root}/*/deep/*.mp4"]):
+        videos = archive_videos(inputs)
+        assert [v.source for v in videos] in ([str(root / "alias" / "deep" / "clip.mp4")],
+                                              [str(root / "shots" / "deep" / "clip.mp4")]), (inputs, videos)
+
+
+def test_a_list_file_with_a_byte_order_mark(archive, tmp_path):
+    listing = tmp_path / "videos.txt"
+    listing.write_bytes("\ufeff".encode() + f"{archive / 'a/clip.mp4'}\r\n{archive / 'c'}\r\n".encode())
+    assert [v.source for v in archive_videos([str(listing)])] == [str(archive / "a/clip.mp4"),
+                                                                  str(archive / "c/other.mp4")]
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9.mp4\n".encode("latin-1"))
+    with pytest.raises(EngineError, match="not UTF-8 text"):
+        archive_videos([str(latin)])
+
+
+def test_names_never_change_when_other_inputs_appear(tmp_path):
+    """A new subfolder, a same-named video and another argument leave every given name as it was."""
+    root, out = tmp_path / "archive", tmp_path / "out"
+    clip_at(root / "day1" / "clip.mp4", frames=2)
+    first = {v.source: v.name for v in archive_videos([str(root)], str(out))}
+    assert first == {str(root / "day1" / "clip.mp4"): "day1__clip"}
+    clip_at(root / "day2" / "clip.mp4", frames=2, seed=1)  # the common folder of all videos is now root
+    clip_at(tmp_path / "elsewhere" / "day1__clip.mp4", frames=2, seed=2)  # wants the same name
+    again = {v.source: v.name for v in archive_videos([str(root), str(tmp_path / "elsewhere")], str(out))}
+    assert again[str(root / "day1" / "clip.mp4")] == "day1__clip"
+    assert again[str(root / "day2" / "clip.mp4")] == "day2__clip"
+    assert again[str(tmp_path / "elsewhere" / "day1__clip.mp4")].startswith("day1__clip-")
+    alone = {v.source: v.name for v in archive_videos([str(root / "day1" / "clip.mp4")], str(out))}
+    assert alone == {str(root / "day1" / "clip.mp4"): "day1__clip"}  # named once, kept whatever the INPUT
+
+
+def test_runs_made_before_the_name_index_are_found_again(tmp_path):
+    """An output folder named by the old common-root rule keeps being used for its video."""
+    from rdengine.storage.inputs import open_input
+    from rdengine.storage.run_store import RunStore
+
+    root, out = tmp_path / "archive", tmp_path / "out"
+    video = clip_at(root / "only" / "take.mp4", frames=2)
+    store = RunStore.create_or_resume(out / "take" / "run.zarr", {"input": {"name": "take.mp4", "identity": "x"}})
+    store.update_info(input_stat=open_input(str(video)).stat())
+    other = RunStore.create_or_resume(out / "only__take" / "run.zarr", {"input": {"name": "take.mp4"}})
+    other.update_info(input_stat=[[1, 2]])  # another video's old run: never adopted
+    assert [v.name for v in archive_videos([str(root)], str(out))] == ["take"]
+    assert json.loads((out / "batch_names.json").read_text())["names"] == {str(video): "take"}
+
+
+def test_a_sequence_folder_with_dots_is_finished_on_a_rerun_and_a_refused_rerun_keeps_outputs(tmp_path,
+                                                                                               tiny_checkpoint):
+    from PIL import Image
+
+    from rdengine.engine.testing.synthetic_clip import synthetic_frames
+
+    plates = tmp_path / "plate.v2"
+    plates.mkdir()
+    for number, frame in enumerate(synthetic_frames(6, 64, 48), start=1):
+        Image.fromarray(frame).save(plates / f"f_{number:03d}.png")
+    cfg = resolve_config("fast", res=64, dtype="fp32", dilations=(1,), checkpoint=str(tiny_checkpoint))
+    opts = ExecutionOptions(device="cpu", batch_size=4, save=("npy",), progress="quiet")
+    out = tmp_path / "out" / "plate.v2"
+    video = ArchiveVideo(str(plates), "plate.v2")
+    assert run_video(video, str(out), cfg, opts, None)["status"] == "done"
+    assert (out / "plate.v2_depth.npy").exists() and is_finished(str(out), cfg, opts, str(plates))
+    assert run_video(video, str(out), cfg, opts, None)["status"] == "skipped"
+    before = (out / "plate.v2_depth.npy").read_bytes()
+    other = resolve_config("fast", res=32, dtype="fp32", dilations=(1,), checkpoint=str(tiny_checkpoint))
+    refused = run_video(video, str(out), other, opts, None)
+    assert refused["status"] == "kept" and refused["frames"] == 6, refused
+    assert "different config" in refused["error"] and "earlier run are kept" in refused["error"]
+    assert (out / "plate.v2_depth.npy").read_bytes() == before
+    (out / "plate.v2_depth.npy").unlink()  # outputs no longer intact: a plain failure
+    assert run_video(video, str(out), other, opts, None)["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_a_killed_worker_leaves_no_leaked_semaphore_warning(tmp_path, tiny_checkpoint):
+    """The root of the Ctrl-C noise: a worker killed after writing chunks must own no semaphore
+    registered with the tracker of the batch process (it prints "leaked semaphore" at exit)."""
+    import psutil
+
+    video = write_clip(tmp_path / "clip.mp4", frames=24, width=64, height=48)
+    args = [sys.executable, "-m", "rdengine.cli", "batch", str(video), "-o", str(tmp_path / "out"), "--workers", "1",
+            *engine_args(tiny_checkpoint), "--unit-frames", "8"]
+    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "[clip] [snippets]" in line:  # the worker has written chunks of rgb_latents
+            break
+    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+    assert len(workers) == 1, seen
+    workers[0].kill()
+    _, rest = proc.communicate(timeout=300)
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 0, stderr[-3000:]  # Dask ran the video again on the restarted worker
+    assert "leaked semaphore" not in stderr and "resource_tracker" not in stderr, stderr[-3000:]

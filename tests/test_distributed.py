@@ -5,6 +5,7 @@ worker processes, also when a worker is killed in the middle of the snippet stag
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -51,7 +52,12 @@ def test_local_cluster_gives_the_bytes_of_one_process(video, tiny_checkpoint, si
     proc = run_rdengine("process", video, "-o", out, "--checkpoint", tiny_checkpoint, *ENGINE, "--workers", "2",
                         "--log-format", "plain")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "units run as tasks on local cluster, 2 workers" in proc.stderr
+    lines = proc.stderr.splitlines()
+    started = [k for k, line in enumerate(lines) if re.fullmatch(
+        r"note: units run as tasks on local cluster, 2 workers \(slot=1 each\): started and the model loaded on "
+        r"every worker in \d+\.\d s", line)]
+    ingest = [k for k, line in enumerate(lines) if line.startswith("[ingest] start")]
+    assert len(started) == 1 and ingest and started[0] < ingest[0], proc.stderr[-3000:]  # start-up apart from ingest
     assert "[snippets] done" in proc.stderr and "[refine-decode] done" in proc.stderr
     assert outputs(out).keys() == single.keys() and outputs(out) == single
     assert not (out / "run.zarr.lock").exists()

@@ -356,7 +356,7 @@ def test_sequence_errors(tmp_path):
     with pytest.raises(InputError, match=re.escape(f"{tmp_path}/ mixes image types (.jpg, .png)")):
         open_input(str(tmp_path))
     (tmp_path / "a_2.jpg").rename(tmp_path / "b_1.png")
-    several = "holds 2 sequences (a_#.png, b_#.png): give a pattern such as a_%04d.png"
+    several = f"holds 2 sequences (a_#.png, b_#.png): give a pattern such as {tmp_path}/a_%d.png"  # one that matches
     with pytest.raises(InputError, match=re.escape(several)):
         open_input(str(tmp_path))
     with pytest.raises(InputError, match="no image files"):

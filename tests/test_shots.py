@@ -18,7 +18,8 @@ from rdengine.engine.shots.detector import CutDetector, default_min_shot
 from rdengine.engine.shots.model import Shot, plan_shot_snippets, shot_refinement_dilations, shots_from_cuts
 from rdengine.engine.shots.shots_json import read_shots_json, write_shots_json
 from rdengine.engine.snippets import SnippetGroup, plan_snippets, refinement_dilations, uncovered_frames
-from rdengine.engine.testing.synthetic_clip import encode_frames, synthetic_edit, synthetic_frames
+from rdengine.engine.testing.synthetic_clip import edit_frames, encode_frames, synthetic_edit, synthetic_frames
+from rdengine.storage.inputs import open_input
 from rdengine.storage.exporters.colour_video import colour_table
 
 FPS = 12
@@ -78,6 +79,28 @@ def test_one_scene_with_motion_has_no_cuts(one_scene, method):
     assert detect(one_scene, method) == []
 
 
+def test_the_hard_cut_after_fast_motion_is_found_in_a_real_encoded_clip(tmp_path):
+    """Fast jerky pans, then hard cuts (to a calm shot, and between two fast shots), a flash: the
+    default detector finds every cut and no flash; the content detector misses the cut between the
+    fast shots (its flash filter merges it into the motion)."""
+    edit = edit_frames([("fast", 30), ("calm", 30), ("fast", 30), ("fast", 30)], ["cut", "cut", "cut"], 192, 108,
+                       seed=3, flashes=[(45, 2)])
+    assert [t.start for t in edit.transitions] == [30, 60, 90] and edit.transitions[0].after_fast
+    clip = encode_frames(tmp_path / "action.mp4", edit.frames, fps=24)
+    frames = [view.array() for view in open_input(str(clip)).views()]
+    assert len(frames) == 120
+
+    def cuts(**kw) -> list[int]:
+        det = CutDetector(fps=24, **kw)
+        for i, frame in enumerate(frames):
+            det.feed(i, frame)
+        return det.cuts()
+
+    assert cuts() == [30, 60, 90]
+    assert 90 not in cuts(method="content")  # fast -> fast
+    assert 45 in cuts(flash_frames=0)  # what the flash check drops
+
+
 def test_large_frames_are_downscaled_and_give_the_same_cuts():
     frames, cuts = synthetic_edit(SHOT_LENGTHS, 400, 240, seed=1)
     det = CutDetector("content", fps=FPS)
@@ -106,7 +129,8 @@ def test_min_shot_keeps_only_the_first_cut_of_a_flash():
 
 def test_detector_arguments_and_order_are_checked():
     assert default_min_shot(30) == 15 and default_min_shot(24) == 12 and default_min_shot(None) == 15
-    assert CutDetector("content").threshold == 27.0 and CutDetector("adaptive").threshold == 3.0
+    assert CutDetector("content").threshold == 27.0 and CutDetector("adaptive").threshold == 1.5
+    assert CutDetector().method == "adaptive" and CutDetector().flash_frames == 2
     with pytest.raises(ValueError, match="unknown cut detection method"):
         CutDetector("histogram")
     det = CutDetector("content", fps=FPS)
@@ -138,7 +162,7 @@ def test_pyscenedetect_06_frame_number_api(monkeypatch):
             return [frame_num - 1]
 
     monkeypatch.setattr(scenedetect.detectors, "ContentDetector", Legacy)
-    det = CutDetector("content", fps=FPS)
+    det = CutDetector("content", fps=FPS, flash_frames=0)  # the frames never change: every cut would be a flash
     red = np.zeros((H, W, 3), np.uint8)
     red[..., 0] = 255
     assert [c for i in range(3, 10) for c in det.feed(i, red)] == [5]
@@ -446,3 +470,39 @@ def test_contact_sheet_has_one_tile_per_shot(tmp_path, edit, detected, columns):
     assert not np.array_equal(thumbs[0][0], thumbs[1][0]) and not np.array_equal(thumbs[1][0], thumbs[2][0])
     with pytest.raises(ValueError, match="one thumbnail per shot"):
         contact_sheet(path, thumbs[:2], shots)
+
+
+def test_contact_sheet_of_many_shots_comes_in_pages_of_a_fixed_size(tmp_path):
+    """100 one-frame shots: three pages (48, 48, 4 tiles) of thumbnails, not one 33000-px picture;
+    a later sheet of 10 shots removes the pages it no longer has, and only those."""
+    from rdengine.engine.progress import Progress
+    from rdengine.engine.shots.contact_sheet import PAGE_SHOTS
+    from rdengine.engine.stages.export import export_shots
+    from rdengine.storage import layout
+    from rdengine.storage.inputs import open_input
+    from rdengine.storage.run_store import RunStore
+
+    frames = 100
+    clip = encode_frames(tmp_path / "film.mp4", synthetic_frames(frames, 320, 180), fps=24)
+    store = RunStore.create_or_resume(tmp_path / "run.zarr", {"test": "pages"})
+    depth = store.require(layout.DEPTH, (frames, 180, 320), "float32", ("frame", "y", "x"), unit=frames)
+    depth.write(0, np.broadcast_to(np.linspace(-1, 1, 320, dtype=np.float32), (frames, 180, 320)))
+    store.write_whole(layout.FRAME, np.arange(frames, dtype=np.int64), ("frame",))
+    store.write_whole(layout.TIME, np.arange(frames) / 24.0, ("frame",))
+    user_file = tmp_path / "film_shots_p9.png"
+    user_file.write_bytes(b"not ours")
+
+    def sheet(cuts):
+        return export_shots(store, tmp_path, "film", shots_from_cuts(cuts, frames), lambda: open_input(str(clip)).views(),
+                            24.0, {"method": "file"}, "Spectral", Progress("quiet"))
+
+    paths = sheet(range(1, frames))
+    pages = [paths["contact"], tmp_path / "film_shots_p2.png", tmp_path / "film_shots_p3.png"]
+    assert sorted(tmp_path.glob("film_shots*.png")) == sorted([*pages, user_file])
+    full, _ = sheet_layout(PAGE_SHOTS, (160, 90))
+    assert [Image.open(p).size for p in pages] == [full, full, sheet_layout(4, (160, 90))[0]]
+    assert full[1] < 1400  # a page stays a page, whatever the number of shots
+    assert read_shots_json(paths["shots"])[0][-1] == Shot(99, 99, 100)
+    sheet(range(10, frames, 10))  # 10 shots now: one page
+    assert sorted(tmp_path.glob("film_shots*.png")) == sorted([paths["contact"], user_file])
+    assert user_file.read_bytes() == b"not ours"

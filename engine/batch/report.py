@@ -37,12 +37,18 @@ class BatchReport:
     def failed(self) -> int:
         return sum(r["status"] == "failed" for r in self.rows)
 
+    @property
+    def kept(self) -> int:
+        """Videos not processed as asked whose finished outputs of an earlier run were kept."""
+        return sum(r["status"] == "kept" for r in self.rows)
+
     def to_dict(self) -> dict:
         frames = sum(r["frames"] or 0 for r in self.rows if r["status"].startswith("done"))
         return {"out_root": self.out_root, "cluster": self.cluster, "seconds": round(self.seconds, 3),
                 "videos": len(self.rows), "done": sum(r["status"].startswith("done") for r in self.rows),
                 "with_warnings": sum(r["status"] == "done-with-warnings" for r in self.rows),
-                "skipped": sum(r["status"] == "skipped" for r in self.rows), "failed": self.failed,
+                "skipped": sum(r["status"] == "skipped" for r in self.rows), "kept": self.kept,
+                "failed": self.failed,
                 "frames_processed": frames, "frames_per_second": frames / max(self.seconds, 1e-9),
                 "rows": self.rows}
 
@@ -65,7 +71,9 @@ def format_table(report: BatchReport) -> str:
     totals = report.to_dict()
     out = [fmt.format(*header), *(fmt.format(*line) for line in lines),
            f"{totals['videos']} videos: {totals['done']} done ({totals['with_warnings']} with warnings), "
-           f"{totals['skipped']} skipped, {totals['failed']} failed; "
+           f"{totals['skipped']} skipped, "
+           + (f"{totals['kept']} kept (earlier outputs, not redone), " if totals["kept"] else "")
+           + f"{totals['failed']} failed; "
            f"{totals['frames_processed']} frames in {report.seconds:.1f} s "
            f"({totals['frames_per_second']:.2f} frames/s)"]
     if report.report_path:

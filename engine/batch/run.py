@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import sys
 import tempfile
@@ -30,7 +31,8 @@ from ...storage.exporters import output_path
 from ...storage.run_store import read_summary
 from ..config import ConfigError, ExecutionOptions, RunConfig
 from ..errors import EngineError
-from .archive import ArchiveVideo, archive_videos, is_url, local_path, short_hash
+from .archive import ArchiveVideo, is_url, local_path, short_hash
+from .names import archive_videos
 from ..cluster.clusters import Cluster, check_scheduler_address, open_cluster
 from ..cluster.progress import LabelledStream, ProgressPrinter, TopicStream
 from ..cluster.workers import pin_threads, worker_device, worker_model
@@ -69,8 +71,10 @@ def is_finished(out_dir: str, cfg: RunConfig | None = None, opts: ExecutionOptio
     file_name = source.rstrip("/").rsplit("/", 1)[-1]
     if manifest.get("input", {}).get("name") != file_name:
         return False
+    stem = Path(file_name).stem  # a video's; a local input's as the run names its outputs (``plate.v2/``)
     if not is_url(source):
         from ...storage.inputs import InputError, open_input
+        from ..pipeline import output_name
 
         try:  # a changed input is not finished: processing it reports the mismatch
             opened = open_input(local_path(source))
@@ -79,9 +83,10 @@ def is_finished(out_dir: str, cfg: RunConfig | None = None, opts: ExecutionOptio
                 return False
         except (OSError, InputError):
             return False
+        stem = output_name(local_path(source), opened)
     formats = [f for f in (opts.save if opts is not None else ()) if f != "zarr"]
     fs, root = filesystem(out_dir)
-    outputs = [output_path(root, Path(file_name).stem, fmt).as_posix() for fmt in formats]
+    outputs = [output_path(root, stem, fmt).as_posix() for fmt in formats]
     if not all(fs.exists(path) for path in outputs):
         return False
     if "png16" in formats:
@@ -94,6 +99,21 @@ def is_finished(out_dir: str, cfg: RunConfig | None = None, opts: ExecutionOptio
         if not frames or len(pngs) < frames:
             return False
     return True
+
+
+def finished_outputs_intact(out_dir: str) -> bool:
+    """Whether ``out_dir`` holds a completed run whose every output (as its sidecar lists them)
+    is present."""
+    summary = read_summary(join(out_dir, layout.STORE_NAME))
+    if summary is None or not summary.complete:
+        return False
+    fs, root = filesystem(out_dir)
+    sidecars = fs.glob(f"{root.rstrip('/')}/*_depth.json")
+    try:
+        listed = [path for sidecar in sidecars for path in json.loads(fs.cat_file(sidecar))["outputs"].values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return bool(sidecars) and all(fs.exists(f"{root.rstrip('/')}/{path}") for path in listed)
 
 
 def stored_frames(out_dir: str) -> int | None:
@@ -150,7 +170,7 @@ def run_video(video: ArchiveVideo, out: str, cfg: RunConfig, opts: ExecutionOpti
         row.update(status="done-with-warnings" if result.warnings else "done", frames=result.num_frames,
                    fps=result.num_frames / max(seconds, 1e-9), warnings=result.warnings)
     except Exception as exc:  # noqa: BLE001 - a failing video fails alone, with its message
-        row["error"] = one_line(exc)
+        row.update(failure(out, one_line(exc)))
     finally:
         row["seconds"] = round(time.perf_counter() - started, 3)
     return row
@@ -201,7 +221,7 @@ def run_batch(inputs: list[str] | tuple[str, ...], out_root: str, cfg: RunConfig
     started = time.perf_counter()
     if not is_url(out_root):
         out_root = local_path(out_root)
-    videos = archive_videos(inputs, exclude=None if is_url(out_root) else out_root)
+    videos = archive_videos(inputs, out_root, exclude=None if is_url(out_root) else out_root)
     if not videos:
         raise EngineError(f"no videos found in {' '.join(map(str, inputs))}")
     if not is_url(out_root):
@@ -268,6 +288,16 @@ def run_batch(inputs: list[str] | tuple[str, ...], out_root: str, cfg: RunConfig
     return report
 
 
+def failure(out: str, error: str) -> dict:
+    """A video's status after ``error``: ``kept`` when ``out`` still holds the intact finished
+    outputs of an earlier run (e.g. a rerun with other settings, refused before touching them),
+    else ``failed``."""
+    if finished_outputs_intact(out):
+        return dict(status="kept", frames=stored_frames(out),
+                    error=f"{error} (the finished outputs of the earlier run are kept)")
+    return dict(status="failed", frames=None, error=error)
+
+
 def failed_row(video: ArchiveVideo, out: str, error: str) -> dict:
-    return dict(video=video.source, name=video.name, out=out, status="failed", frames=None, seconds=0.0, fps=None,
-                error=error, warnings=[], worker=None)
+    return dict(video=video.source, name=video.name, out=out, seconds=0.0, fps=None, warnings=[], worker=None,
+                **failure(out, error))

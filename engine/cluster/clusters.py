@@ -17,6 +17,7 @@ from typing import Iterator
 
 from ..config import ConfigError
 from ..errors import EngineError
+from .workers import ProcessLocalLocks
 
 QUIET_LOGGERS = ("distributed", "distributed.nanny", "distributed.worker", "distributed.scheduler",
                  "distributed.client", "distributed.core", "distributed.batched", "tornado")
@@ -138,6 +139,7 @@ def open_cluster(workers: int | None, scheduler: str | None, device: str, wait: 
         client = Client(local)
         cluster = Cluster(client, resources, threads, pin_gpu,
                           f"local cluster, {len(local.workers)} workers ({next(iter(resources))}=1 each)")
+    cluster.client.register_plugin(ProcessLocalLocks())
     interrupted = False
     try:
         yield cluster

@@ -74,12 +74,18 @@ def probe(spec: ModelSpec) -> ModelFacts:
 class ClusterExecutor:
     """Runs task functions on the workers of ``cluster``; records land in the bound store."""
 
-    def __init__(self, cluster: Cluster, spec: ModelSpec):
+    def __init__(self, cluster: Cluster, spec: ModelSpec, every_worker: bool = True):
+        """Load the model on a worker to learn its ``facts``; with ``every_worker``, on every
+        worker before returning (a cluster opened for this run: the first stage's time is then
+        its own work, not start-up; a shared cluster's busy workers load it on their first task)."""
         self.cluster, self.spec, self.client = cluster, spec, cluster.client
         self.workers = max(1, cluster.workers)
         self.store: RunStore | None = None
-        self.facts: ModelFacts = self._wait(self.client.submit(probe, spec, pure=False,
-                                                               resources=cluster.resources))
+        addresses = list(self.client.scheduler_info(n_workers=-1)["workers"]) if every_worker else []
+        probes = [self.client.submit(probe, spec, pure=False, resources=cluster.resources,
+                                     workers=address and [address], allow_other_workers=True)
+                  for address in addresses or [None]]
+        self.facts: ModelFacts = [self._wait(future) for future in probes][0]
 
     def bind(self, store: RunStore) -> None:
         """The run store tasks read and write (by path) and records go to."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 _MODELS: dict[tuple, object] = {}
 
 
@@ -38,3 +40,29 @@ def pin_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def process_local_codec_lock() -> None:
+    """Give numcodecs' Blosc lock to this process alone before any chunk is compressed.
+
+    numcodecs makes that lock with ``multiprocessing.Lock()``, which in a spawned worker is a
+    named semaphore registered with the resource tracker of the process that started the
+    cluster; a worker killed while it holds work (Ctrl-C, a close under load) never
+    unregisters it, and the tracker then prints a "leaked semaphore" warning after the run.
+    The lock only guards Blosc's global state within one process, so a thread lock is the
+    same guard without the registration."""
+    import threading
+
+    import numcodecs.blosc as blosc
+
+    if hasattr(blosc, "_MUTEX") and not getattr(blosc, "_MUTEX_IS_INIT", True):
+        blosc._MUTEX, blosc._MUTEX_IS_INIT = threading.Lock(), True
+
+
+class ProcessLocalLocks(WorkerPlugin):
+    """Worker plugin: ``process_local_codec_lock`` as each worker starts (ours and a scheduler's)."""
+
+    name = "rdengine-process-local-locks"
+
+    def setup(self, worker) -> None:
+        process_local_codec_lock()

@@ -29,6 +29,7 @@ from PIL import Image
 
 from ...storage import layout
 from ...storage.run_store import read_summary
+from ..errors import output_folder
 from .readers import DepthStack, EvalInputError, open_depth
 from .plots import plot_per_frame, plot_temporal_profile
 
@@ -39,11 +40,13 @@ __all__ = [
     "align_to_depth",
     "evaluate_many",
     "evaluate_video",
+    "format_shot_table",
     "format_summary_table",
     "mean_metrics",
     "pair_folders",
     "parse_crop",
     "read_pairs_csv",
+    "report_text",
 ]
 
 METRIC_NAMES = ("abs_rel", "delta1", "delta2", "delta3", "rmse")
@@ -96,7 +99,8 @@ class VideoMetrics:
 
     ``scale``/``shift`` are the fitted ``a``/``b`` of ``a * pred + b ~= 1 / gt`` (of the first
     shot with ``per_shot``); ``fits`` holds ``(start, stop, scale, shift)`` of every fitted frame
-    range; ``depth_range`` is the clamp applied to aligned depth. ``per_frame`` maps ``"n_valid"``
+    range and ``fit_metrics`` its ``n_valid`` and metrics (pooled over its frames);
+    ``depth_range`` is the clamp applied to aligned depth. ``per_frame`` maps ``"n_valid"``
     and each metric name to a ``[T]`` array (NaN for frames without valid pixels).
     """
 
@@ -115,12 +119,15 @@ class VideoMetrics:
     rmse: float
     per_frame: dict[str, np.ndarray] = field(repr=False, compare=False)
     fits: tuple[tuple[int, int, float, float], ...] = ()
+    fit_metrics: tuple[dict[str, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """Scalar fields (no per-frame arrays), JSON-ready."""
-        out = {k: v for k, v in asdict(self).items() if k != "per_frame"}
+        """Scalar fields (no per-frame arrays), JSON-ready; ``fits``: each fitted frame range with
+        its scale, shift, valid pixels and metrics."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("per_frame", "fit_metrics")}
         out["depth_range"] = list(self.depth_range)
-        out["fits"] = [dict(zip(("start", "stop", "scale", "shift"), fit)) for fit in self.fits]
+        out["fits"] = [dict(zip(("start", "stop", "scale", "shift"), fit)) | values
+                       for fit, values in zip(self.fits, self.fit_metrics or [{}] * len(self.fits))]
         return out
 
 
@@ -195,7 +202,7 @@ def evaluate_video(
     """
     opts = EvalOptions(**options)
     video = _open_video(name or _default_name(Path(pred_path)), pred_path, gt_path, opts)
-    return _evaluate(video, opts, None if out_dir is None else Path(out_dir))
+    return _evaluate(video, opts, None if out_dir is None else output_folder(Path(out_dir)))
 
 
 def evaluate_many(
@@ -217,8 +224,9 @@ def evaluate_many(
         if names.count(name) > 1 or not name or Path(name).name != name or name in (".", ".."):
             raise EvalInputError(f"video name {name!r}: names must be unique, non-empty folder names")
     videos = [_open_video(name, pred, gt, opts) for name, pred, gt in pairs]
-    root = None if out_dir is None else Path(out_dir)
-    results = [_evaluate(video, opts, None if root is None else root / video.name) for video in videos]
+    root = None if out_dir is None else output_folder(Path(out_dir))
+    folders = [None if root is None else output_folder(root / video.name) for video in videos]
+    results = [_evaluate(video, opts, folder) for video, folder in zip(videos, folders)]
     if root is not None:
         _write_summary(results, opts, root)
     return results
@@ -245,6 +253,27 @@ def format_summary_table(metrics: Sequence[VideoMetrics]) -> str:
     lines.append("-" * len(lines[0]))
     lines.append(row(mean_label, str(sum(m.n_frames for m in metrics)), mean_metrics(metrics)))
     return "\n".join(lines)
+
+
+def format_shot_table(metrics: Sequence[VideoMetrics]) -> str:
+    """Text table of every fitted frame range (one per shot with ``per_shot``): frames, metrics
+    (AbsRel/delta in %, RMSE in metres), scale and shift; NaN where a shot has no valid pixel."""
+    header = ("video", "shot", "frames", "AbsRel %", "delta1 %", "delta2 %", "delta3 %", "RMSE m", "scale", "shift")
+    width = max(len(header[0]), *(len(m.name) for m in metrics))
+    rows = [(m.name, str(k), f"{a}-{b - 1}", *(f"{100 * values[key]:.2f}" for key in METRIC_NAMES[:4]),
+             f"{values['rmse']:.3f}", f"{scale:.4g}", f"{shift:.4g}")
+            for m in metrics for k, ((a, b, scale, shift), values) in enumerate(zip(m.fits, m.fit_metrics))]
+    widths = [width] + [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header) if i]
+    lines = ["  ".join(h.ljust(w) if i < 3 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    lines.append("-" * len(lines[0]))
+    lines += ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+              for row in rows]
+    return "\n".join(lines)
+
+
+def report_text(metrics: Sequence[VideoMetrics], per_shot: bool) -> str:
+    """What ``rdengine eval`` prints: the summary table, and with ``per_shot`` every shot's row."""
+    return format_summary_table(metrics) + ("\n\n" + format_shot_table(metrics) if per_shot else "")
 
 
 def read_pairs_csv(path: PathLike) -> list[tuple[str, Path, Path]]:
@@ -473,6 +502,9 @@ def _evaluate(video: _Video, opts: EvalOptions, out_dir: Path | None) -> VideoMe
             profile[key][:, picked // step] = array[picked - start, :, video.column].T
 
     pooled = {k: float(v) for k, v in _metrics_from_sums(sums.sum(axis=0)).items()}
+    segment_sums = [sums[a:b].sum(axis=0) for a, b in video.segments]
+    fit_metrics = tuple({"n_valid": int(total[0]), **{k: float(v) for k, v in _metrics_from_sums(total).items()}}
+                        for total in segment_sums)
     per_frame = {"n_valid": sums[:, 0].astype(np.int64), **_metrics_from_sums(sums)}
     metrics = VideoMetrics(
         name=video.name,
@@ -483,6 +515,7 @@ def _evaluate(video: _Video, opts: EvalOptions, out_dir: Path | None) -> VideoMe
         scale=scale,
         shift=shift,
         fits=tuple((a, b, s, t) for (a, b), (s, t) in zip(video.segments, solved)),
+        fit_metrics=fit_metrics,
         depth_range=depth_range,
         per_frame=per_frame,
         **pooled,
@@ -504,7 +537,6 @@ def _write_video_outputs(
 
     ``profile`` holds ``gt``, ``pred`` (aligned depth) and ``valid`` ``[H, T / frame_step]`` of one column.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     report = {**metrics.to_dict(), "options": opts.to_dict()}
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     keys = ("n_valid", *METRIC_NAMES)
@@ -535,7 +567,6 @@ def _write_video_outputs(
 
 def _write_summary(metrics: Sequence[VideoMetrics], opts: EvalOptions, out_dir: Path) -> None:
     """``summary.csv`` (videos + mean row), ``summary.json`` and ``summary.txt`` in ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     mean = mean_metrics(metrics)
     columns = ("name", "n_frames", "n_valid", *METRIC_NAMES, "scale", "shift")
     with (out_dir / "summary.csv").open("w", newline="") as handle:
@@ -545,4 +576,4 @@ def _write_summary(metrics: Sequence[VideoMetrics], opts: EvalOptions, out_dir: 
         writer.writerow({"name": "mean", **mean})
     summary = {"videos": [m.to_dict() for m in metrics], "mean": mean, "options": opts.to_dict()}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    (out_dir / "summary.txt").write_text(format_summary_table(metrics) + "\n")
+    (out_dir / "summary.txt").write_text(report_text(metrics, opts.per_shot) + "\n")

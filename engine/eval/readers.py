@@ -28,7 +28,7 @@ import zarr.errors
 from PIL import Image
 
 from ...storage import layout
-from ...storage.run_store import read_summary
+from ...storage.run_store import DamagedData, DamagedStore, RunStore, read_summary
 _EXR_CHANNEL_PREFERENCE = ("z", "depth", "y", "r")
 
 
@@ -125,6 +125,8 @@ def _open_run_store(path: Path) -> DepthStack:
     summary = read_summary(str(group_path))
     if summary and summary.manifest and not summary.complete:
         raise EvalInputError(f"{group_path}: the run is not complete (rerun `rdengine process` to finish it)")
+    if summary and summary.manifest:
+        return _checked_depth(group_path)
     try:
         group = zarr.open_group(str(group_path), mode="r")
         array = group[layout.DEPTH]
@@ -135,6 +137,27 @@ def _open_run_store(path: Path) -> DepthStack:
     if not isinstance(array, zarr.Array):
         raise EvalInputError(f"{group_path}: 'depth' is not an array")
     return _array_stack(group_path, array, 1.0)
+
+
+def _checked_depth(group_path: Path) -> DepthStack:
+    """The ``depth`` of an rdengine run store, read through its checks: a chunk that fails its
+    checksum or a lost shard is an error naming the rows, never wrong or zero depth."""
+    def damaged(exc: Exception) -> EvalInputError:
+        return EvalInputError(f"{group_path}: damaged run store ({exc}); rerun the same `rdengine process` "
+                              "command to recompute it")
+
+    try:
+        stack = _array_stack(group_path, RunStore(group_path, mode="r").array(layout.DEPTH), 1.0)
+    except (DamagedStore, DamagedData) as exc:
+        raise damaged(exc) from None
+
+    def read(start: int, stop: int) -> np.ndarray:
+        try:
+            return stack.read(start, stop)
+        except DamagedData as exc:
+            raise damaged(exc) from None
+
+    return DepthStack(group_path, stack.shape, read)
 
 
 def _natural_key(path: Path) -> list:

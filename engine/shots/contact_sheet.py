@@ -1,9 +1,11 @@
-"""The contact sheet: one PNG tile per shot, RGB beside colourized depth of its middle frame."""
+"""The contact sheet: one PNG tile per shot, RGB beside colourized depth of its middle frame, in
+pages of at most ``PAGE_SHOTS`` tiles (``NAME_shots.png``, ``NAME_shots_p2.png``, ...), so a film of
+a thousand shots gives pages of a fixed size and holds one page's thumbnails at a time."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,7 @@ SHEET_PAD = 6  # px around and between tiles
 SHEET_LABEL = 16  # px label band above each tile's pictures
 SHEET_GAP = 2  # px between a tile's RGB and depth pictures
 SHEET_BACKGROUND = (24, 24, 24)
+PAGE_SHOTS = 48  # tiles per page: 4 columns x 12 rows of 160-px thumbnails, about 1318x1350 px
 
 
 def sheet_layout(count: int, thumb_size: tuple[int, int], columns: int | None = None
@@ -102,3 +105,30 @@ def contact_sheet(path: str | Path, thumbnails: Sequence[tuple[np.ndarray, np.nd
         boxes.append((x, y + SHEET_LABEL, x + w, y + SHEET_LABEL + h))
     replace_atomically(Path(path), lambda tmp: sheet.save(tmp, format="PNG"))
     return boxes
+
+
+def page_path(path: str | Path, page: int) -> Path:
+    """Page ``page`` (0-based) of the contact sheet at ``path``: the first is ``path`` itself."""
+    path = Path(path)
+    return path if page == 0 else path.with_name(f"{path.stem}_p{page + 1}{path.suffix}")
+
+
+def contact_sheets(path: str | Path, tiles: Iterable[tuple[Shot, np.ndarray, np.ndarray]], colormap: str = "Spectral",
+                   per_page: int = PAGE_SHOTS) -> list[Path]:
+    """The contact sheet of ``tiles`` (``(shot, rgb thumbnail, depth thumbnail)`` in shot order, see
+    :func:`thumbnail`), ``per_page`` tiles a page (:func:`contact_sheet` each, :func:`page_path`
+    names); each page is written once full, so only its thumbnails are held. Returns the pages."""
+    pages: list[Path] = []
+    shots: list[Shot] = []
+    thumbnails: list[tuple[np.ndarray, np.ndarray]] = []
+    for shot, rgb, depth in tiles:
+        shots.append(shot)
+        thumbnails.append((rgb, depth))
+        if len(shots) == per_page:
+            pages.append(page_path(path, len(pages)))
+            contact_sheet(pages[-1], thumbnails, shots, colormap)
+            shots, thumbnails = [], []
+    if shots:
+        pages.append(page_path(path, len(pages)))
+        contact_sheet(pages[-1], thumbnails, shots, colormap)
+    return pages

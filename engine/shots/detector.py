@@ -11,12 +11,18 @@ import numpy as np
 from ...storage.inputs.source import FrameView, to_uint8
 
 
-DEFAULT_THRESHOLDS = {"content": 27.0, "adaptive": 3.0}
+DEFAULT_METHOD = "adaptive"
+DEFAULT_THRESHOLDS = {"content": 27.0, "adaptive": 1.5}
 """``content``: mean HSV change between consecutive frames (0-255 scale), PySceneDetect's
-default; ``adaptive``: that change over the mean of the 2 frames either side (PySceneDetect's
-default ratio; a frame must also change by at least ``ADAPTIVE_MIN_CONTENT``)."""
+default; ``adaptive``: that change over the mean of the 2 frames either side (a frame must
+also change by at least ``ADAPTIVE_MIN_CONTENT``). The default method and threshold are the
+best F1 of ``rdengine bench shots --accuracy`` (benchmarks/RESULTS.md): the content detector
+misses a hard cut next to a fast shot (its flash filter merges every frame above threshold),
+and the adaptive detector at PySceneDetect's ratio of 3 misses it after one."""
 ADAPTIVE_MIN_CONTENT = 15.0
 ADAPTIVE_WINDOW = 2
+FLASH_FRAMES = 2  # a change that reverts within this many frames is a flash, not a cut (see CutDetector)
+FLASH_SAME_SCENE = 15.0  # mean HSV change (0-255) under which the frames around a change show one scene
 MIN_SHOT_SECONDS = 0.5
 DETECT_SIDE = 256  # frames are downscaled to this longer side before detection, as PySceneDetect does
 SAMPLE_BAND_VALUES = 1 << 22  # values read at most at once from a FrameView (see CutDetector._sampled)
@@ -60,8 +66,10 @@ def default_min_shot(fps: float | None) -> int:
 
 
 class CutDetector:
-    """Finds hard cuts while frames stream past; PySceneDetect's ``ContentDetector`` or
-    ``AdaptiveDetector`` does the scoring.
+    """Finds hard cuts while frames stream past; PySceneDetect's ``AdaptiveDetector`` (default)
+    or ``ContentDetector`` does the scoring, then a flash check drops changes that revert within
+    ``flash_frames`` frames (a camera flash, an explosion: the frame after shows the scene of the
+    frame before; 0 switches the check off).
 
     ``feed(i, rgb)`` once per frame, indices consecutive; ``cuts()`` after the last frame.
     Frames are RGB ``uint8 [H, W, 3]`` arrays of any size (gray and RGBA are accepted), or
@@ -76,14 +84,13 @@ class CutDetector:
 
     ``threshold``: None for :data:`DEFAULT_THRESHOLDS` of ``method``. ``min_shot``: no cut is
     reported less than this many frames after the previous one (or the first frame); None for
-    :func:`default_min_shot` of ``fps``. A flash (two cuts closer than ``min_shot``) keeps its
-    first cut. The last shot may be shorter than ``min_shot`` (a real cut near the end is kept).
+    :func:`default_min_shot` of ``fps``. Of two cuts closer than ``min_shot`` the first is kept. The last shot may be shorter than ``min_shot`` (a real cut near the end is kept).
     """
 
     METHODS = ("content", "adaptive")
 
-    def __init__(self, method: str = "content", threshold: float | None = None, min_shot: int | None = None,
-                 fps: float | None = 25.0, max_side: int = DETECT_SIDE):
+    def __init__(self, method: str = DEFAULT_METHOD, threshold: float | None = None, min_shot: int | None = None,
+                 fps: float | None = 25.0, max_side: int = DETECT_SIDE, flash_frames: int = FLASH_FRAMES):
         if method not in self.METHODS:
             raise ValueError(f"unknown cut detection method '{method}' (use one of {', '.join(self.METHODS)})")
         self.method = method
@@ -93,6 +100,7 @@ class CutDetector:
         if self.threshold <= 0 or self.min_shot < 0 or max_side < 8:
             raise ValueError("cut detection needs threshold > 0, min_shot >= 0 and max_side >= 8")
         self.max_side = int(max_side)
+        self.flash_frames = max(0, int(flash_frames))
         try:
             import cv2
             from scenedetect import detectors
@@ -113,19 +121,21 @@ class CutDetector:
         self._canvas: np.ndarray | None = None  # see _sampled
         self._first: int | None = None
         self._last: int | None = None
-        self._cuts: set[int] = set()
+        self._cuts: set[int] = set()  # confirmed
+        self._pending: set[int] = set()  # found by PySceneDetect, waiting for the flash check
+        self._recent: dict[int, np.ndarray] = {}  # HSV of the last frames fed (the flash check compares them)
         self._finished = False
 
     @property
     def lag(self) -> int:
         """At most this many frames pass between a cut's frame and the ``feed`` that reports it."""
         fallback = ADAPTIVE_WINDOW if self.method == "adaptive" else self.min_shot
-        return int(getattr(self._detector, "event_buffer_length", fallback))
+        return int(getattr(self._detector, "event_buffer_length", fallback)) + self.flash_frames
 
     def describe(self) -> dict:
         """How cuts are found (for ``shots.json``)."""
         return {"method": self.method, "threshold": self.threshold, "min_shot": self.min_shot,
-                "detect_size": list(self._size) if self._size else None}
+                "flash_frames": self.flash_frames, "detect_size": list(self._size) if self._size else None}
 
     def _position(self, index: int):
         if not self._timecodes:
@@ -133,10 +143,32 @@ class CutDetector:
         from scenedetect import FrameTimecode
         return FrameTimecode(index, fps=self.fps)
 
-    def _collect(self, found) -> list[int]:
-        new = sorted({int(getattr(c, "frame_num", c)) for c in found} - self._cuts)
-        self._cuts.update(new)
-        return new
+    def _collect(self, found, until: int | None) -> list[int]:
+        """Cuts ``found`` by PySceneDetect join the pending ones; returns those confirmed now:
+        pending cuts ``flash_frames`` or more frames before ``until`` (None: every one) that
+        are no flash. A change at ``c`` is a flash when the frame ``flash_frames`` after it
+        shows the scene of the frame before it again (mean HSV change under
+        ``FLASH_SAME_SCENE``, the scale of the content detector's threshold)."""
+        self._pending.update({int(getattr(c, "frame_num", c)) for c in found} - self._cuts)
+        ready = sorted(c for c in self._pending if until is None or c + self.flash_frames <= until)
+        self._pending.difference_update(ready)
+        confirmed = [c for c in ready if not self._is_flash(c)]
+        self._cuts.update(confirmed)
+        return confirmed
+
+    def _is_flash(self, cut: int) -> bool:
+        before, after = self._recent.get(cut - 1), self._recent.get(cut + self.flash_frames)
+        if not self.flash_frames or before is None or after is None:
+            return False
+        return float(np.abs(before.astype(np.int16) - after).mean()) < FLASH_SAME_SCENE
+
+    def _remember(self, index: int, frame_bgr: np.ndarray) -> None:
+        """Keep the HSV of frame ``index`` as long as the flash check may need it."""
+        if not self.flash_frames:
+            return
+        self._recent[index] = self._cv2.cvtColor(frame_bgr, self._cv2.COLOR_BGR2HSV)
+        for old in [i for i in self._recent if i < index - self.lag - 1]:
+            del self._recent[old]
 
     def _sampled(self, view: FrameView) -> np.ndarray:
         """``uint8 [H, W, 3]`` holding the rows of ``view`` the downscale reads (others left 0)."""
@@ -174,13 +206,15 @@ class CutDetector:
         if self._first is None:
             self._first = frame_index
         self._last = frame_index
-        return self._collect(self._detector.process_frame(self._position(frame_index), frame))
+        self._remember(frame_index, frame)
+        return self._collect(self._detector.process_frame(self._position(frame_index), frame), frame_index)
 
     def cuts(self) -> list[int]:
         """All cuts, sorted, after the last frame (a cut at frame ``c``: a new shot starts at ``c``)."""
         if not self._finished and self._last is not None:
-            self._collect(self._detector.post_process(self._position(self._last)))
+            self._collect(self._detector.post_process(self._position(self._last)), None)
         self._finished = True
         self._canvas = None
+        self._recent.clear()
         first = -1 if self._first is None else self._first
         return sorted(c for c in self._cuts if c > first)

@@ -48,7 +48,7 @@ from ..execution import UnitContext
 from ..latents import display_frame, resize
 from ..progress import Progress
 from ..run_context import RunContext
-from ..shots.contact_sheet import contact_sheet, thumbnail
+from ..shots.contact_sheet import PAGE_SHOTS, contact_sheets, page_path, thumbnail
 from ..shots.model import Shot
 from ..shots.shots_json import write_shots_json
 
@@ -406,27 +406,34 @@ def export_shots(store: RunStore, out_dir: Path, name: str, shots: list, rgb: Ca
                  fps: float, source: dict, colormap: str, progress: Progress) -> dict[str, Path]:
     """``shots.json`` (start, end, frames, the input's frame numbers and seconds of every shot,
     from the store's ``frame`` and ``time``) and a contact sheet: the RGB and depth thumbnails
-    of each shot's middle frame (one more pass over the input's frames). Redone only when the
-    shots, the colormap or the run (its manifest) changed."""
+    of each shot's middle frame (one more pass over the input's frames), in pages of
+    ``contact_sheet.PAGE_SHOTS`` shots. Redone only when the shots, the colormap or the run (its
+    manifest) changed; pages an earlier sheet of more shots wrote beyond the new ones are removed."""
     paths = {fmt: output_path(out_dir, name, fmt) for fmt in ("shots", "contact")}
     depth = store.array(layout.DEPTH)
-    unit = layout.export_unit("shots", params_key(name, [(s.start, s.stop) for s in shots], colormap,
-                                                  store.manifest), "done")
+    key = params_key(name, [(s.start, s.stop) for s in shots], colormap, store.manifest)
+    unit = layout.export_unit("shots", key, "done")
     if store.is_done(STAGE, unit) and all(p.exists() for p in paths.values()):
         return paths
-    Ledger(out_dir).claim(paths.values())
+    Ledger(out_dir).claim([paths["shots"], *(page_path(paths["contact"], page)
+                                             for page in range(-(-len(shots) // PAGE_SHOTS)))])
     progress.note(f"writing {paths['shots'].name} and a contact sheet of {len(shots)} shot(s)")
     write_shots_json(paths["shots"], shots, fps, source, store.array(layout.FRAME)[:], store.array(layout.TIME)[:])
-    middles = {s.middle: k for k, s in enumerate(shots)}
-    thumbnails: list = [None] * len(shots)
-    index = 0
-    for frame in rgb():  # views: frames other than the middles are decoded, never converted
-        if index in middles:
-            thumbnails[middles[index]] = (thumbnail(frame), np.asarray(depth[index]))
-        del frame
-        if index >= max(middles):
-            break
-        index += 1
-    contact_sheet(paths["contact"], thumbnails, shots, colormap)
-    store.mark_done(STAGE, unit)
+    middles = {s.middle: s for s in shots}
+
+    def tiles():  # views: frames other than the middles are decoded, never converted
+        for index, frame in enumerate(rgb()):
+            if index in middles:
+                yield middles[index], thumbnail(frame), thumbnail(np.asarray(depth[index]))
+            del frame
+            if index >= max(middles):
+                return
+
+    pages = contact_sheets(paths["contact"], tiles(), colormap)
+    for old, record in store.done_units(STAGE).items():  # an earlier sheet's records and extra pages
+        if old.startswith("shots-") and old != unit:
+            for page in range(len(pages), int(record.get("pages", 1))):
+                page_path(paths["contact"], page).unlink(missing_ok=True)
+            store.clear_unit(STAGE, old)
+    store.mark_done(STAGE, unit, {"pages": len(pages)})
     return paths

@@ -106,6 +106,9 @@ class SnippetWorker:
             if torch.isfinite(depth).all():
                 self.widened += 1
                 return latents.to(self.model.dtype), depth.to(self.model.dtype)
+        if not torch.isfinite(rgb).all():  # the weights were checked finite at load: the input is to blame
+            raise EngineError(f"non-finite values in the encoded input frames of {where}: the input holds NaN or "
+                              "infinite pixels, or they overflow the VAE encoder")
         raise EngineError(f"non-finite depth in {where} of {self.model.checkpoint} even in float32: the "
                           "checkpoint's weights are probably damaged (re-download them)")
 

@@ -108,8 +108,7 @@ def numbered_by_name(label: str, files: list[Path]) -> Listing:
     shapes = sorted({p.stem[:m.start()] + "#" + p.stem[m.end():] + p.suffix for p, m in zip(files, found)})
     if len(shapes) > 1:
         raise InputError(f"{label} holds {len(shapes)} sequences ({', '.join(shapes[:3])}"
-                         f"{', ...' if len(shapes) > 3 else ''}): give a pattern such as "
-                         f"{shapes[0].replace('#', '%04d')}")
+                         f"{', ...' if len(shapes) > 3 else ''}){pattern_hint(files, found, shapes[0])}")
     numbers = tuple(int(m.group(1)) for m in found)
     first_of: dict[int, int] = {}
     for k, number in enumerate(numbers):
@@ -133,6 +132,19 @@ def pattern_number(pattern: str, name: str) -> tuple[int, int] | None:
     if not match or str(int(match.group(1))).zfill(width) != match.group(1):
         return None
     return int(match.group(1)), len(match.group(1))
+
+
+def pattern_hint(files: list[Path], found: list, shape: str) -> str:
+    """``: give a pattern such as plates/a_%04d.png`` for the sequence of ``shape``, written with
+    the padding its files have, or "" when no printf pattern matches them all."""
+    digits = [m.group(1) for p, m in zip(files, found) if p.stem[:m.start()] + "#" + p.stem[m.end():] + p.suffix == shape]
+    widths = {len(d) for d in digits}
+    padded = len(widths) == 1 and any(d.startswith("0") for d in digits)
+    field = f"%0{widths.pop()}d" if padded else "%d"
+    pattern = str(files[0].parent / shape.replace("#", field))
+    if len(list_pattern(pattern).files) != len(digits):
+        return ""
+    return f": give a pattern such as {pattern}"
 
 
 def list_pattern(spec: str) -> Listing:
@@ -193,6 +205,22 @@ def decode_image(path: Path, fmt: str | None) -> tuple[np.ndarray, str]:
                 fmt = fmt or rgb_format(frame)
                 return frame_to_rgb(frame, fmt), fmt
     raise av.error.InvalidDataError(0, "no image decoded")
+
+
+def read_float_tiff(path: Path) -> np.ndarray | None:
+    """``float32 [H, W, 3]`` in [0, 1] of a one-channel 32-bit float TIFF (FFmpeg decodes no
+    such file; Pillow does), NaN -> 0; None for any other file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.mode != "F":
+                return None
+            grey = np.asarray(image, dtype=np.float32)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+    grey = np.clip(np.nan_to_num(grey, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    return np.repeat(grey[..., None], 3, axis=2)
 
 
 def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
@@ -296,7 +324,13 @@ class ImageSequence(FrameSource):
         try:
             if path.suffix.lower() == ".exr":
                 return read_exr(path)
-            rgb, self.rgb_format = decode_image(path, self.rgb_format)
+            try:
+                rgb, self.rgb_format = decode_image(path, self.rgb_format)
+            except (OSError, av.error.FFmpegError) as exc:
+                rgb = read_float_tiff(path) if path.suffix.lower() in (".tif", ".tiff") else None
+                if rgb is None:
+                    raise exc from None
+                self.rgb_format = "gbrpf32le"
             return rgb
         except (OSError, av.error.FFmpegError, IndexError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read frame {index} of {self.label}: {path} is damaged or not an image "

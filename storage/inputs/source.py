@@ -75,6 +75,8 @@ class DecodeReport:
     ``frames_read``: frames the decoder produced from the stream's start (frames before
     ``start`` included). ``reached_end``: the stream was read to its end (not cut short by
     ``count`` or by the caller). ``read_error``: why reading the container stopped early, if it did.
+    ``leading_packets``: packets before the stream's first keyframe (a capture or cut that starts
+    mid-GOP): they decode to nothing.
     """
 
     decoded: int = 0
@@ -85,6 +87,7 @@ class DecodeReport:
     frames_read: int = 0
     reached_end: bool = False
     read_error: str = ""
+    leading_packets: int = 0
 
     def problems(self) -> list[str]:
         """One line per kind of trouble met; empty when the decode was clean."""
@@ -99,8 +102,11 @@ class DecodeReport:
             lines.append(f"frame size changes mid-stream ({changes}{more})")
         if self.read_error:
             lines.append(f"reading stopped after frame {self.frames_read}: {self.read_error}")
+        if self.leading_packets:
+            lines.append(f"the stream starts {self.leading_packets} frame(s) before its first keyframe (a capture "
+                         "or cut that begins mid-GOP): those frames cannot be decoded and are skipped")
         tolerance = max(2, self.expected // 50)  # duration x rate estimates are approximate
-        if self.reached_end and self.expected and self.frames_read < self.expected - tolerance:
+        if self.reached_end and self.expected and self.frames_read + self.leading_packets < self.expected - tolerance:
             lines.append(f"only {self.frames_read} of about {self.expected} frames decode "
                          f"(the stream ends early: truncated file?)")
         return lines

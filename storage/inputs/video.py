@@ -178,6 +178,7 @@ def decode_frames(container: av.container.InputContainer, stream: av.video.strea
     decoder is flushed. No frame is held here while the next packet decodes.
     """
     packets = container.demux(stream)
+    before_key = 0  # packets ahead of the first keyframe: nothing to decode them from
     while True:
         try:
             packet = next(packets)
@@ -186,6 +187,11 @@ def decode_frames(container: av.container.InputContainer, stream: av.video.strea
         except av.error.FFmpegError as exc:
             report.read_error = error_reason(exc)
             packet = None  # flush: the frames still inside the decoder
+        if before_key >= 0 and packet is not None and packet.size:
+            if packet.is_keyframe:
+                report.leading_packets, before_key = before_key, -1  # counted once a keyframe shows they lead
+            else:
+                before_key += 1
         try:
             decoded = stream.decode(packet)
         except av.error.FFmpegError:
