@@ -1,5 +1,5 @@
-"""The one exception type the CLI turns into a one-line message (no traceback)."""
+"""The engine's run failure, defined with every user-facing error in ``rdengine.errors``."""
 
+from ..errors import EngineError
 
-class EngineError(RuntimeError):
-    """A user-facing failure: bad input, missing checkpoint, unavailable device."""
+__all__ = ["EngineError"]

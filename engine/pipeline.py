@@ -9,17 +9,16 @@ from __future__ import annotations
 import errno
 import hashlib
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 import numpy as np
 
 from .. import __version__
 from ..storage import layout
-from ..storage.inputs import FrameSource, FrameView, InputWarning, open_input
+from ..storage.inputs import FrameSource, FrameView, open_input
 from ..storage.lock import RunLock, StoreLocked
 from ..storage.run_store import DamagedData, DamagedStore, RunStore, StoreMismatch
 from .allocator import return_free_memory
@@ -29,9 +28,11 @@ from .execution import Executor, LocalExecutor, torch_threads
 from .model import Model, load_model
 from .plan import frame_unit, make_plan
 from .progress import Progress
+from .progress.input_warnings import input_warnings
 from .repair import repair
 from .shots.cut_lists import read_cut_list
 from .shots.detector import CutDetector
+from .shots.model import Shot
 from .stages.coalign import coalign
 from .stages.export import ExportSettings, export, export_shots
 from .stages.ingest import frame_geometry, ingest
@@ -45,7 +46,8 @@ RUN_REPAIRS = 3  # damaged data found in one run more often than this: the disk 
 @dataclass
 class RunResult:
     """What a run produced: output paths, frame count, per-stage timings, the time spent in this
-    run and in all runs of the store (``runs`` of them), and what the input's decoding met."""
+    run and in all runs of the store (``runs`` of them), what the input's decoding met, and the
+    export settings."""
 
     store: Path
     outputs: dict[str, Path]
@@ -55,6 +57,7 @@ class RunResult:
     cumulative_seconds: float = 0.0
     runs: int = 1
     warnings: list[str] = field(default_factory=list)
+    export_settings: ExportSettings | None = None  # how the outputs were written (``DepthResult.save`` reuses it)
 
 
 @dataclass
@@ -70,6 +73,7 @@ class Run:
     executor: Executor
     progress: Progress
     device_timer: DeviceTimer | None
+    on_shot: Callable[[Shot], None] | None = None
 
 
 def output_name(path: str, source: FrameSource) -> str:
@@ -116,21 +120,6 @@ def write_errors_as_engine_errors(store_path: Path):
 
 
 @contextmanager
-def input_warnings(progress: Progress):
-    """Input warnings (e.g. a numbering gap) as one ``warning:`` each, through ``progress``."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, InputWarning):
-                    progress.warning(str(w.message))
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-
-
-@contextmanager
 def executor_for(cfg: RunConfig, opts: ExecutionOptions, model: Model | None, cluster) -> Iterator[Executor]:
     """Where this run's units are computed: here with ``model`` (loaded if None), or as tasks on
     ``cluster`` (a ``cluster.clusters.Cluster``), or on one opened for ``opts.workers`` /
@@ -154,10 +143,12 @@ def executor_for(cfg: RunConfig, opts: ExecutionOptions, model: Model | None, cl
         yield ClusterExecutor(opened, spec(opened))
 
 
-def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: ExecutionOptions,
+def process_video(video: str | FrameSource, out_dir: str | Path, cfg: RunConfig, opts: ExecutionOptions,
                   model: Model | None = None, device_timer: DeviceTimer | None = None,
-                  progress_stream: IO[str] | None = None, cluster=None) -> RunResult:
-    """Run every stage on ``video`` (a video file or an image sequence) into ``out_dir``.
+                  progress_stream: IO[str] | None = None, cluster=None,
+                  on_shot: Callable[[Shot], None] | None = None, progress: Progress | None = None) -> RunResult:
+    """Run every stage on ``video`` (a video file or an image sequence, or an opened ``FrameSource``)
+    into ``out_dir``.
 
     The input is probed and the model loaded before the run store is touched, so a failed
     start leaves nothing to clean up. One process per store (``run.zarr.lock``); an OSError
@@ -165,20 +156,24 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
     loaded model (else loaded from ``cfg.checkpoint``); ``device_timer``: times the snippet
     stage's device work (benchmarks); ``progress_stream``: where progress goes (default stderr);
     ``cluster``: an open ``cluster.clusters.Cluster`` whose workers compute the units (with
-    ``opts.workers`` or ``opts.scheduler`` one is opened for this run).
+    ``opts.workers`` or ``opts.scheduler`` one is opened for this run). ``on_shot(shot)`` is called
+    (in this thread) for every shot once its depth in the store is final, before the exports;
+    ``progress``: an open ``Progress`` to report to (else one made for ``opts.progress``).
     """
     started = time.perf_counter()
-    progress = Progress(opts.progress, stream=progress_stream)
+    progress = progress or Progress(opts.progress, stream=progress_stream)
     with progress, input_warnings(progress):
-        source = open_input(video, stream=cfg.stream, fps=opts.fps)
+        source = video if isinstance(video, FrameSource) else open_input(video, stream=cfg.stream, fps=opts.fps)
         with executor_for(cfg, opts, model, cluster) as executor:
             if not isinstance(executor, LocalExecutor):
                 progress.note(f"units run as tasks on {executor.cluster.where}")
-            return run_locked(video, Path(out_dir), cfg, opts, source, executor, progress, device_timer, started)
+            return run_locked(source.info.path, Path(out_dir), cfg, opts, source, executor, progress, device_timer,
+                              started, on_shot)
 
 
 def run_locked(video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions, source: FrameSource,
-               executor: Executor, progress: Progress, device_timer: DeviceTimer | None, started: float) -> RunResult:
+               executor: Executor, progress: Progress, device_timer: DeviceTimer | None, started: float,
+               on_shot: Callable[[Shot], None] | None = None) -> RunResult:
     """Take the run lock, create or resume the store, run the stages; the store records the time spent."""
     store_path = out_dir / layout.STORE_NAME
     with write_errors_as_engine_errors(store_path):
@@ -201,7 +196,7 @@ def run_locked(video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions
             store.update_info(input_stat=source.stat(), checkpoint_path=cfg.checkpoint)
             executor.bind(store)
             run = Run(store, source, output_name(video, source), out_dir, cfg, opts, executor, progress,
-                      device_timer)
+                      device_timer, on_shot)
             try:
                 result = repairing(run)
             finally:
@@ -277,13 +272,13 @@ def run_stages(run: Run) -> RunResult:
         for stage in (layout.REFINE_ENCODE, layout.REFINE, layout.REFINE_DECODE):
             store.compact(stage)
         release(run, layout.RGB_LATENTS, layout.refine_latents(0), layout.refine_latents(1))
+    if run.on_shot is not None:  # every shot's depth is final
+        for shot in plan.shots:
+            run.on_shot(shot)
 
-    restore = (info.height, info.width) if opts.restore_res else None
     store.clear_unit(layout.COMPLETE, layout.COMPLETE_UNIT)  # rewritten below, once every output is complete again
     numbers = tuple(store.array(layout.FRAME)[:].tolist()) if info.frame_numbers else None
-    settings = ExportSettings(run.out_dir, run.name, opts.save, info.path, plan.frame_unit, info.fps, opts.colormap,
-                              restore, opts.output, numbers, opts.exr_dtype, opts.exr_compression, opts.ply_every,
-                              opts.ply_stride, opts.focal, opts.fov)
+    settings = ExportSettings.of(run.out_dir, run.name, info, plan.frame_unit, opts, numbers)
     outputs = export(store, settings, lambda: run.source.views(cfg.start, cfg.frames), progress, executor)
     return_free_memory()
     if cfg.shots != "none":
@@ -296,7 +291,8 @@ def run_stages(run: Run) -> RunResult:
                     {"frames": num_frames, "outputs": {k: str(v) for k, v in outputs.items()},
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return RunResult(store=store.path, outputs=outputs, num_frames=num_frames, seconds=0.0,
-                     stages=[stage.record() for stage in progress.stages], warnings=warnings)
+                     stages=[stage.record() for stage in progress.stages], warnings=warnings,
+                     export_settings=settings)
 
 
 def detected(frames: Iterator[FrameView], detector: CutDetector) -> Iterator[FrameView]:

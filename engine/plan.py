@@ -31,8 +31,6 @@ from .latents import Geometry
 from .shots.model import Shot, plan_shot_snippets, shot_refinement_dilations, shots_from_cuts
 from .snippets import SnippetGroup
 
-SCRATCH_MODES = ("auto", "depth", "latent")
-
 
 @dataclass(frozen=True)
 class RunPlan:

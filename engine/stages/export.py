@@ -28,8 +28,9 @@ from ...storage.exporters.npy import NpyExporter
 from ...storage.exporters.npz import NpzExporter
 from ...storage.exporters.ply import DEFAULT_EVERY, DEFAULT_FOV, DEFAULT_STRIDE, PlyExporter
 from ...storage.exporters.png16 import Png16Exporter
-from ...storage.inputs.source import FrameView
+from ...storage.inputs.source import FrameView, SourceInfo
 from ...storage.run_store import RunStore
+from ..config import ExecutionOptions
 from ..errors import EngineError
 from ..execution import Executor, UnitContext
 from ..latents import display_frame, resize
@@ -105,12 +106,21 @@ class ExportSettings:
     focal: float | None = None
     fov: float = DEFAULT_FOV
 
+    @classmethod
+    def of(cls, out_dir: Path, name: str, info: SourceInfo, unit: int, opts: ExecutionOptions,
+           frame_numbers: tuple[int, ...] | None) -> "ExportSettings":
+        """What ``opts`` asks for (formats ``opts.save``), for the frames of input ``info``."""
+        restore = (info.height, info.width) if opts.restore_res else None
+        return cls(out_dir, name, opts.save, info.path, unit, info.fps, opts.colormap, restore, opts.output,
+                   frame_numbers, opts.exr_dtype, opts.exr_compression, opts.ply_every, opts.ply_stride, opts.focal,
+                   opts.fov)
+
 
 PARALLEL_FORMATS = ("npy", "exr", "png16")  # chunks written independently, without the RGB frames
 
 
 def make_writers(settings: ExportSettings, formats: tuple[str, ...], t: int, size: tuple[int, int], lo: float,
-                 hi: float, units: StoreUnits, tidy: bool = True) -> tuple[dict[str, Path], list]:
+                 hi: float, units: StoreUnits | None, tidy: bool = True) -> tuple[dict[str, Path], list]:
     """The exporters of ``formats`` for a ``t``-frame run of output frame ``size`` whose depth spans
     ``[lo, hi]``, and their output paths. ``tidy``: remove what killed runs left (once, by the
     run's own process)."""
@@ -183,7 +193,7 @@ def export_chunk(ctx: UnitContext, chunk: tuple[int, int], settings: ExportSetti
 
 
 def export(store: RunStore, settings: ExportSettings, rgb: Callable[[], Iterator[FrameView]], progress: Progress,
-           executor: Executor | None = None) -> dict[str, Path]:
+           executor: Executor | None = None, record: bool = True) -> dict[str, Path]:
     """Write each requested format, then the ``sidecar`` saying what the values are; returns name -> path.
 
     ``rgb()`` opens the input's frames anew (``FrameView``s of the clip) for outputs that show them.
@@ -197,6 +207,7 @@ def export(store: RunStore, settings: ExportSettings, rgb: Callable[[], Iterator
     colour videos are redone unless complete; every output appears under its final name
     only when complete. With an ``executor`` of several workers, the chunks of
     ``PARALLEL_FORMATS`` are written by its tasks first; the rest is written here in order.
+    ``record=False``: write every output whole and keep no records in the store (a copy elsewhere).
     """
     depth = store.array(layout.DEPTH)
     t = depth.shape[0]
@@ -205,7 +216,7 @@ def export(store: RunStore, settings: ExportSettings, rgb: Callable[[], Iterator
                           "run: it is damaged; rerun with --overwrite")
     size = tuple(settings.restore_size or depth.shape[1:])
     lo, hi = value_range(depth)
-    outputs, writers = make_writers(settings, settings.formats, t, size, lo, hi, StoreUnits(store))
+    outputs, writers = make_writers(settings, settings.formats, t, size, lo, hi, StoreUnits(store) if record else None)
     outputs = {"zarr": store.path, **outputs}
     timer = progress.stage(STAGE, t)
     by_tasks: set[int] = set()
