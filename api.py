@@ -94,7 +94,11 @@ class RollingDepth:
         ``rdengine process``); None: a temporary folder kept while the result lives.
         ``options``: any option, overriding this instance's for this call.
         """
-        return self._exclusive(self._run, input, out, options)
+        self._claim()
+        try:
+            return self._run(input, out, options)
+        finally:
+            self._busy.release()
 
     def stream(self, input: Input, out: str | os.PathLike | None = None, *, buffer: int = 2,
                **options: Any) -> "ShotStream":
@@ -108,8 +112,7 @@ class RollingDepth:
         """
         if buffer < 1:
             raise ConfigError(f"buffer must be >= 1, not {buffer}")
-        if not self._busy.acquire(blocking=False):
-            raise EngineError("this RollingDepth is already running an input (one call or stream at a time)")
+        self._claim()
         folders = TemporaryFolders()
         store = (Path(out) if out is not None else folders.temporary()) / layout.STORE_NAME
 
@@ -123,13 +126,10 @@ class RollingDepth:
 
     # -- one run ----------------------------------------------------------------------------
 
-    def _exclusive(self, fn, *args):
+    def _claim(self) -> None:
+        """Take the instance for one run (released by the caller when the run ends)."""
         if not self._busy.acquire(blocking=False):
             raise EngineError("this RollingDepth is already running an input (one call or stream at a time)")
-        try:
-            return fn(*args)
-        finally:
-            self._busy.release()
 
     def _run(self, input: Input, out: str | os.PathLike | None, overrides: dict,
              on_shot: Callable[[Shot], None] | None = None, folders: TemporaryFolders | None = None) -> DepthResult:
@@ -227,6 +227,9 @@ class ShotStream(Iterator[ShotDepth]):
                 break
             except queue.Empty:
                 continue
+            except KeyboardInterrupt:  # the consumer was interrupted: so is the run
+                self.close()
+                raise
         if kind == "shot":
             return self._shot(value)
         self._finished = True

@@ -94,7 +94,7 @@ class ExecutionOptions:
     colormap: str = "Spectral"
     restore_res: bool = False
     fps: float | None = None
-    progress: str = "auto"  # engine.progress modes: auto, bar, plain, json, quiet
+    progress: str = "auto"  # engine.progress.MODES: auto, bar, plain, json, notebook, quiet
     overwrite: bool = False
     coalign_memory: int = 1 << 28  # bytes: co-alignment samples and factor in memory, then streamed from disk
     scratch: str = "auto"

@@ -29,11 +29,9 @@ from ..errors import ConfigError
 from .config import (DEFAULT_CHECKPOINT, DEFAULT_EXPORTS, DEVICE_FORMS, DTYPES, EXPORTS, EXR_COMPRESSIONS, EXR_DTYPES,
                      MAX_RES, NORMALIZE, OUTPUT_KINDS, PRESETS, SCRATCH_MODES, SHOT_MODES, ExecutionOptions,
                      RunConfig, resolve_config, validate_options)
+from .progress.sinks import MODES
 
-KINDS = ("int", "float", "text", "flag", "switch", "ints", "choice", "choices", "progress")
-PROGRESS_MODES = ("auto", "bar", "plain", "json", "notebook", "quiet")  # engine.progress.MODES
-LOG_FORMATS = ("auto", "bar", "plain", "json")
-MODEL_OPTIONS = ("checkpoint", "device", "dtype", "attention")  # fixed once a model is loaded
+LOG_FORMATS = tuple(m for m in MODES if m not in ("notebook", "quiet"))  # quiet: --quiet; notebook: auto in Jupyter
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,7 @@ class Option:
             several = " (several allowed)" if self.kind == "choices" else ""
             return "one of " + ", ".join(map(str, self.choices)) + several
         return {"int": "int", "float": "float", "text": "str", "flag": "bool", "switch": "bool or None",
-                "ints": "int or ints", "progress": "bool or a mode (" + ", ".join(PROGRESS_MODES) + ")"
+                "ints": "int or ints", "progress": "bool or a mode (" + ", ".join(MODES) + ")"
                 }[self.kind]
 
     def parse(self, value: Any) -> Any:
@@ -172,8 +170,8 @@ def _choices(option: Option, value: Any) -> tuple[str, ...]:
 def _progress(option: Option, value: Any) -> bool | str:
     if isinstance(value, bool):
         return value
-    if value not in PROGRESS_MODES:
-        raise ConfigError(f"{option.flag} must be True, False or one of {', '.join(PROGRESS_MODES)}, not {value!r}")
+    if value not in MODES:
+        raise ConfigError(f"{option.flag} must be True, False or one of {', '.join(MODES)}, not {value!r}")
     return value
 
 
@@ -420,5 +418,5 @@ def signature_parameters(options: Sequence[Option] = OPTIONS) -> list:
             for o in options]
 
 
-__all__ = ["OPTIONS", "Option", "RunOptions", "MODEL_OPTIONS", "command_options", "option", "describe_options",
+__all__ = ["OPTIONS", "Option", "RunOptions", "command_options", "option", "describe_options",
            "signature_parameters", "check_scheduler_address"]
