@@ -1,27 +1,27 @@
-"""Command line: ``rdengine process|demo|make-checkpoint ...``.
+"""Command line: ``rdengine process|batch|demo|eval|inspect|make-checkpoint|bench ...``.
 
-User mistakes end in one ``error: ...`` line and exit code 2, never a traceback.
+A thin shell: ``process`` is ``rdengine.RollingDepth(**options)(VIDEO, OUT)``, its options
+built from the one table in ``engine.options`` (names, types, defaults, help, rules). User
+mistakes (``rdengine.errors.RdengineError``) end in one ``error: ...`` line and exit code 2,
+never a traceback. Importing this module loads no torch, zarr or av: ``--help``, ``--version``
+and option errors answer at once.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
-import warnings
 from pathlib import Path
 
 import click
 
-from .engine.config import DEFAULT_CHECKPOINT, DEVICE_FORMS, DTYPES, EXPORTS, EXR_COMPRESSIONS, EXR_DTYPES, \
-    OUTPUT_KINDS, PRESETS, SHOT_MODES, ConfigError, ExecutionOptions, resolve_config, validate_options
-from .engine.errors import EngineError, output_folder
-from .engine.plan import SCRATCH_MODES
+from . import __version__
+from .engine.config import DTYPES, PRESETS
+from .engine.options import Option, RunOptions, command_options
 from .engine.warning_lines import warnings_as_lines
-from .engine.eval.readers import EvalInputError
-from .storage.inputs import InputError, InputWarning
+from .errors import ConfigError, EngineError, EvalInputError, InputError, RdengineError
 
-USER_ERRORS = (EngineError, ConfigError, InputError, EvalInputError)
-LIST_OPTIONS = ("--dilations", "--snippet-len")
+LIST_OPTIONS = tuple(o.flag for o in command_options() if o.kind == "ints")
 RESUMABLE_COMMANDS = ("process", "batch", "demo")
 
 
@@ -39,7 +39,7 @@ class Cli(click.Group):
         try:
             with warnings_as_lines(warn):
                 return super().invoke(ctx)
-        except USER_ERRORS as exc:
+        except RdengineError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see ``main``): what is recorded stays
@@ -73,165 +73,28 @@ def int_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
         raise click.BadParameter(f"expected integers like '1 10 25', got '{value}'") from None
 
 
-PRESET_HELP = "; ".join(
-    f"{name}: {p['res']} px, dilations {' '.join(map(str, p['dilations']))}, {p['dtype']}"
-    f"{'' if p['cap_dilation'] else ', no dilation cap'}, {p['refine_steps'] or 'no'} refinement steps"
-    for name, p in PRESETS.items())
+METAVARS = {"int": "INTEGER", "float": "FLOAT", "text": "TEXT", "ints": "N[,N...]"}
 
 
-def process_options(fn):
-    """The options shared by ``process``, ``batch`` and ``bench``."""
-    options = [
-        # what is computed (part of the run's identity: a change starts a new run)
-        click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True,
-                     help=f"published settings ({PRESET_HELP}); every value can be overridden below"),
-        click.option("--res", type=int, help="processing resolution: the longer side in px (default: the preset's, "
-                                             "768 or 1024; 0 = native size). Depth comes out at this size, e.g. "
-                                             "1080p at --res 768 gives 768x432, unless --restore-res"),
-        click.option("--dilations", callback=int_list, help="frame spacings of the snippets, e.g. 1 10 25 "
-                                                            "(must include 1; default: the preset's)"),
-        click.option("--snippet-len", callback=int_list, help="frames per snippet, one value or one per dilation "
-                                                              "(2..4; default 3)"),
-        click.option("--refine-steps", type=int, help="diffusion refinement steps after co-alignment (0 = none; "
-                                                      "default: the preset's, 0 or 10)"),
-        click.option("--refine-start-dilation", type=int, help="frame spacing of the first refinement step, "
-                                                               "coarse to fine down to 1 (default 6)"),
-        click.option("--cap-dilation/--no-cap-dilation", default=None,
-                     help="cap dilations at int(frames / snippet length) - 1 for short videos "
-                          "(default: the preset's; off for paper)"),
-        click.option("--dtype", type=click.Choice(DTYPES), help="compute precision (default: the preset's; on CPU "
-                                                                "fp16 presets compute in fp32)"),
-        click.option("--coalign", type=click.Choice(["fast", "reference"]),
-                     help="co-alignment solver: fast (least squares + L-BFGS; default) or reference (the published "
-                          "2000 Adam steps; default with --reproduce)"),
-        click.option("--shots", metavar="auto|none|FILE",
-                     help="cuts: detected while ingesting (auto; default), none (one shot), or a cut list FILE "
-                          "(frame numbers, CSV with timecodes or frames, or a CMX3600 EDL); snippets never cross a "
-                          "cut and each shot is aligned on its own"),
-        click.option("--shot-threshold", type=float,
-                     help="cut detection threshold: how many times a frame's change exceeds its neighbours' "
-                          "(PySceneDetect adaptive detector; default 1.5, lower finds more)"),
-        click.option("--normalize", type=click.Choice(["shot", "global"]), default="shot", show_default=True,
-                     help="map each shot's depth to [-1, 1], or use one range over the whole video"),
-        click.option("--reproduce", is_flag=True,
-                     help="the authors' exact numbers: their frame size rule (depth 8*floor(H/8) x 8*floor(W/8), "
-                          "the top-left of the frame), the reference solver, their fp16/fp32 arithmetic, no shots"),
-        click.option("--seed", type=int, default=2024, show_default=True, help="seed of the initial noise"),
-        click.option("--start", type=int, default=0, show_default=True,
-                     help="first frame of the clip: a video's frame index (from 0), an image sequence's own frame "
-                          "number (e.g. 1001); outputs keep the input's frame numbers"),
-        click.option("--frames", "--max-frames", "frames", type=int,
-                     help="process at most N frames (after --stride; default: to the end)"),
-        click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="process every Kth frame from --start; frames keep the input's numbers (0, 2, 4, ...) and "
-                          "outputs play at the input's rate / K"),
-        click.option("--target-fps", type=float,
-                     help="process the input at about this rate: the stride nearest input fps / F (instead of "
-                          "--stride)"),
-        click.option("--stream", type=click.IntRange(min=0),
-                     help="the video stream to read (index as ffprobe numbers them; default: the main video)"),
-        click.option("--checkpoint", default=DEFAULT_CHECKPOINT, show_default=True,
-                     help="hub id or local folder in the same layout (offline: a local folder)"),
-        # how it is computed (speed, memory, disk; the depth stays the same)
-        click.option("--device", default="auto", show_default=True, help=f"compute device: {DEVICE_FORMS}"),
-        click.option("--attention", type=click.Choice(["auto", "triton", "sdpa"]), default="auto", show_default=True,
-                     help="cross-frame attention kernel: fused Triton (CUDA), torch SDPA, or auto"),
-        click.option("--batch-size", type=int, help="snippets per UNet call (default: from free GPU memory; 4 on CPU)"),
-        click.option("--threads", type=click.IntRange(min=1),
-                     help="torch CPU threads (per worker on a cluster; default: torch's, on a local cluster the "
-                          "cores split between workers). CPU results differ in the last bits between thread "
-                          "counts: compare runs at the same count"),
-        click.option("--coalign-memory", type=click.IntRange(min=16), default=256, show_default=True,
-                     help="co-alignment memory budget in MiB; past it the solver streams from disk"),
-        click.option("--scratch", type=click.Choice(SCRATCH_MODES), default="auto", show_default=True,
-                     help="snippet scratch, per shot: 'depth' keeps full-resolution snippet depth (compressed, "
-                          "lossless) until the shot's merge (the method's device work), 'latent' keeps latents and "
-                          "decodes them again at merge time (a fraction of the disk, one more VAE decode per snippet "
-                          "frame); auto: depth for every shot that fits --scratch-budget, latent for a longer take"),
-        click.option("--scratch-budget", type=click.FloatRange(min=0), default=8.0, show_default=True,
-                     help="GiB of snippet scratch the shots in flight may hold (at most half the free disk); at "
-                          "768 px a shot of about 4 minutes fits 8 GiB"),
-        click.option("--unit-frames", type=click.IntRange(min=1),
-                     help="frames per shard of the per-frame arrays (default: 8..128 by frame size): smaller shards "
-                          "spread better over a cluster, at more files and records"),
-        click.option("--unit-seconds", type=click.FloatRange(min=0.01), default=60.0, show_default=True,
-                     help="device work per snippet unit, measured as the run goes: a kill loses at most about "
-                          "this much"),
-        click.option("--keep-intermediates", is_flag=True,
-                     help="keep every intermediate array in the run store (default: released once used)"),
-        # outputs
-        click.option("--save", multiple=True, type=click.Choice(EXPORTS),
-                     help="outputs, repeatable (default: npy and mp4): npy/npz arrays, exr/png16 per frame, gray16 "
-                          "16-bit video, ply point clouds, mp4 colour depth, sbs RGB|depth, zarr (the run store)"),
-        click.option("--output", type=click.Choice(OUTPUT_KINDS), default="inverse", show_default=True,
-                     help="values of npy/npz/exr/png16/gray16/ply: relative inverse depth (near = large, [-1, 1]) "
-                          "or relative depth (near = small; not metric)"),
-        click.option("--exr-dtype", type=click.Choice(EXR_DTYPES), default="float", show_default=True,
-                     help="EXR pixel type of the Z channel"),
-        click.option("--exr-compression", type=click.Choice(EXR_COMPRESSIONS), default="zip", show_default=True,
-                     help="EXR compression"),
-        click.option("--ply-every", type=click.IntRange(min=1), default=10, show_default=True,
-                     help="write a point cloud every Nth frame"),
-        click.option("--ply-stride", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="keep every Nth pixel in each direction of a point cloud"),
-        click.option("--focal", type=float, help="focal length in px for point clouds (default: from --fov)"),
-        click.option("--fov", type=float, default=60.0, show_default=True,
-                     help="horizontal field of view in degrees for point clouds"),
-        click.option("--name", "frame_name", metavar="TEMPLATE",
-                     help="file names of per-frame outputs (exr, png16, ply), e.g. '{name}.{frame:04d}' "
-                          "(default: {name}_ and the frame number padded like the input's file names, else 6 digits)"),
-        click.option("--colormap", default="Spectral", show_default=True,
-                     help="matplotlib colormap of the mp4/sbs videos"),
-        click.option("--restore-res", is_flag=True, help="resize depth outputs back to the input resolution"),
-        click.option("--fps", type=float, help="frame rate: of an image sequence input (default 24), and of the "
-                                               "output videos (default: the input's)"),
-        click.option("--overwrite", is_flag=True, help="discard an existing run store and start over"),
-        click.option("--quiet", "-q", is_flag=True, help="no progress output (warnings and errors still print)"),
-        click.option("--log-format", type=click.Choice(["auto", "bar", "plain", "json"]), default="auto",
-                     show_default=True, help="progress: live bars on a terminal and plain lines otherwise (auto), "
-                                             "or always bars, plain lines or JSON lines"),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+def click_option(row: Option):
+    """The click option of a table row: values reach the library as typed (strings), which checks them."""
+    names = [row.flag, *([row.short] if row.short else []), *row.aliases, row.name]
+    if row.kind == "flag":
+        return click.option(*names, is_flag=True, help=row.help)
+    if row.kind == "switch":
+        return click.option(f"{row.flag}/--no-{row.flag[2:]}", row.name, default=None, help=row.help)
+    metavar = row.metavar or (f"[{'|'.join(row.choices)}]" if row.choices else METAVARS[row.kind])
+    return click.option(*names, type=str, default=row.default, show_default=row.default not in (None, ()),
+                        multiple=row.kind == "choices", metavar=metavar, help=row.help)
 
 
-def cpu_dtype_note(preset: str, dtype: str | None, device: str) -> tuple[str | None, str | None]:
-    """On CPU a preset's fp16 computes in fp32 (CPU fp16 is emulated, ~20x slower); an explicit
-    --dtype wins. Returns (dtype to use, a note to print once the input is known to be good)."""
-    from .engine.model import resolve_device
-
-    if dtype is None and PRESETS[preset]["dtype"] == "fp16" and resolve_device(device).type == "cpu":
-        return "fp32", "computing in fp32 on CPU (the preset's fp16 is slow there; --dtype fp16 forces it)"
-    return dtype, None
-
-
-def configs_from(kw: dict):
-    """Split CLI keyword arguments into (RunConfig, ExecutionOptions, note), every value validated."""
-    opts = ExecutionOptions(device=kw["device"], batch_size=kw["batch_size"], attention=kw["attention"],
-                            save=tuple(kw["save"]) or ("npy", "mp4"), colormap=kw["colormap"],
-                            restore_res=kw["restore_res"], fps=kw["fps"],
-                            progress="quiet" if kw["quiet"] else kw["log_format"],
-                            overwrite=kw["overwrite"], coalign_memory=kw["coalign_memory"] << 20,
-                            scratch=kw["scratch"], scratch_budget=int(kw["scratch_budget"] * 2**30),
-                            unit_seconds=kw["unit_seconds"],
-                            keep_intermediates=kw["keep_intermediates"], unit_frames=kw["unit_frames"],
-                            output=kw["output"], exr_dtype=kw["exr_dtype"], exr_compression=kw["exr_compression"],
-                            ply_every=kw["ply_every"], ply_stride=kw["ply_stride"], focal=kw["focal"], fov=kw["fov"],
-                            frame_name=kw["frame_name"],
-                            threads=kw["threads"], workers=kw.get("video_workers"), scheduler=kw.get("video_scheduler"))
-    validate_options(opts)
-    dtype, note = cpu_dtype_note(kw["preset"], kw["dtype"], kw["device"])
-    cfg = resolve_config(kw["preset"], res=kw["res"], dilations=kw["dilations"], snippet_lens=kw["snippet_len"],
-                         cap_dilation=kw["cap_dilation"], dtype=dtype, refine_steps=kw["refine_steps"],
-                         refine_start_dilation=kw["refine_start_dilation"], seed=kw["seed"],
-                         coalign=kw["coalign"], reproduce=kw["reproduce"], shots=kw["shots"],
-                         shot_threshold=kw["shot_threshold"], normalize=kw["normalize"], stream=kw["stream"],
-                         start=kw["start"], frames=kw["frames"], stride=kw["stride"], target_fps=kw["target_fps"],
-                         checkpoint=kw["checkpoint"])
-    if cfg.shots not in SHOT_MODES and not Path(cfg.shots).is_file():
-        raise ConfigError(f"--shots: no cut list file {cfg.shots} (or use auto or none)")
-    return cfg, opts, note
+def table_options(batch: bool = False):
+    """Decorator adding the table's options of ``process`` (or ``batch``) to a command."""
+    def decorate(fn):
+        for row in reversed(command_options(batch)):
+            fn = click_option(row)(fn)
+        return fn
+    return decorate
 
 
 def print_summary(result) -> None:
@@ -245,6 +108,7 @@ def print_summary(result) -> None:
 
 
 @click.group(cls=Cli)
+@click.version_option(__version__, "--version", prog_name="rdengine", message="%(prog)s %(version)s")
 def cli() -> None:
     """rdengine: streaming, resumable RollingDepth video depth."""
 
@@ -252,14 +116,8 @@ def cli() -> None:
 @cli.command()
 @click.argument("video", type=click.Path(path_type=str))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="output folder")
-@click.option("--workers", "video_workers", type=int,
-              help="spread this video's units over a local Dask cluster of N worker processes (one per GPU; "
-                   "on CPU they share the cores)")
-@click.option("--scheduler", "video_scheduler",
-              help="spread this video's units over the workers of a running Dask scheduler, e.g. "
-                   "tcp://10.0.0.5:8786 (OUT must be a folder every worker can reach)")
-@process_options
-def process(video: str, out_dir: Path, **kw) -> None:
+@table_options()
+def process(video: str, out_dir: Path, **options) -> None:
     """Estimate depth for every frame of VIDEO into OUT (run store, npy, mp4, ...).
 
     VIDEO is a video file or an image sequence: a folder of frames, a pattern like
@@ -267,16 +125,9 @@ def process(video: str, out_dir: Path, **kw) -> None:
     (near = large), each shot normalized to [-1, 1], at the processing size (--res);
     rerunning the same command resumes an interrupted run.
     """
-    from .engine.pipeline import process_video
-    from .storage.inputs import open_input
+    from .api import RollingDepth
 
-    cfg, opts, note = configs_from(kw)
-    with warnings.catch_warnings():  # the run says the input's warnings
-        warnings.simplefilter("ignore", InputWarning)
-        open_input(video, stream=cfg.stream, fps=opts.fps)  # a bad input is said before anything else
-    if note:
-        click.echo(f"note: {note}", err=True)
-    print_summary(process_video(video, out_dir, cfg, opts))
+    print_summary(RollingDepth(**options)(video, out_dir).run)
 
 
 @cli.command("make-checkpoint")
@@ -308,8 +159,8 @@ def make_checkpoint(path: Path, size: str, seed: int, overwrite: bool) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars, only the summary")
 def demo(out_dir: Path, frames: int, quiet: bool) -> None:
     """Run the whole pipeline offline: a synthetic clip and a tiny random checkpoint."""
-    from .engine.config import ExecutionOptions
-    from .engine.pipeline import process_video
+    from .api import RollingDepth
+    from .engine.errors import output_folder
     from .engine.testing.random_checkpoint import write_random_checkpoint
     from .engine.testing.synthetic_clip import write_clip
 
@@ -322,10 +173,9 @@ def demo(out_dir: Path, frames: int, quiet: bool) -> None:
     if not (checkpoint / "model_index.json").exists():
         write_random_checkpoint(checkpoint)
     clip = write_clip(out_dir / "synthetic.mp4", frames=frames, width=128, height=96)
-    cfg = resolve_config("fast", res=128, dtype="fp32", checkpoint=str(checkpoint))
-    opts = ExecutionOptions(device="cpu", save=("npy", "mp4", "sbs"), progress="quiet" if quiet else "auto",
-                            overwrite=True)
-    print_summary(process_video(str(clip), out_dir, cfg, opts))
+    rolling_depth = RollingDepth(checkpoint, res=128, dtype="fp32", device="cpu", save=("npy", "mp4", "sbs"),
+                                 quiet=quiet, overwrite=True)
+    print_summary(rolling_depth(clip, out_dir).run)
     click.secho(banner, fg="yellow", err=True)
 
 
@@ -375,17 +225,19 @@ def evaluate(pred, gt, pairs_csv, pred_root, gt_root, out_dir, depth_scale, min_
 @click.option("--split-frames", type=click.IntRange(min=0), default=20000, show_default=True,
               help="videos of at least this many frames are not one task: their units spread over every worker "
                    "(as `process --workers`); 0: never")
-@process_options
+@table_options(batch=True)
 def batch(inputs: tuple[str, ...], out_root: str, workers: int | None, scheduler: str | None,
-          cache_dir: str | None, split_frames: int, **kw) -> None:
+          cache_dir: str | None, split_frames: int, **options) -> None:
     """Process every video of INPUT... (videos, folders, list files, globs; paths or URLs) on Dask, resumably."""
     from .engine.batch.run import format_table, run_batch
+    from .engine.model import resolve_device
 
-    cfg, opts, note = configs_from(kw)
+    checked = RunOptions(options)
+    dtype, note = checked.compute_dtype(resolve_device(checked["device"]).type)
     if note:
         click.echo(f"note: {note}", err=True)
-    report = run_batch(inputs, out_root, cfg, opts, workers=workers, scheduler=scheduler, cache_dir=cache_dir,
-                       split_frames=split_frames)
+    report = run_batch(inputs, out_root, checked.run_config(dtype), checked.execution(), workers=workers,
+                       scheduler=scheduler, cache_dir=cache_dir, split_frames=split_frames)
     click.echo(format_table(report))
     if report.failed or report.kept:  # not every video was processed as asked
         raise SystemExit(1)
@@ -434,7 +286,8 @@ def _bench_json(path: Path | None, data) -> None:
 @cli.group(cls=BenchGroup)
 def bench() -> None:
     """Benchmarks: `rdengine bench [VIDEO] [OPTIONS]` times the pipeline (subcommand `pipeline`);
-    `scaling`, `batch-size` and `coalign` measure memory, batching and the co-alignment solvers."""
+    `scaling`, `batch-size` and `coalign` measure memory, batching and the co-alignment solvers;
+    `startup` the command line's answers, `api` clips in one Python session."""
 
 
 @bench.command("pipeline")
@@ -561,6 +414,50 @@ def bench_shots(args) -> None:
     from .benchmarks import shots
 
     shots.main(list(args))
+
+
+@bench.command("edit", add_help_option=False,
+               context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_edit(args) -> None:
+    """An edited film shot by shot: decodes per snippet frame, scratch in flight, when shots are final
+    (`rdengine bench edit --help`)."""
+    from .benchmarks import edit
+
+    edit.main(list(args))
+
+
+@bench.command("scratch-codecs", add_help_option=False,
+               context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_scratch_codecs(args) -> None:
+    """Lossless codecs for the snippet depth scratch on smooth depth: bytes per map, speed
+    (`rdengine bench scratch-codecs --help`)."""
+    from .benchmarks import scratch_codecs
+
+    scratch_codecs.main(list(args))
+
+
+@bench.command("startup", add_help_option=False,
+               context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_startup(args) -> None:
+    """Start-up latency of fresh processes: --help, --version, option errors, the first line of
+    process (`rdengine bench startup --help`)."""
+    from .benchmarks import startup
+
+    startup.main(list(args))
+
+
+@bench.command("api", add_help_option=False,
+               context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_api(args) -> None:
+    """Clips in one Python session (model loaded once) against one `rdengine process` each
+    (`rdengine bench api --help`)."""
+    from .benchmarks import api_session
+
+    api_session.main(list(args))
 
 
 def terminate(signum, frame) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass
+
+from ..errors import ConfigError
 
 DEFAULT_CHECKPOINT = "prs-eth/rollingdepth-v1-0"
 DTYPES = ("fp16", "bf16", "fp32")
@@ -15,6 +16,7 @@ DEFAULT_EXPORTS = ("npy", "mp4")
 NORMALIZE = ("shot", "global")
 MAX_RES = 8192  # px of the longer side: the VAE's memory grows with its square
 SHOT_MODES = ("auto", "none")  # or the path of a cut list
+SCRATCH_MODES = ("auto", "depth", "latent")  # snippet scratch kinds (engine.plan)
 
 PRESETS: dict[str, dict] = {
     "fast": dict(res=768, dilations=(1, 25), cap_dilation=True, dtype="fp16", refine_steps=0),
@@ -22,10 +24,6 @@ PRESETS: dict[str, dict] = {
     "full": dict(res=1024, dilations=(1, 10, 25), cap_dilation=True, dtype="fp16", refine_steps=10),
     "paper": dict(res=768, dilations=(1, 10, 25), cap_dilation=False, dtype="fp32", refine_steps=10),
 }
-
-
-class ConfigError(ValueError):
-    """A configuration the engine cannot run (one-line message for the user)."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,7 @@ class ExecutionOptions:
     colormap: str = "Spectral"
     restore_res: bool = False
     fps: float | None = None
-    progress: str = "auto"  # engine.progress modes: auto, bar, plain, json, quiet
+    progress: str = "auto"  # engine.progress.MODES: auto, bar, plain, json, notebook, quiet
     overwrite: bool = False
     coalign_memory: int = 1 << 28  # bytes: co-alignment samples and factor in memory, then streamed from disk
     scratch: str = "auto"
@@ -134,50 +132,10 @@ DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
 
 
 def validate_options(opts: ExecutionOptions) -> None:
-    """Raise ConfigError naming the first option that cannot work, before any work starts."""
-    import re
-
-    import matplotlib
-
-    from ..storage.exporters import check_frame_template
-
-    if opts.threads is not None and opts.threads < 1:
-        raise ConfigError("--threads must be >= 1")
-    if opts.workers is not None and opts.workers < 1:
-        raise ConfigError("--workers must be >= 1")
+    """Raise ConfigError for options that cannot work together (each value alone is checked by
+    its row in ``engine.options``)."""
     if opts.workers is not None and opts.scheduler:
         raise ConfigError("--workers starts a local cluster; it cannot be combined with --scheduler")
-    if opts.scheduler:
-        from .cluster.clusters import check_scheduler_address
-
-        check_scheduler_address(opts.scheduler)
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", opts.device):
-        raise ConfigError(f"--device '{opts.device}' is not supported: use {DEVICE_FORMS}")
-    if opts.colormap not in matplotlib.colormaps:
-        raise ConfigError(f"--colormap '{opts.colormap}' is not a matplotlib colormap (e.g. Spectral, turbo, "
-                          "viridis, magma, gray)")
-    checks = [(opts.batch_size is None or opts.batch_size >= 1, "--batch-size must be >= 1"),
-              (opts.fps is None or 0 < opts.fps <= 1000, f"--fps must be in (0, 1000], not {opts.fps}"),
-              (opts.output in OUTPUT_KINDS, f"--output must be one of {', '.join(OUTPUT_KINDS)}"),
-              (opts.exr_dtype in EXR_DTYPES, f"--exr-dtype must be one of {', '.join(EXR_DTYPES)}"),
-              (opts.exr_compression in EXR_COMPRESSIONS,
-               f"--exr-compression must be one of {', '.join(EXR_COMPRESSIONS)}"),
-              (opts.ply_every >= 1 and opts.ply_stride >= 1, "--ply-every and --ply-stride must be >= 1"),
-              (opts.focal is None or (math.isfinite(opts.focal) and opts.focal > 0),
-               f"--focal must be a finite number of pixels > 0, not {opts.focal}"),
-              (0 < opts.fov < 180, f"--fov must be in (0, 180) degrees, not {opts.fov}"),
-              (opts.unit_frames is None or opts.unit_frames >= 1, "--unit-frames must be >= 1"),
-              (opts.unit_seconds > 0, f"--unit-seconds must be positive, not {opts.unit_seconds}"),
-              (opts.scratch_budget >= 0, "--scratch-budget must be >= 0"),
-              (opts.coalign_memory >= 16 << 20, "--coalign-memory must be at least 16 MiB")]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
-    if opts.frame_name is not None:
-        try:
-            check_frame_template(opts.frame_name)
-        except ValueError as exc:
-            raise ConfigError(f"--name: {exc}") from None
 
 
 def resolve_config(preset: str = "fast", *, res: int | None = None, dilations: tuple[int, ...] | None = None,
@@ -214,7 +172,8 @@ def resolve_config(preset: str = "fast", *, res: int | None = None, dilations: t
 
 
 def validate(cfg: RunConfig) -> None:
-    """Raise ConfigError naming the first rule of SPEC.md the config breaks."""
+    """Raise ConfigError naming the first rule of SPEC.md the dilations and snippet lengths break
+    (each option's own range is checked by its row in ``engine.options``)."""
     if 1 not in cfg.dilations:
         raise ConfigError(f"dilations {list(cfg.dilations)} must include 1 so that every frame is covered")
     if any(d < 1 for d in cfg.dilations) or len(set(cfg.dilations)) != len(cfg.dilations):
@@ -224,23 +183,5 @@ def validate(cfg: RunConfig) -> None:
                           f"not {len(cfg.snippet_lens)}")
     if any(not 2 <= n <= 4 for n in cfg.snippet_lens):
         raise ConfigError(f"snippet lengths {list(cfg.snippet_lens)} must be between 2 and 4")
-    if cfg.dtype not in DTYPES:
-        raise ConfigError(f"dtype '{cfg.dtype}' is not one of {', '.join(DTYPES)}")
-    if not 0 <= cfg.res <= MAX_RES:
-        raise ConfigError(f"--res {cfg.res}: the processing resolution must be 0 (native size) or up to {MAX_RES} px")
-    if not 0 <= cfg.seed < 2 ** 63:
-        raise ConfigError(f"--seed must be in [0, 2^63), not {cfg.seed}")
-    if cfg.refine_steps < 0 or cfg.refine_start_dilation < 1:
-        raise ConfigError("refine steps must be >= 0 and the refinement start dilation >= 1")
-    if cfg.start < 0 or (cfg.frames is not None and cfg.frames < 1):
-        raise ConfigError("--start must be >= 0 and --frames >= 1")
-    if cfg.stride < 1:
-        raise ConfigError(f"--stride must be >= 1, not {cfg.stride}")
-    if cfg.target_fps is not None and not (math.isfinite(cfg.target_fps) and cfg.target_fps > 0):
-        raise ConfigError(f"--target-fps must be a finite rate > 0, not {cfg.target_fps}")
     if cfg.target_fps is not None and cfg.stride != 1:
         raise ConfigError("--target-fps chooses the stride; give --stride or --target-fps, not both")
-    if cfg.normalize not in NORMALIZE:
-        raise ConfigError(f"--normalize must be one of {', '.join(NORMALIZE)}, not '{cfg.normalize}'")
-    if cfg.shot_threshold is not None and not (math.isfinite(cfg.shot_threshold) and cfg.shot_threshold > 0):
-        raise ConfigError(f"--shot-threshold must be a finite number > 0, not {cfg.shot_threshold}")

@@ -1,14 +1,13 @@
-"""The one exception type the CLI turns into a one-line message (no traceback), and the words
-for failed writes: what happened and what to do about it."""
+"""The words for failed writes: what happened and what to do about it. The engine's run failure
+(``EngineError``) is defined with every user-facing error in ``rdengine.errors``."""
 
 from __future__ import annotations
 
 import errno
 from pathlib import Path
 
+from ..errors import EngineError
 
-class EngineError(RuntimeError):
-    """A user-facing failure: bad input, missing checkpoint, unavailable device."""
 
 
 WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file too large (size limit)",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 from .. import __version__
 from ..storage import layout
 from ..storage.exporters.ledger import OutputConflict
-from ..storage.inputs import FrameSource, FrameView, InputWarning, open_input
+from ..storage.inputs import FrameSource, FrameView, open_input
 from ..storage.lock import RunLock, StoreLocked
 from ..storage.run_store import DamagedData, DamagedStore, RunStore, StoreMismatch
 from .allocator import return_free_memory
@@ -35,6 +34,7 @@ from .facts import RunFacts
 from .model import Model, load_model
 from .plan import frame_unit, make_plan, plan_choices
 from .progress import Progress
+from .progress.input_warnings import input_warnings
 from .repair import repair
 from .outputs import check_run_outputs, output_name
 from .run_context import RunContext
@@ -43,10 +43,9 @@ from .shots.cut_lists import CutPoint, clip_cuts, outside_note, read_cut_list
 from .shots.detector import CutDetector
 from .shots.model import Shot
 from .stages import table
-from .stages.export import finish
+from .stages.export import ExportSettings, finish
 from .stages.ingest import frame_geometry, ingest
 from .stages.snippets import DeviceTimer, SnippetStream
-from .warning_lines import warnings_as_lines
 
 RUN_REPAIRS = 3  # damaged data found in one run more often than this: the disk is failing
 
@@ -54,7 +53,8 @@ RUN_REPAIRS = 3  # damaged data found in one run more often than this: the disk 
 @dataclass
 class RunResult:
     """What a run produced: output paths, frame count, per-stage timings, the time spent in this
-    run and in all runs of the store (``runs`` of them), and what the input's decoding met."""
+    run and in all runs of the store (``runs`` of them), what the input's decoding met, and the
+    export settings."""
 
     store: Path
     outputs: dict[str, Path]
@@ -64,6 +64,7 @@ class RunResult:
     cumulative_seconds: float = 0.0
     runs: int = 1
     warnings: list[str] = field(default_factory=list)
+    export_settings: ExportSettings | None = None  # how the outputs were written (``DepthResult.save`` reuses it)
 
 
 
@@ -90,15 +91,6 @@ def write_errors_as_engine_errors(store_path: Path):
 
 
 @contextmanager
-def input_warnings(progress: Progress):
-    """Every warning shown while inside as one ``warning:`` line through ``progress`` (input
-    warnings such as a numbering gap always, others as Python's filters decide)."""
-    with warnings_as_lines(progress.warning), warnings.catch_warnings():
-        warnings.simplefilter("always", InputWarning)
-        yield
-
-
-@contextmanager
 def executor_for(cfg: RunConfig, opts: ExecutionOptions, model: Model | None, cluster) -> Iterator[Executor]:
     """Where this run's units are computed: here with ``model`` (loaded if None), or as tasks on
     ``cluster`` (a ``cluster.clusters.Cluster``), or on one opened for ``opts.workers`` /
@@ -122,11 +114,12 @@ def executor_for(cfg: RunConfig, opts: ExecutionOptions, model: Model | None, cl
         yield ClusterExecutor(opened, spec(opened))
 
 
-def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: ExecutionOptions,
+def process_video(video: str | FrameSource, out_dir: str | Path, cfg: RunConfig, opts: ExecutionOptions,
                   model: Model | None = None, device_timer: DeviceTimer | None = None,
                   progress_stream: IO[str] | None = None, cluster=None,
-                  on_shot: Callable[[Shot], None] | None = None) -> RunResult:
-    """Run every stage on ``video`` (a video file or an image sequence) into ``out_dir``.
+                  on_shot: Callable[[Shot], None] | None = None, progress: Progress | None = None) -> RunResult:
+    """Run every stage on ``video`` (a video file or an image sequence, or an opened ``FrameSource``)
+    into ``out_dir``.
 
     The input is probed and the model loaded before the run store is touched, so a failed
     start leaves nothing to clean up. One process per store (``run.zarr.lock``); an OSError
@@ -136,12 +129,13 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
     ``cluster``: an open ``cluster.clusters.Cluster`` whose workers compute the units (with
     ``opts.workers`` or ``opts.scheduler`` one is opened for this run); ``on_shot(shot)``: called
     (on the run's thread) when a shot's depth in the store is final, in shot order mostly
-    (shots finished in an earlier run first).
+    (shots finished in an earlier run first); ``progress``: an open ``Progress`` to report to
+    (else one made for ``opts.progress``).
     """
     started = time.perf_counter()
-    progress = Progress(opts.progress, stream=progress_stream)
+    progress = progress or Progress(opts.progress, stream=progress_stream)
     with progress, input_warnings(progress):
-        source = open_input(video, stream=cfg.stream, fps=opts.fps)
+        source = video if isinstance(video, FrameSource) else open_input(video, stream=cfg.stream, fps=opts.fps)
         cut_points(cfg, source.info.fps)  # a typo is said before any work, not after the ingest
         starting = time.perf_counter()
         with executor_for(cfg, opts, model, cluster) as executor:
@@ -149,8 +143,8 @@ def process_video(video: str, out_dir: str | Path, cfg: RunConfig, opts: Executi
                 startup = "" if cluster is not None else \
                     f": started and the model loaded on every worker in {time.perf_counter() - starting:.1f} s"
                 progress.note(f"units run as tasks on {executor.cluster.where}{startup}")
-            return run_locked(video, Path(out_dir), cfg, opts, source, executor, progress, device_timer, started,
-                              on_shot)
+            return run_locked(source.info.path, Path(out_dir), cfg, opts, source, executor, progress, device_timer,
+                              started, on_shot)
 
 
 def run_locked(video: str, out_dir: Path, cfg: RunConfig, opts: ExecutionOptions, source: FrameSource,
@@ -268,7 +262,8 @@ def run_stages(ctx: RunContext) -> RunResult:
                     {"frames": num_frames, "outputs": {k: str(v) for k, v in ctx.outputs.items()},
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return RunResult(store=store.path, outputs=ctx.outputs, num_frames=num_frames, seconds=0.0,
-                     stages=[stage.record() for stage in progress.stages], warnings=warnings)
+                     stages=[stage.record() for stage in progress.stages], warnings=warnings,
+                     export_settings=ctx.exports.settings)
 
 
 def start_timers(ctx: RunContext) -> None:

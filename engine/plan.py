@@ -34,7 +34,6 @@ from .latents import Geometry
 from .shots.model import Shot, plan_shot_snippets, shot_refinement_dilations, shots_from_cuts
 from .snippets import SnippetGroup
 
-SCRATCH_MODES = ("auto", "depth", "latent")
 # Stored bytes / raw bytes of the scratch, measured on smooth depth (benchmarks/RESULTS.md,
 # `rdengine bench scratch-codecs`): what the budget counts before a shot has written anything.
 STORED_FRACTION = {"depth": 0.6, "latent": 0.95}

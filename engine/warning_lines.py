@@ -13,7 +13,7 @@ import warnings
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from ..storage.inputs import InputWarning
+from ..errors import InputWarning
 
 _showing = threading.local()  # a warning raised while showing one is dropped, never shown again and again
 

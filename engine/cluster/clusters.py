@@ -18,6 +18,7 @@ from typing import Iterator
 from ..config import ConfigError
 from ..errors import EngineError
 from .workers import ProcessLocalLocks
+from ..options import check_scheduler_address
 
 QUIET_LOGGERS = ("distributed", "distributed.nanny", "distributed.worker", "distributed.scheduler",
                  "distributed.client", "distributed.core", "distributed.batched", "tornado")
@@ -36,20 +37,6 @@ class Cluster:
     @property
     def workers(self) -> int:
         return len(self.client.scheduler_info(n_workers=-1)["workers"])
-
-
-def check_scheduler_address(address: str) -> None:
-    """A scheduler address must name a transport Dask knows (tcp://, tls://, inproc://, ws://, ...)."""
-    from distributed.comm import registry
-
-    scheme, sep, rest = address.partition("://")
-    if not sep or not rest:
-        raise ConfigError(f"--scheduler {address!r}: expected an address like tcp://10.0.0.5:8786")
-    try:
-        registry.get_backend(scheme)
-    except ValueError:
-        raise ConfigError(f"--scheduler {address!r}: unknown protocol {scheme}:// (use tcp://, tls:// or ws://)") \
-            from None
 
 
 def local_cluster(workers: int | None, device: str):

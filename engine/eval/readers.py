@@ -27,13 +27,10 @@ import zarr
 import zarr.errors
 from PIL import Image
 
+from ...errors import EvalInputError
 from ...storage import layout
 from ...storage.run_store import DamagedData, DamagedStore, RunStore, read_summary
 _EXR_CHANNEL_PREFERENCE = ("z", "depth", "y", "r")
-
-
-class EvalInputError(ValueError):
-    """A user-supplied evaluation input is missing, unreadable or inconsistent (one-line message)."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Where progress goes: live bars (tqdm), plain lines, JSON lines, or warnings only.
+"""Where progress goes: live bars (tqdm; ``tqdm.auto`` widgets in a notebook), plain lines, JSON
+lines, or warnings only.
 
 Every sink gets the same calls, always under the ``Progress`` lock: ``start(timer)``,
 ``update(timer, force=False)`` after each advance, ``end(timer)``, ``note(text)``,
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from typing import IO
@@ -17,13 +19,16 @@ from tqdm import tqdm
 
 from . import text
 
-MODES = ("auto", "bar", "plain", "json", "quiet")
+MODES = ("auto", "bar", "plain", "json", "notebook", "quiet")
 
 
 def resolve_mode(mode: str, stream: IO[str]) -> str:
-    """``auto`` becomes ``bar`` on a terminal (not ``TERM=dumb``), else ``plain``."""
+    """``auto`` becomes ``notebook`` in a Jupyter kernel, ``bar`` on a terminal (not ``TERM=dumb``),
+    else ``plain``."""
     if mode != "auto":
         return mode
+    if in_notebook():
+        return "notebook"
     try:
         tty = stream.isatty()
     except (AttributeError, ValueError):  # no isatty, or a closed stream
@@ -31,9 +36,20 @@ def resolve_mode(mode: str, stream: IO[str]) -> str:
     return "bar" if tty and os.environ.get("TERM") != "dumb" else "plain"
 
 
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (IPython already imported and running a kernel app)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
 def make_sink(mode: str, stream: IO[str], interval: float, lock: threading.RLock) -> "Sink":
     if mode == "bar":
         return BarSink(stream, lock)
+    if mode == "notebook":
+        from .notebook import NotebookStageBar
+
+        return BarSink(stream, lock, bar=NotebookStageBar)
     if mode == "plain":
         return PlainSink(stream, interval)
     if mode == "json":
@@ -186,8 +202,8 @@ class JsonSink(PlainSink):
         self._emit("summary", **record)
 
 
-class StageBar(tqdm):
-    """A tqdm bar that reads its numbers from a ``StageTimer``.
+class StageFormat:
+    """What a stage's tqdm bar shows, read from its ``StageTimer`` (mixed into a tqdm class).
 
     The rate and ETA come from units computed in this run (reused ones advance the bar
     but not the rate); an estimated total is shown as ``~N`` and an unknown one as ``?``.
@@ -224,6 +240,10 @@ class StageBar(tqdm):
         return d
 
 
+class StageBar(StageFormat, tqdm):
+    """A stage's bar on a terminal."""
+
+
 class BarSink(Sink):
     """One live tqdm bar per open stage (stages that run side by side get one line each, kept on
     screen when they end); notes print above the bars.
@@ -232,17 +252,18 @@ class BarSink(Sink):
     while a slow unit runs.
     """
 
-    def __init__(self, stream: IO[str], lock: threading.RLock, tick: float = 1.0):
+    def __init__(self, stream: IO[str], lock: threading.RLock, tick: float = 1.0, bar: type = StageBar):
         super().__init__(stream)
         self._lock = lock
         self.tick = tick
+        self._bar_type = bar
         self._bars: dict[int, StageBar] = {}
         self._stop: threading.Event | None = None
 
     def start(self, timer) -> None:
-        self._bars[id(timer)] = StageBar(timer, total=timer.total, unit=timer.unit, file=self.stream, leave=True,
-                                         dynamic_ncols=True, mininterval=0.2, miniters=1, smoothing=0, disable=False,
-                                         position=len(self._bars))
+        self._bars[id(timer)] = self._bar_type(timer, total=timer.total, unit=timer.unit, file=self.stream,
+                                               leave=True, dynamic_ncols=True, mininterval=0.2, miniters=1,
+                                               smoothing=0, disable=False, position=len(self._bars))
         if self._stop is None:
             self._stop = threading.Event()
             threading.Thread(target=self._ticker, args=(self._stop,), daemon=True, name="progress-bars").start()
@@ -278,7 +299,7 @@ class BarSink(Sink):
         bar.close()  # leave=True: draws the final state
 
     def note(self, message: str) -> None:
-        StageBar.write(f"note: {message}", file=self.stream)
+        self._bar_type.write(f"note: {message}", file=self.stream)
 
     def warning(self, message: str) -> None:
-        StageBar.write(f"warning: {message}", file=self.stream)
+        self._bar_type.write(f"warning: {message}", file=self.stream)

@@ -17,6 +17,7 @@ parameters.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -43,10 +44,12 @@ from ...storage.files import write_text_atomically
 from ...storage.inputs.source import FrameView
 from ...storage.run_store import RunStore
 from ...storage.timecode import Timecode
+from ..config import ExecutionOptions, RunConfig
 from ..errors import EngineError
 from ..execution import UnitContext
 from ..latents import display_frame, resize
 from ..progress import Progress
+from ..plan import RunPlan
 from ..run_context import RunContext
 from ..shots.contact_sheet import PAGE_SHOTS, contact_sheets, page_path, thumbnail
 from ..shots.model import Shot
@@ -121,6 +124,32 @@ class ExportSettings:
     times: tuple[float, ...] | None = None
     timecode: Timecode | None = None
     covered: tuple[int, int] | None = None
+    shown_size: tuple[int, int] | None = None  # the source frame's part depth shows, rows x columns
+
+    @classmethod
+    def of(cls, ctx: RunContext, clip) -> "ExportSettings":
+        """What the run's options ask for, for the frames of its ``clip`` (``engine.clip``)."""
+        from ..clip import variable_times
+        from ..outputs import frame_name
+
+        opts, info = ctx.opts, ctx.source.info
+        numbers, times = ctx.store.array(layout.FRAME)[:], ctx.store.array(layout.TIME)[:]
+        source_size = (info.height, info.width)
+        shown = ctx.plan.geometry.covered(source_size)
+        return cls(ctx.out_dir, ctx.name, opts.save, info.path, clip.fps, opts.colormap,
+                   shown if opts.restore_res else None, opts.output, tuple(numbers.tolist()), opts.exr_dtype,
+                   opts.exr_compression, opts.ply_every, opts.ply_stride, opts.focal, opts.fov,
+                   frame_name(opts, info), variable_times(times, clip.fps), info.timecode,
+                   None if shown == source_size else shown, shown)
+
+    def redirected(self, out_dir: Path, name: str, opts: ExecutionOptions) -> "ExportSettings":
+        """These settings writing ``opts.save`` into ``out_dir`` as ``name``, with ``opts``' output options."""
+        return dataclasses.replace(self, out_dir=Path(out_dir), name=name, formats=opts.save, colormap=opts.colormap,
+                                   restore_size=self.shown_size if opts.restore_res else None, output=opts.output,
+                                   exr_dtype=opts.exr_dtype, exr_compression=opts.exr_compression,
+                                   ply_every=opts.ply_every, ply_stride=opts.ply_stride, focal=opts.focal,
+                                   fov=opts.fov, fps=opts.fps or self.fps,
+                                   frame_name=opts.frame_name or self.frame_name)
 
 
 def make_writers(settings: ExportSettings, formats: tuple[str, ...], t: int, size: tuple[int, int],
@@ -220,19 +249,11 @@ class ExportSession:
     output folders were tidied in this run."""
 
     def __init__(self, ctx: RunContext):
-        from ..clip import select_clip, variable_times
-        from ..outputs import frame_name
+        from ..clip import select_clip
 
-        cfg, opts, info = ctx.cfg, ctx.opts, ctx.source.info
-        self.store, self.clip = ctx.store, select_clip(info, cfg)[0]
-        numbers, times = ctx.store.array(layout.FRAME)[:], ctx.store.array(layout.TIME)[:]
-        source_size = (info.height, info.width)
-        covered = ctx.plan.geometry.covered(source_size)
-        self.settings = ExportSettings(ctx.out_dir, ctx.name, opts.save, info.path, self.clip.fps, opts.colormap,
-                                       covered if opts.restore_res else None, opts.output, tuple(numbers.tolist()),
-                                       opts.exr_dtype, opts.exr_compression, opts.ply_every, opts.ply_stride,
-                                       opts.focal, opts.fov, frame_name(opts, info), variable_times(times, self.clip.fps),
-                                       info.timecode, None if covered == source_size else covered)
+        self.store, self.clip = ctx.store, select_clip(ctx.source.info, ctx.cfg)[0]
+        self.settings = ExportSettings.of(ctx, self.clip)
+        info, opts = ctx.source.info, ctx.opts
         self.t = ctx.plan.num_frames
         self.size = tuple(self.settings.restore_size or ctx.plan.geometry.depth)
         self.formats = tuple(f for f in opts.save if f in SHOT_FORMATS)
@@ -261,22 +282,24 @@ def shot_exported(ctx: RunContext, shot: Shot) -> bool:
     return ctx.store.is_done(STAGE, shot_unit(session(ctx).key, shot))
 
 
-def final_range(ctx: RunContext, shot: Shot) -> tuple[float, float]:
-    """(min, max) of the shot's final depth, from the records of the stage that wrote it last."""
+def values_meaning(store: RunStore, cfg: RunConfig, plan: RunPlan, output: str,
+                   shots: list[Shot] | None = None) -> DepthMeaning:
+    """The meaning of the ``output`` values of ``shots`` (default: all), each shot with its own range:
+    that of its final depth, from the records of the stage that wrote it last."""
     from .merge import shot_range
     from .table import final_depth_stage
 
-    return shot_range(ctx.store, final_depth_stage(ctx.cfg).name, ctx.plan, shot)
+    stage = final_depth_stage(cfg).name
+    return describe_parts([(s.start, s.stop, *shot_range(store, stage, plan, s)) for s in shots or plan.shots],
+                          output)
 
 
 def shot_meaning(ctx: RunContext, shot: Shot) -> DepthMeaning:
-    return describe_parts([(shot.start, shot.stop, *final_range(ctx, shot))], ctx.opts.output)
+    return values_meaning(ctx.store, ctx.cfg, ctx.plan, ctx.opts.output, [shot])
 
 
 def film_meaning(ctx: RunContext, shots: list[Shot] | None = None) -> DepthMeaning:
-    """The meaning of the values of ``shots`` (default: all), each shot with its own range."""
-    return describe_parts([(s.start, s.stop, *final_range(ctx, s)) for s in shots or ctx.plan.shots],
-                          ctx.opts.output)
+    return values_meaning(ctx.store, ctx.cfg, ctx.plan, ctx.opts.output, shots)
 
 
 def export_shot(ctx: RunContext, shot: Shot) -> None:
@@ -334,27 +357,9 @@ def finish(ctx: RunContext, shot: None = None) -> None:
     """Once every shot is through: the stream formats, npy's final name, the 16-bit scales, the
     sidecar, the shots outputs; then the run is recorded complete."""
     ses, plan, store = session(ctx), ctx.plan, ctx.store
-    meaning = film_meaning(ctx)
-    outputs, writers = make_writers(ses.settings, ctx.opts.save, ses.t, ses.size, meaning, StoreUnits(store))
-    open_writers = [w for w in writers if not w.complete]  # streams, and any output a user deleted since
-    if any(w.needs(a) for w in open_writers for shot in plan.shots for a, _ in plan.segments(shot)):
-        timer = ctx.progress.stage("export-streams", ses.t, concurrent=True)
-        for shot in plan.shots:
-            for a, b in plan.segments(shot):
-                todo = [w for w in open_writers if w.needs(a)]
-                if todo:
-                    colour = ses.frames.chunk(a, b) if any(w.needs_rgb for w in todo) else None
-                    values = depth_chunk(ses.depth, a, b, ses.settings.restore_size)
-                    for writer in todo:
-                        writer.write(a, values, colour)
-                timer.advance(b - a, reused=not todo)
-    for writer in writers:
-        writer.close()
-    if "png16" in ctx.opts.save:
-        write_scales(outputs["png16"], meaning)
+    outputs = write_outputs(ses.depth, plan, ses.settings, film_meaning(ctx), ses.frames, StoreUnits(store),
+                            ctx.progress)
     outputs = {"zarr": store.path, **outputs}
-    outputs["sidecar"] = output_path(ctx.out_dir, ctx.name, "sidecar")
-    write_sidecar(outputs, writers, ses.settings, ses.t, ses.size, meaning)
     if ctx.cfg.shots != "none":
         from ..config import SHOT_MODES
 
@@ -363,6 +368,46 @@ def finish(ctx: RunContext, shot: None = None) -> None:
                                                     "threshold": ctx.cfg.shot_threshold}, ctx.opts.colormap,
                                     ctx.progress))
     ctx.outputs = outputs
+
+
+def write_outputs(depth, plan: RunPlan, settings: ExportSettings, meaning: DepthMeaning, frames: InputFrames,
+                  units: StoreUnits | None, progress: Progress) -> dict[str, Path]:
+    """Every output of ``settings.formats`` not complete yet (whole streams; chunks not recorded in
+    ``units``, every chunk without them), the 16-bit scales and the sidecar; returns name -> path."""
+    t, size = plan.num_frames, tuple(settings.restore_size or plan.geometry.depth)
+    outputs, writers = make_writers(settings, settings.formats, t, size, meaning, units)
+    open_writers = [w for w in writers if not w.complete]  # streams, and any output a user deleted since
+    segments = [segment for shot in plan.shots for segment in plan.segments(shot)]
+    if any(w.needs(a) for w in open_writers for a, _ in segments):
+        timer = progress.stage("export-streams", t, concurrent=True)
+        for a, b in segments:
+            todo = [w for w in open_writers if w.needs(a)]
+            if todo:
+                colour = frames.chunk(a, b) if any(w.needs_rgb for w in todo) else None
+                values = depth_chunk(depth, a, b, settings.restore_size)
+                for writer in todo:
+                    writer.write(a, values, colour)
+            timer.advance(b - a, reused=not todo)
+    for writer in writers:
+        writer.close()
+    if "png16" in settings.formats:
+        write_scales(outputs["png16"], meaning)
+    outputs["sidecar"] = output_path(settings.out_dir, settings.name, "sidecar")
+    write_sidecar(outputs, writers, settings, t, size, meaning)
+    return outputs
+
+
+def export_copy(store: RunStore, settings: ExportSettings, open_views: Callable[[], Iterator[FrameView]],
+                progress: Progress) -> dict[str, Path]:
+    """The outputs ``settings`` asks for, written whole from a finished run store into
+    ``settings.out_dir`` with no records kept (a copy, e.g. ``DepthResult.save``)."""
+    from ..inspection import store_plan
+
+    cfg, plan = store_plan(store)
+    meaning = values_meaning(store, cfg, plan, settings.output)
+    size = tuple(settings.restore_size or plan.geometry.depth)
+    frames = InputFrames(open_views, plan.num_frames, size, settings.source, settings.covered)
+    return write_outputs(store.array(layout.DEPTH), plan, settings, meaning, frames, None, progress)
 
 
 def write_sidecar(outputs: dict[str, Path], writers: list, settings: ExportSettings, t: int,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...errors import InputError, InputWarning
 from .image_sequence import ImageSequence, is_sequence_spec
-from .source import (ArrayView, DecodeReport, FrameSource, FrameView, InputError, InputWarning, SourceInfo, to_uint8,
-                     to_unit_float)
+from .source import ArrayView, DecodeReport, FrameSource, FrameView, SourceInfo, to_uint8, to_unit_float
 from .video import VideoSource
 
 __all__ = ["open_input", "FrameSource", "FrameView", "ArrayView", "SourceInfo", "DecodeReport", "InputError",

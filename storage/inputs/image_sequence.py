@@ -36,8 +36,9 @@ from typing import Iterator
 import av
 import numpy as np
 
+from ...errors import InputError, InputWarning
 from ..timecode import Timecode, parse_timecode
-from .source import DecodeReport, FrameSource, InputError, InputWarning, SourceInfo, check_range
+from .source import DecodeReport, FrameSource, SourceInfo, check_range
 from .video import error_reason, frame_to_rgb, rgb_format
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".dpx"})

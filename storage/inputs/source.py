@@ -1,4 +1,4 @@
-"""The interface every input shares: ``SourceInfo``, ``DecodeReport``, ``FrameSource`` and the errors.
+"""The interface every input shares: ``SourceInfo``, ``DecodeReport``, ``FrameSource``, ``FrameView``.
 
 Frames are RGB in display orientation, one ``[H, W, 3]`` array at a time: ``uint8``
 (8-bit sources), ``uint16`` (sources of more than 8 bits per channel) or ``float32`` in
@@ -21,14 +21,6 @@ from typing import Iterator
 import numpy as np
 
 from ..timecode import Timecode
-
-
-class InputError(ValueError):
-    """The input cannot be used as given; the one-line message names the file."""
-
-
-class InputWarning(UserWarning):
-    """Something about the input is kept as is but is worth a line (e.g. a gap in frame numbers)."""
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,9 @@ import numpy as np
 from av.stream import Disposition
 from av.video.reformatter import VideoReformatter
 
+from ...errors import InputError
 from ..timecode import parse_timecode
-from .source import DecodeReport, FrameSource, FrameView, InputError, SourceInfo, check_range
+from .source import DecodeReport, FrameSource, FrameView, SourceInfo, check_range
 
 # Codecs whose streams of one frame (or an unknown count) are pictures (posters, thumbnails), not the video.
 STILL_CODECS = frozenset({"mjpeg", "png", "bmp", "webp", "tiff"})
