@@ -124,6 +124,7 @@ def test_url_input_and_output_round_trip_through_fsspec(clip, tiny_checkpoint, t
 # ------------------------------------------------------------------ LocalCluster
 
 
+@pytest.mark.slow
 def test_local_cluster_batch_fails_the_corrupt_video_alone(first_batch, archive):
     out, proc, seconds = first_batch
     assert proc.returncode == 1, proc.stderr[-3000:]
@@ -145,6 +146,7 @@ def test_local_cluster_batch_fails_the_corrupt_video_alone(first_batch, archive)
     assert (out / "a__clip" / "run.zarr").is_dir() and (out / "b__clip" / "run.zarr").is_dir()
 
 
+@pytest.mark.slow
 def test_killed_batch_resumes_and_matches_an_uninterrupted_one(first_batch, archive, tiny_checkpoint, tmp_path):
     reference = npy_by_source(first_batch[0])
     out = tmp_path / "out"
@@ -187,6 +189,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_existing_scheduler_and_worker_processes(first_batch, archive, tiny_checkpoint, tmp_path):
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -269,6 +272,7 @@ def mixed(tiny_checkpoint, tmp_path_factory):
     return root, out, first, second
 
 
+@pytest.mark.slow
 def test_mixed_archive_statuses_sequences_and_warnings(mixed):
     root, out, first, _ = mixed
     assert first.returncode == 1 and "Traceback" not in first.stderr, first.stderr[-3000:]
@@ -287,6 +291,7 @@ def test_mixed_archive_statuses_sequences_and_warnings(mixed):
     assert "done-with-warnings" in first.stdout and str(root / "plates") in first.stdout  # the source column
 
 
+@pytest.mark.slow
 def test_workers_report_per_video_progress(mixed):
     _, _, first, _ = mixed
     lines = first.stderr.splitlines()
@@ -295,6 +300,7 @@ def test_workers_report_per_video_progress(mixed):
     assert any(line.startswith("[damaged] warning:") for line in lines)
 
 
+@pytest.mark.slow
 def test_output_root_inside_the_input_folder_is_never_input(mixed):
     root, out, _, second = mixed
     rows = {Path(r["video"]).name: r for r in json.loads((out / "batch_report.json").read_text())["rows"]}
@@ -328,6 +334,7 @@ def test_ctrl_c_ends_a_batch_with_one_line_and_it_resumes(archive, tiny_checkpoi
     assert set(npy_outputs(out)) == {"clip", "other"}  # names under the folders named
 
 
+@pytest.mark.slow
 def test_scheduler_address_errors_are_one_line(tmp_path, tiny_checkpoint):
     clip = write_clip(tmp_path / "c.mp4", frames=6)
     bad_scheme = run_rdengine("batch", clip, "-o", tmp_path / "o", "--scheduler", "foo://host:1",

@@ -27,6 +27,7 @@ def one_error_line(proc) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_a_failed_start_does_not_block_the_corrected_command(tmp_path, clip, tiny_checkpoint):
     out = tmp_path / "out"
     failed = run_rdengine("process", clip, "-o", out, "--checkpoint", "prs-eth/rollingdepth-v1-0", "--device", "cpu",
@@ -121,6 +122,7 @@ def test_an_interrupt_says_how_to_resume_and_the_rerun_finishes(tmp_path, clip, 
     assert np.isfinite(np.load(out / "clip_depth.npy")).all()
 
 
+@pytest.mark.slow
 def test_make_checkpoint_never_overwrites_silently(tmp_path):
     target = tmp_path / "ckpt"
     assert run_rdengine("make-checkpoint", target).returncode == 0
@@ -168,6 +170,7 @@ def test_inspect_reports_the_size_du_measures(finished):
     assert abs(on_disk - du_files_kib) <= max(8, 0.02 * du_files_kib), (line, allocated.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damaged", ["zarr.json", "depth/zarr.json"])
 def test_damaged_store_metadata_is_named_by_inspect_and_repaired_by_process(finished, tmp_path, clip,
                                                                            tiny_checkpoint, damaged):

@@ -51,6 +51,7 @@ def run(video, out, ckpt, **overrides):
 # ------------------------------------------------------------------ 1. damaged packets mid-stream
 
 
+@pytest.mark.slow
 def test_a_damaged_packet_mid_stream_costs_one_frame_and_is_reported(tmp_path, tiny_checkpoint):
     whole = write_clip(tmp_path / "whole.mp4", frames=48, width=64, height=48)
     data = bytearray(whole.read_bytes())
@@ -146,6 +147,7 @@ def flip_bit(path: Path, seed: int) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 def test_verify_finds_a_single_flipped_bit_in_every_array(kept, tmp_path):
     """The first array through a real process, the others through the same CLI in this process."""
     from click.testing import CliRunner
@@ -169,6 +171,7 @@ def test_verify_finds_a_single_flipped_bit_in_every_array(kept, tmp_path):
         shutil.rmtree(copy)
 
 
+@pytest.mark.slow
 def test_a_resumed_run_recomputes_damaged_data_instead_of_using_it(kept, clip, tiny_checkpoint, tmp_path):
     """A kill after the snippet stage, then bit rot in the snippet scratch and the RGB latents:
     the resumed run detects both when it reads them and ends with the uninterrupted bytes."""
@@ -191,6 +194,7 @@ def test_a_resumed_run_recomputes_damaged_data_instead_of_using_it(kept, clip, t
     assert run_rdengine("inspect", out, "--verify").returncode == 0
 
 
+@pytest.mark.slow
 def test_damaged_final_depth_of_a_released_run_is_recomputed(clip, tiny_checkpoint, tmp_path):
     out = tmp_path / "run"
     first = cli("process", clip, "-o", out, ckpt=tiny_checkpoint)
@@ -206,6 +210,7 @@ def test_damaged_final_depth_of_a_released_run_is_recomputed(clip, tiny_checkpoi
 # ------------------------------------------------------------------ 4. identity of input and weights
 
 
+@pytest.mark.slow
 def test_weights_replaced_in_place_are_a_different_model_and_path_spelling_is_not(clip, tiny_checkpoint,
                                                                                     tmp_path):
     ckpt = tmp_path / "ckpt"

@@ -128,6 +128,7 @@ def baseline(clip, tiny_checkpoint, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_sigkill_at_ten_moments_then_resume_is_byte_identical(baseline, clip, tiny_checkpoint, tmp_path):
     out = tmp_path / "killed"
     cmd = command(clip, out, tiny_checkpoint)
@@ -157,6 +158,7 @@ SHOT_KILLS = [("snippets", 3, "write", None), ("coalign", 1, "before", None), ("
               ("export", 20, "after", None)]
 
 
+@pytest.mark.slow
 def test_sigkill_across_shot_boundaries_then_resume_is_byte_identical(tiny_checkpoint, tmp_path):
     frames, cuts = synthetic_edit([8, 10, 12], 64, 48, seed=5)
     clip = encode_frames(tmp_path / "edit.mkv", frames, codec="ffv1", pix_fmt="yuv444p")
@@ -178,6 +180,7 @@ def test_sigkill_across_shot_boundaries_then_resume_is_byte_identical(tiny_check
     assert run_rdengine("inspect", out, "--verify").returncode == 0
 
 
+@pytest.mark.slow
 def test_inspect_verify_detects_damage(baseline, tmp_path):
     store = tmp_path / "copy"
     shutil.copytree(baseline, store)
@@ -200,6 +203,7 @@ def test_inspect_verify_detects_damage(baseline, tmp_path):
     assert missing.returncode != 0 and missing.stderr.startswith("error:")
 
 
+@pytest.mark.slow
 def test_rerun_with_other_config_or_input_is_refused_and_overwrite_starts_over(baseline, clip, tiny_checkpoint,
                                                                               tmp_path):
     out = tmp_path / "run"
@@ -258,6 +262,7 @@ def limit_file_size():
     resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
 
 
+@pytest.mark.slow
 def test_write_error_is_one_line_and_the_run_resumes_byte_identical(baseline, clip, tiny_checkpoint, tmp_path):
     out = tmp_path / "run"
     cmd = command(clip, out, tiny_checkpoint)
@@ -274,6 +279,7 @@ def test_write_error_is_one_line_and_the_run_resumes_byte_identical(baseline, cl
     assert_same_outputs(out, baseline, clip.stem)
 
 
+@pytest.mark.slow
 def test_a_kill_mid_stage_loses_at_most_about_one_unit_of_device_time(tiny_checkpoint, tmp_path):
     """Units sized by measured time: with --unit-seconds 1 on a run whose snippet stage takes many
     seconds, a SIGKILL mid-stage loses only the unit in flight; the resumed run says what it reused."""

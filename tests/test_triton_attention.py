@@ -52,6 +52,7 @@ UNET_TOL = 1e-4
 DEPTH_TOL = 5e-4
 
 
+@pytest.mark.slow
 @needs_triton
 @pytest.mark.skipif(INTERPRETER, reason="this process already runs the interpreter")
 def test_interpreted_run():

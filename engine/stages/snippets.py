@@ -125,8 +125,9 @@ class SnippetStream:
     """The client's view of the snippet stream: which batches are recorded, which unit comes next.
 
     ``covered[b]``: batch ``b`` is recorded; ``next_units()`` cuts the next units from the first
-    batches not recorded, sized by the ``UnitSizer``: one in this process, two per worker on a
-    cluster, where they run side by side.
+    batches not recorded, sized by the ``UnitSizer`` and ended at the last batch of a shot (so a
+    shot's scratch is released with the shot, not with the units of later shots): one unit in
+    this process, two per worker on a cluster, where they run side by side.
     """
 
     def __init__(self, store: RunStore, plan: RunPlan, executor: Executor, unit_seconds: float,
@@ -141,6 +142,7 @@ class SnippetStream:
         for unit, record in store.done_units(STAGE).items():
             self._absorb(layout.batch_unit_first(unit), record)
         self.sizer = UnitSizer(unit_seconds, unit_most(plan, executor.facts.itemsize))
+        self.shot_ends = {int(b) for b in plan.last_batch if b >= 0}
         self._forget_unrecorded_scratch()
         sizes = np.array([len(b.members) for b in plan.batches], dtype=np.int64)
         timer.advance(int(sizes[self.covered].sum()), reused=True)
@@ -191,6 +193,8 @@ class SnippetStream:
             stop = at
             while stop < len(self.covered) and not self.covered[stop] and stop - at < size:
                 stop += 1
+                if stop - 1 in self.shot_ends:  # a unit ends with a shot: its scratch goes with the shot
+                    break
             units.append(SnippetUnit(at, stop))
             rest = np.flatnonzero(~self.covered[stop:])
             if not len(rest):
