@@ -28,6 +28,8 @@ def new_job(queue: JobQueue, upload: str | None, path: str, options: dict[str, A
     from ..options import RunOptions
 
     RunOptions({**queue.defaults, **options})
+    if upload and path.strip():
+        raise RdengineError("give an upload or a path on the server, not both")
     if upload:
         source = Path(upload)
         if source.stat().st_size > max_upload:

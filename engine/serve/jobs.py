@@ -10,7 +10,6 @@ queued again and resumes from its run store.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import secrets
@@ -73,12 +72,6 @@ class Job:
         if holder.get("host") == socket.gethostname() and not pid_alive(int(holder.get("pid", -1))):
             return None  # a stale lock of a killed run: taken over when the job runs
         return holder
-
-
-def die_with_parent() -> None:
-    """In the worker before it starts: end it with SIGKILL when the server's process dies."""
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class JobQueue:
@@ -173,9 +166,8 @@ class JobQueue:
             log.flush()
             with self._lock:
                 job.set_state("running")
-                worker = subprocess.Popen([sys.executable, "-m", "rdengine.engine.serve.worker", str(job.folder)],
-                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                          preexec_fn=die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                worker = subprocess.Popen([sys.executable, "-m", "rdengine.engine.serve.worker", str(job.folder),
+                                           str(os.getpid())], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
                 self._current = (job, worker)
             code = worker.wait()
         with self._lock:

@@ -3,19 +3,31 @@
 It is ``rdengine process``: ``RollingDepth(**options)(input, JOB/out)`` with the job's options,
 so its output folder is the command's, byte for byte, and a rerun resumes it. Progress goes to
 stderr as JSON lines (the server tails them); SIGTERM stops it as Ctrl-C does (resumable); it
-dies with the server (``PR_SET_PDEATHSIG``, set by the server when it starts this process).
+dies with the server (``PR_SET_PDEATHSIG``), so a killed server leaves no run holding the store.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import signal
 import sys
 from pathlib import Path
 
+from .jobs import STOPPED_EXIT
+
 
 def interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+def die_with(server_pid: int) -> None:
+    """Be killed (SIGKILL) when the server's process ends; exit now if it already has."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != server_pid:
+        sys.exit(STOPPED_EXIT)
 
 
 def main(job_folder: str) -> int:
@@ -33,9 +45,10 @@ def main(job_folder: str) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
-        return 130
+        return STOPPED_EXIT
     return 0
 
 
 if __name__ == "__main__":
+    die_with(int(sys.argv[2]))
     sys.exit(main(sys.argv[1]))
