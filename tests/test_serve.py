@@ -82,6 +82,22 @@ def test_a_store_locked_by_another_process_is_running_elsewhere(tmp_path):
     assert queue.status(job) == "queued"
 
 
+@pytest.mark.slow
+def test_cancel_stops_a_job_and_resume_finishes_it(tmp_path, tiny_checkpoint):
+    clip = write_clip(tmp_path / "clip.mp4", frames=120, width=64, height=48)
+    queue = JobQueue(tmp_path / "runs", {"checkpoint": str(tiny_checkpoint), "device": "cpu"})
+    queue.start()
+    job = queue.submit(queue.new_folder("clip"), clip, {"res": 64, "save": ["npy"]}, "clip.mp4")
+    wait_for(lambda: '"stage": "snippets"' in job.log.read_text() if job.log.exists() else False, 120, "snippets")
+    queue.cancel(job)
+    wait_for(lambda: job.state["status"] == "stopped", 60, "the stop")
+    assert not (job.out / "clip_depth.npy").exists()
+    queue.resume(job)
+    wait_for(lambda: job.state["status"] == "done", 120, "the resumed run")
+    assert read_progress(job.log).stages["ingest"]["reused"] > 0
+    assert np.load(job.out / "clip_depth.npy").shape == (120, 48, 64)
+
+
 # -- the real page -------------------------------------------------------------------------------
 
 def free_port() -> int:
@@ -142,7 +158,7 @@ def test_the_page_runs_a_clip_and_resumes_after_the_server_is_killed(tmp_path, b
     runs, allow, log = tmp_path / "runs", tmp_path / "videos", tmp_path / "server.log"
     allow.mkdir()
     clip = write_clip(tmp_path / "clip.mp4", frames=24, width=64, height=48)
-    long_clip = write_clip(allow / "long.mp4", frames=48, width=64, height=48)
+    long_clip = write_clip(allow / "long.mp4", frames=120, width=64, height=48)
     server, url = start_server(runs, tiny_checkpoint, allow, log)
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
