@@ -190,7 +190,8 @@ def test_the_page_runs_a_clip_and_resumes_after_the_server_is_killed(tmp_path, b
         expect(page.locator("#shots")).to_contain_text("0")
         expect(page.locator("#meaning")).to_contain_text("inverse")
         # a download is the run's file
-        link = page.locator("#downloads a", has_text="clip_depth.npy").first
+        row = page.locator("#downloads tr", has=page.locator("td[aria-label='clip_depth.npy']"))
+        link = row.locator("td.download a")
         with page.expect_download() as download:
             link.click()
         assert Path(download.value.path()).read_bytes() == (out / "clip_depth.npy").read_bytes()
