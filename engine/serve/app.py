@@ -10,7 +10,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from ...errors import RdengineError
+from ...errors import EngineError, RdengineError
+from ..errors import describe_os_error
 from ..config import EXPORTS, PRESETS, SHOT_MODES
 from .jobs import Job, JobQueue
 from .security import allowed_path, extract_frames, safe_name
@@ -179,10 +180,17 @@ def build(queue: JobQueue, allow_dirs: Sequence[Path], max_upload: int):
 
 def serve(runs: Path, host: str, port: int | None, login: tuple[str, str] | None, allow_dirs: Sequence[Path],
           max_upload: int, defaults: dict[str, Any]) -> None:
-    """Start the queue and the page; blocks until the server stops (Ctrl-C)."""
-    queue = JobQueue(runs, defaults)
+    """Start the queue and the page; blocks until the server stops (Ctrl-C). ``EngineError`` (one
+    line) when the jobs folder cannot be made or the address cannot be bound."""
+    try:
+        queue = JobQueue(runs, defaults)
+    except OSError as exc:
+        raise EngineError(f"cannot use {runs} for jobs: {describe_os_error(exc)}") from None
     queue.start()
     page = build(queue, allow_dirs, max_upload)
     page.queue(default_concurrency_limit=4)
-    page.launch(server_name=host, server_port=port, auth=login, share=False, max_file_size=max_upload,
-                allowed_paths=[str(Path(runs).resolve())], inbrowser=False, footer_links=[], quiet=True)
+    try:
+        page.launch(server_name=host, server_port=port, auth=login, share=False, max_file_size=max_upload,
+                    allowed_paths=[str(Path(runs).resolve())], inbrowser=False, footer_links=[], quiet=True)
+    except OSError as exc:
+        raise EngineError(f"cannot serve on {host}:{port or 7860}: {exc}") from None
