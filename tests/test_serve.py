@@ -87,7 +87,7 @@ def test_cancel_stops_a_job_and_resume_finishes_it(tmp_path, tiny_checkpoint):
     clip = write_clip(tmp_path / "clip.mp4", frames=120, width=64, height=48)
     queue = JobQueue(tmp_path / "runs", {"checkpoint": str(tiny_checkpoint), "device": "cpu"})
     queue.start()
-    job = queue.submit(queue.new_folder("clip"), clip, {"res": 64, "save": ["npy"]}, "clip.mp4")
+    job = queue.submit(queue.new_folder("clip"), clip, {"res": 64, "save": ["npy", "png16"]}, "clip.mp4")
     wait_for(lambda: '"stage": "snippets"' in job.log.read_text() if job.log.exists() else False, 120, "snippets")
     queue.cancel(job)
     wait_for(lambda: job.state["status"] == "stopped", 60, "the stop")
@@ -96,6 +96,11 @@ def test_cancel_stops_a_job_and_resume_finishes_it(tmp_path, tiny_checkpoint):
     wait_for(lambda: job.state["status"] == "done", 120, "the resumed run")
     assert read_progress(job.log).stages["ingest"]["reused"] > 0
     assert np.load(job.out / "clip_depth.npy").shape == (120, 48, 64)
+    from rdengine.engine.serve.look import downloads
+
+    archive = next(p for p in downloads(job) if p.suffix == ".zip")  # per-frame png16, zipped
+    with zipfile.ZipFile(archive) as bundle:
+        assert sum(name.endswith(".png") for name in bundle.namelist()) == 120
 
 
 # -- the real page -------------------------------------------------------------------------------
