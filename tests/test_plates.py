@@ -17,7 +17,8 @@ import pytest
 import xarray
 
 from rdengine.engine.clip import select_clip
-from rdengine.engine.config import ConfigError, ExecutionOptions, resolve_config, validate_options
+from rdengine.engine.config import ConfigError, ExecutionOptions, resolve_config
+from rdengine.engine.options import option
 from rdengine.engine.errors import EngineError
 from rdengine.engine.pipeline import process_video
 from rdengine.engine.testing.image_files import write_exr
@@ -150,7 +151,7 @@ def test_unpadded_input_names_give_unpadded_output_names(tmp_path):
 ])
 def test_bad_name_templates_are_refused_before_work(template, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
-        validate_options(ExecutionOptions(frame_name=template))
+        option("name").parse(template)
 
 
 def test_start_of_an_image_sequence_is_its_frame_number(tmp_path):

@@ -21,7 +21,7 @@ import zarr
 
 from rdengine.engine.inspection import store_plan
 from rdengine.engine.testing.processes import run_rdengine
-from rdengine.engine.testing.synthetic_clip import write_clip
+from rdengine.engine.testing.synthetic_clip import encode_frames, synthetic_edit, write_clip
 from rdengine.storage.run_store import RunStore
 
 FULL = ("--preset", "full", "--res", "64", "--dtype", "fp32", "--device", "cpu", "--dilations", "1", "4",
@@ -107,7 +107,7 @@ def kill_at(cmd, out: Path, stage: str, count: int, how: str, delay: float | Non
     return proc.returncode
 
 
-def assert_same_outputs(a: Path, b: Path, name: str) -> None:
+def assert_same_outputs(a: Path, b: Path, name: str, frames: int = 24) -> None:
     assert (a / f"{name}_depth.npy").read_bytes() == (b / f"{name}_depth.npy").read_bytes()
     da, db = zarr.open_group(str(a / "run.zarr"), mode="r")["depth"], zarr.open_group(str(b / "run.zarr"), mode="r")["depth"]
     np.testing.assert_array_equal(da[:], db[:])
@@ -115,7 +115,7 @@ def assert_same_outputs(a: Path, b: Path, name: str) -> None:
     for f in (p for p in chunks_a if p.is_file()):
         assert f.read_bytes() == (b / "run.zarr" / "depth" / f.relative_to(a / "run.zarr" / "depth")).read_bytes()
     pngs = sorted(p.name for p in (a / "png16").glob("*.png"))
-    assert pngs == sorted(p.name for p in (b / "png16").glob("*.png")) and len(pngs) == 24
+    assert pngs == sorted(p.name for p in (b / "png16").glob("*.png")) and len(pngs) == frames
     for p in pngs:
         assert (a / "png16" / p).read_bytes() == (b / "png16" / p).read_bytes()
 
@@ -141,6 +141,41 @@ def test_sigkill_at_ten_moments_then_resume_is_byte_identical(baseline, clip, ti
     check = run_rdengine("inspect", out, "--verify")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "COMPLETE" in check.stdout
+
+
+# An edit of three shots (8 + 10 + 12 frames; cuts at 8 and 18 inside the shards of 8 frames): kills
+# inside a shot's stages, between them, in a snippet unit that holds two shots, during the first
+# shot's exports, and while the last shot is refined, with the earlier shots already final.
+# Three shots (8, 10, 12 frames) in the order an uninterrupted run records them: inside shot 0's
+# snippets, between its snippets and co-alignment, during its export, at the boundary (its shot
+# record written, shot 1's snippets ahead), inside shot 1's depth writes, refinement and export,
+# after shot 2's merge, during its export, and while the finished formats are closed. Counts are
+# the stage's records in the store (a kill waits for the next record once the count is passed).
+SHOT_KILLS = [("snippets", 3, "write", None), ("coalign", 1, "before", None), ("export", 2, "before", None),
+              ("export", 4, "after", None), ("depth", 2, "write", None), ("refine", 7, "before", None),
+              ("export", 9, "before", None), ("merge", 5, "after", None), ("export", 15, "before", None),
+              ("export", 20, "after", None)]
+
+
+def test_sigkill_across_shot_boundaries_then_resume_is_byte_identical(tiny_checkpoint, tmp_path):
+    frames, cuts = synthetic_edit([8, 10, 12], 64, 48, seed=5)
+    clip = encode_frames(tmp_path / "edit.mkv", frames, codec="ffv1", pix_fmt="yuv444p")
+    (tmp_path / "cuts.txt").write_text("\n".join(map(str, cuts)))
+    extra = ("--shots", str(tmp_path / "cuts.txt"), "--save", "exr")
+    reference = tmp_path / "reference"
+    done = subprocess.run(command(clip, reference, tiny_checkpoint, *extra), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "killed"
+    cmd = command(clip, out, tiny_checkpoint, *extra)
+    statuses = [kill_at(cmd, out, *kill) for kill in SHOT_KILLS]
+    assert statuses == [-signal.SIGKILL] * len(SHOT_KILLS), statuses
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_outputs(out, reference, clip.stem, frames=30)
+    exr = sorted(p.name for p in (out / "exr").glob("*.exr"))
+    assert len(exr) == 30 and all((out / "exr" / n).read_bytes() == (reference / "exr" / n).read_bytes() for n in exr)
+    assert run_rdengine("inspect", out, "--verify").returncode == 0
 
 
 def test_inspect_verify_detects_damage(baseline, tmp_path):

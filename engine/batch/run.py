@@ -262,7 +262,10 @@ def run_batch(inputs: list[str] | tuple[str, ...], out_root: str, cfg: RunConfig
             for video, out in long:
                 log(f"[batch] {video.name}: {estimated_frames(video)} frames, its units spread over the cluster",
                     quiet)
-                rows[video.name] = run_video(video, out, cfg, opts, cache_dir, cluster=cluster)
+                rows[video.name] = row = run_video(video, out, cfg, opts, cache_dir, cluster=cluster)
+                if not row["status"].startswith("done"):
+                    log(f"[batch] {video.name}: {row['status']}" + (f": {row['error']}" if row["error"] else ""),
+                        quiet)
             done_frames = sum(rows[v.name]["frames"] or 0 for v, _ in long if rows[v.name]["status"].startswith("done"))
             done_videos = len(videos) - len(pending) + len(long)
             for future in as_completed(futures):

@@ -20,7 +20,7 @@ from ..errors import EngineError
 from ..execution import ModelFacts
 from ..progress import StageTimer
 from .clusters import Cluster
-from .workers import pin_threads, worker_device, worker_model
+from .workers import ClusterShardLocks, pin_threads, worker_device, worker_model
 
 SCALARS = (int, float, str, bool, type(None))
 
@@ -61,7 +61,8 @@ class WorkerContext:
 
 def run_task(spec: ModelSpec, store_path: str | None, fn: Callable, item: Any, *args) -> tuple:
     """On a worker: ``fn(ctx, item, *args)``; returns (result, records, progress)."""
-    ctx = WorkerContext(RunStore(store_path) if store_path else None, spec.model())
+    store = RunStore(store_path, locks=ClusterShardLocks(store_path)) if store_path else None
+    ctx = WorkerContext(store, spec.model())
     result = fn(ctx, item, *args)
     return result, ctx.records, ctx.advanced
 
@@ -81,9 +82,11 @@ class ClusterExecutor:
         self.cluster, self.spec, self.client = cluster, spec, cluster.client
         self.workers = max(1, cluster.workers)
         self.store: RunStore | None = None
+        self._shared: dict[int, tuple[Any, Any]] = {}
         addresses = list(self.client.scheduler_info(n_workers=-1)["workers"]) if every_worker else []
         probes = [self.client.submit(probe, spec, pure=False, resources=cluster.resources,
-                                     workers=address and [address], allow_other_workers=True)
+                                     workers=[address] if address else None,
+                                     allow_other_workers=bool(address))
                   for address in addresses or [None]]
         self.facts: ModelFacts = [self._wait(future) for future in probes][0]
 
@@ -101,9 +104,13 @@ class ClusterExecutor:
                               "memory and logs; rerun the same command to resume") from None
 
     def _share(self, value: Any) -> Any:
+        """``value`` as a future every worker holds: scattered once per object (the plan and the
+        scratch index serve every shot's tasks)."""
         if isinstance(value, SCALARS):
             return value
-        return self.client.scatter([value], broadcast=True, hash=False)[0]
+        if id(value) not in self._shared:  # the object is kept too, so its id stays its own
+            self._shared[id(value)] = (value, self.client.scatter([value], broadcast=True, hash=False)[0])
+        return self._shared[id(value)][1]
 
     def _submit(self, fn: Callable, item: Any, args: tuple):
         path = str(self.store.path) if self.store is not None else None

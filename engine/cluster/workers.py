@@ -34,6 +34,19 @@ def worker_device(requested: str, pin_gpu: bool) -> str:
     return requested
 
 
+class ClusterShardLocks:
+    """Shard locks every worker of the cluster shares (``distributed.Lock``, held by the scheduler):
+    two tasks writing parts of one shard (the end of one shot, the start of the next) take turns."""
+
+    def __init__(self, store_path: str):
+        self.prefix = f"rdengine:{store_path}"
+
+    def lock(self, name: str, shard: int):
+        from distributed import Lock
+
+        return Lock(f"{self.prefix}:{name}:{shard}")
+
+
 def pin_threads(threads: int | None) -> None:
     """Torch intra-op threads of this worker (local CPU workers split the cores between them)."""
     if threads:
