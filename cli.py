@@ -1,4 +1,4 @@
-"""Command line: ``rdengine process|batch|demo|eval|inspect|make-checkpoint|bench ...``.
+"""Command line: ``rdengine process|batch|serve|demo|eval|inspect|make-checkpoint|bench ...``.
 
 A thin shell: ``process`` is ``rdengine.RollingDepth(**options)(VIDEO, OUT)``, its options
 built from the one table in ``engine.options`` (names, types, defaults, help, rules). User
@@ -17,7 +17,7 @@ import click
 
 from . import __version__
 from .engine.config import DTYPES, PRESETS
-from .engine.options import Option, RunOptions, command_options
+from .engine.options import Option, RunOptions, command_options, option
 from .engine.warning_lines import warnings_as_lines
 from .errors import ConfigError, EngineError, EvalInputError, InputError, RdengineError
 
@@ -128,6 +128,43 @@ def process(video: str, out_dir: Path, **options) -> None:
     from .api import RollingDepth
 
     print_summary(RollingDepth(**options)(video, out_dir).run)
+
+
+@cli.command()
+@click.option("--runs", type=click.Path(path_type=Path), default=Path("rdengine-runs"), show_default=True,
+              help="folder of the jobs: one output folder each, kept across restarts")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to bind; any other than 127.0.0.1/localhost/::1 needs --auth")
+@click.option("--port", type=click.IntRange(1, 65535), help="port (default: Gradio's, 7860 or the next free one)")
+@click_option(option("checkpoint"))
+@click_option(option("device"))
+@click.option("--allow-dir", "allow_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="a server folder whose videos may be given by path (repeatable; default: uploads only)")
+@click.option("--auth", metavar="USER:PASS", help="log-in asked of every visitor")
+@click.option("--max-upload", type=click.IntRange(1), default=2048, show_default=True,
+              help="largest upload (and unpacked zip of frames) in MiB")
+def serve(runs: Path, host: str, port: int | None, checkpoint: str, device: str, allow_dirs: tuple[Path, ...],
+          auth: str | None, max_upload: int) -> None:
+    """A web page to submit videos, watch the queue (one run at a time) and look at the depth.
+
+    Each job is an output folder under --runs, as `rdengine process` makes: jobs survive a
+    restart and resume where they stopped. Needs the `ui` extra (pip install "rdengine[ui]").
+    """
+    from .engine.serve.security import login
+
+    credentials = login(host, auth)
+    defaults = {"checkpoint": checkpoint, "device": device}
+    RunOptions(defaults)
+    missing = [str(folder) for folder in allow_dirs if not folder.is_dir()]
+    if missing:
+        raise ConfigError(f"--allow-dir {missing[0]} is not a folder")
+    try:
+        from .engine.serve.app import serve as serve_page
+    except ImportError as exc:
+        raise ConfigError(f"rdengine serve needs the ui extra: pip install 'rdengine[ui]' ({exc})") from None
+    click.echo(f"serving jobs of {runs} on http://{host}:{port or 7860} (Ctrl-C stops; jobs resume on restart)",
+               err=True)
+    serve_page(runs, host, port, credentials, allow_dirs, max_upload << 20, defaults)
 
 
 @cli.command("make-checkpoint")
