@@ -60,8 +60,9 @@ def realistic_maps(count: int, height: int, width: int, texture: float, seed: in
 
 
 def measure(maps: np.ndarray, dtype: str, name: str, chain: dict, folder: Path) -> dict:
+    """Write ``maps`` as ``dtype`` through ``chain`` into a new array under ``folder``; read back."""
     data = maps.astype(dtype)
-    path = folder / f"{name}-{dtype}"
+    path = Path(tempfile.mkdtemp(prefix=f"{name}-{dtype}-", dir=folder))
     array = zarr.create_array(str(path), shape=data.shape, dtype=dtype, chunks=(1, *data.shape[1:]),
                               shards=data.shape, fill_value=0, **chain)
     started = time.perf_counter()

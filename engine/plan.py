@@ -34,8 +34,9 @@ from .latents import Geometry
 from .shots.model import Shot, plan_shot_snippets, shot_refinement_dilations, shots_from_cuts
 from .snippets import SnippetGroup
 
-# Stored bytes / raw bytes of the scratch, measured on smooth depth (benchmarks/RESULTS.md,
-# `rdengine bench scratch-codecs`): what the budget counts before a shot has written anything.
+# Stored bytes / raw bytes the budget counts for a shot's scratch before it has written
+# anything (after, its measured bytes count). Scene depth in fp16 stores at 0.03-0.16 of raw
+# (benchmarks/RESULTS.md, `rdengine bench scratch-codecs`); 0.6 leaves room for noisier maps.
 STORED_FRACTION = {"depth": 0.6, "latent": 0.95}
 
 
