@@ -128,6 +128,19 @@ def test_sidecar_names_every_output(outputs):
     assert sidecar["frames"] == FRAMES
 
 
+def test_sidecar_lists_the_outputs_of_earlier_runs_that_hold_the_same_depth(lossless, tmp_path, tiny_checkpoint):
+    out = tmp_path / "out"
+    depth_of(lossless[0], out, tiny_checkpoint, "exr")
+    second = depth_of(lossless[0], out, tiny_checkpoint, "png16")  # resumes: the same depth, another format
+    sidecar = json.loads(second["sidecar"].read_text())
+    assert {"npy", "exr", "png16"} <= set(sidecar["outputs"]) and "other_outputs" not in sidecar
+    assert all((out / rel).exists() for rel in sidecar["outputs"].values())
+    third = depth_of(lossless[0], out, tiny_checkpoint, output="depth")  # other values: npy again, as depth
+    sidecar = json.loads(third["sidecar"].read_text())
+    assert set(sidecar["outputs"]) == {"npy"}
+    assert {"exr", "png16"} <= set(sidecar["other_outputs"]["files"])
+
+
 def test_run_store_opens_in_xarray_with_time_coordinates(outputs):
     import xarray
 

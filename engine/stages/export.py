@@ -125,6 +125,7 @@ class ExportSettings:
     timecode: Timecode | None = None
     covered: tuple[int, int] | None = None
     shown_size: tuple[int, int] | None = None  # the source frame's part depth shows, rows x columns
+    depth_id: str | None = None  # which depth the outputs hold: a hash of the run store's manifest
 
     @classmethod
     def of(cls, ctx: RunContext, clip) -> "ExportSettings":
@@ -140,7 +141,7 @@ class ExportSettings:
                    shown if opts.restore_res else None, opts.output, tuple(numbers.tolist()), opts.exr_dtype,
                    opts.exr_compression, opts.ply_every, opts.ply_stride, opts.focal, opts.fov,
                    frame_name(opts, info), variable_times(times, clip.fps), info.timecode,
-                   None if shown == source_size else shown, shown)
+                   None if shown == source_size else shown, shown, depth_id(ctx.store))
 
     def redirected(self, out_dir: Path, name: str, opts: ExecutionOptions) -> "ExportSettings":
         """These settings writing ``opts.save`` into ``out_dir`` as ``name``, with ``opts``' output options."""
@@ -150,6 +151,11 @@ class ExportSettings:
                                    ply_every=opts.ply_every, ply_stride=opts.ply_stride, focal=opts.focal,
                                    fov=opts.fov, fps=opts.fps or self.fps,
                                    frame_name=opts.frame_name or self.frame_name)
+
+
+def depth_id(store: RunStore) -> str:
+    """A short hash of ``store``'s manifest (its configuration and input): the same id, the same depth."""
+    return hashlib.sha256(json.dumps(store.manifest, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def make_writers(settings: ExportSettings, formats: tuple[str, ...], t: int, size: tuple[int, int],
@@ -417,8 +423,10 @@ def write_sidecar(outputs: dict[str, Path], writers: list, settings: ExportSetti
     files = {fmt: _relative(path, out_dir) for fmt, path in outputs.items() if fmt != "sidecar"}
     files.update({f"{fmt}_scale": _relative(scale_path(outputs[fmt]), out_dir)
                   for fmt in ("png16", "gray16") if fmt in outputs})
+    earlier, other = earlier_outputs(outputs["sidecar"], files, settings, meaning)
+    files.update(earlier)
     extra = {"frames": t, "frame_numbers": describe_numbers(settings.frame_numbers, t), "fps": settings.fps,
-             "size": {"height": size[0], "width": size[1]}, "outputs": files,
+             "size": {"height": size[0], "width": size[1]}, "outputs": files, "depth_id": settings.depth_id,
              "run_store": "zarr array 'depth' [T, H, W]: the run's relative inverse depth (inverse_range), "
                           "whatever 'quantity' the other outputs hold"}
     if any(fmt in outputs for fmt in FRAME_FORMATS):
@@ -437,7 +445,28 @@ def write_sidecar(outputs: dict[str, Path], writers: list, settings: ExportSetti
         extra["ply"] = {"every": ply.every, "stride": ply.stride, "focal_px": ply.focal,
                         "principal_point": [size[1] / 2, size[0] / 2], "axes": "OpenCV: x right, y down, z forward",
                         "z": "relative depth (see the ply files' comments)"}
+    if other:
+        extra["other_outputs"] = {"files": other, "note": "written here by an earlier run of other depth or value "
+                                  "meaning (other options): this sidecar does not describe them"}
     write_text_atomically(outputs["sidecar"], sidecar_json(meaning, extra))
+
+
+def earlier_outputs(sidecar: Path, files: dict[str, str], settings: ExportSettings,
+                    meaning: DepthMeaning) -> tuple[dict[str, str], dict[str, str]]:
+    """The outputs an earlier sidecar at ``sidecar`` lists that this run did not write and that are
+    still there: ``(same, other)``, ``same`` when they hold this depth with this meaning of values
+    (so this sidecar describes them too), else ``other``."""
+    try:
+        before = json.loads(sidecar.read_text())
+        listed = dict(before.get("outputs", {}))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}, {}
+    present = {fmt: rel for fmt, rel in listed.items() if isinstance(rel, str) and fmt not in files
+               and rel not in files.values() and (settings.out_dir / rel).exists()}
+    now = meaning.to_dict()
+    same = (settings.depth_id is not None and before.get("depth_id") == settings.depth_id
+            and all(before.get(key) == value for key, value in json.loads(json.dumps(now)).items()))
+    return (present, {}) if same else ({}, present)
 
 
 def _relative(path: Path, root: Path) -> str:
