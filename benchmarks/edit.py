@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 from ..engine.inspection import store_plan
@@ -29,7 +27,7 @@ from ..engine.ledger import count_flops, format_ledger, ledger, recorded_work
 from ..engine.testing.random_checkpoint import write_random_checkpoint
 from ..engine.testing.synthetic_clip import encode_frames, synthetic_edit
 from ..storage.run_store import RunStore
-from .film import stage_seconds
+from .film import run_sampled, stage_seconds
 
 FPS = 24
 REFERENCE = (432, 768)  # the size the budget is given for, fp16 maps
@@ -77,23 +75,12 @@ def run(frames: int, size: tuple[int, int], take: int, budget_gib: float, extra:
                "--shots", str(tmp / "cuts.txt"), "--scratch-budget", repr(budget / 2**30), "--save", "npy",
                "--save", "exr", "--log-format", "json", *extra]
         peak = {"maps": 0}
-        done = threading.Event()
 
-        def sample() -> None:
+        def sample(done: threading.Event) -> None:
             while not done.wait(0.5):
                 peak["maps"] = max(peak["maps"], scratch_maps(store))
 
-        sampler = threading.Thread(target=sample, daemon=True)
-        started = time.perf_counter()
-        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        sampler.start()
-        log = child.stderr.read()
-        status = child.wait()
-        done.set()
-        sampler.join()
-        seconds = time.perf_counter() - started
-        if status != 0:
-            raise RuntimeError(f"rdengine process failed: {log[-800:]}")
+        log, seconds = run_sampled(cmd, sample)
         events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
         shots = [(e["shot"], e["state"], e["t"]) for e in events if e.get("event") == "shot"]
         run_store = RunStore(store, mode="r")

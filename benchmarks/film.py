@@ -37,6 +37,7 @@ import threading
 import time
 from itertools import product
 from pathlib import Path
+from typing import Callable
 
 from ..engine.ledger import count_flops, format_ledger, ledger, recorded_work
 from ..engine.testing.random_checkpoint import write_random_checkpoint
@@ -90,19 +91,33 @@ def disk_use(folder: Path) -> tuple[int, int, int, int]:
     return total, depth, files, shards
 
 
+def run_sampled(cmd: list[str], sample: Callable[[threading.Event], None]) -> tuple[str, float]:
+    """Run ``cmd`` (an ``rdengine process``) while ``sample(done)`` runs on a thread until ``done``
+    is set at the child's exit; returns its stderr and wall seconds (raises when it failed)."""
+    done = threading.Event()
+    sampler = threading.Thread(target=sample, args=(done,), daemon=True)
+    started = time.perf_counter()
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sampler.start()
+    log = child.stderr.read().decode()
+    status = child.wait()
+    done.set()
+    sampler.join()
+    seconds = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"rdengine process failed: {log[-800:]}")
+    return log, seconds
+
+
 def measure(clip: Path, out: Path, checkpoint: Path, args: list[str], interval: float) -> dict:
     """One ``rdengine process`` run: wall time, peak RSS, peak and final store use."""
     store = out / "run.zarr"
     cmd = [sys.executable, "-m", "rdengine.cli", "process", str(clip), "-o", str(out), "--checkpoint",
            str(checkpoint), "--device", "cpu", "--save", "npy", "--log-format", "json", *args]
     peak = {"store": 0, "intermediate": 0, "files": 0}
-    done = threading.Event()
     maxrss = out.with_name(out.name + ".maxrss")
-    started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-I", "-S", "-c", LAUNCHER, str(maxrss), *cmd],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def sample() -> None:
+    def sample(done: threading.Event) -> None:
         wait = interval
         while not done.wait(wait):
             walk = time.perf_counter()
@@ -112,15 +127,7 @@ def measure(clip: Path, out: Path, checkpoint: Path, args: list[str], interval: 
             peak["store"] = max(peak["store"], total)
             peak["intermediate"] = max(peak["intermediate"], total - depth)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    log = child.stderr.read().decode()
-    status = child.wait()
-    done.set()
-    sampler.join()
-    seconds = time.perf_counter() - started
-    if status != 0:
-        raise RuntimeError(f"rdengine process failed: {log[-800:]}")
+    log, seconds = run_sampled([sys.executable, "-I", "-S", "-c", LAUNCHER, str(maxrss), *cmd], sample)
     total, depth, files, shards = disk_use(store)
     info = json.loads((store / "zarr.json").read_text())["attributes"]["info"]
     return {"seconds": seconds, "peak_rss_mib": int(maxrss.read_text()) / 1024, "peak_store": max(peak["store"], total),

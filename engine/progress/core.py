@@ -254,18 +254,6 @@ class Progress:
                 self._sink.summary(summary_record(self.stages, this_run_seconds, cumulative_seconds, frames, **kw))
             return summary_lines(self.stages, this_run_seconds, cumulative_seconds, frames, **kw)
 
-    @contextmanager
-    def working(self) -> Iterator[None]:
-        """Mark a stretch of this stage's own work (its rate counts only such time)."""
-        with self._lock:
-            self._working_since = time.perf_counter()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.busy += time.perf_counter() - self._working_since
-                self._working_since = None
-
     def close(self, complete: bool = True) -> None:
         """End the stage still open (``complete=False``: it was stopped by an error)."""
         with self._lock:
