@@ -421,80 +421,37 @@ def bench_coalign(args) -> None:
     coalign.main(argv)
 
 
-@bench.command("film", add_help_option=False,
-               context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench_film(args) -> None:
-    """Film-scale runs: time per frame, peak memory, store bytes and files per frame (options:
-    `rdengine bench film --help`; other options go to `rdengine process`)."""
-    from .benchmarks import film
-
-    film.main(list(args))
-
-
-@bench.command("cluster", add_help_option=False,
-               context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench_cluster(args) -> None:
-    """One video on 1 vs N local workers: snippet-stage speed-up, and a projection to N GPUs
-    (options: `rdengine bench cluster --help`)."""
-    from .benchmarks import cluster
-
-    cluster.main(list(args))
+# Benchmarks that parse their own options: subcommand -> (module in rdengine.benchmarks, what it measures).
+PASS_THROUGH_BENCHES = {
+    "film": ("film", "Film-scale runs: time per frame, peak memory, store bytes and files per frame (other "
+                     "options go to `rdengine process`)."),
+    "cluster": ("cluster", "One video on 1 vs N local workers: snippet-stage speed-up, and a projection to N GPUs."),
+    "shots": ("shots", "Cut detection: its time per frame and what it adds to ingest."),
+    "edit": ("edit", "An edited film shot by shot: decodes per snippet frame, scratch in flight, when shots "
+                     "are final."),
+    "scratch-codecs": ("scratch_codecs", "Lossless codecs for the snippet depth scratch on smooth depth: "
+                                         "bytes per map, speed."),
+    "startup": ("startup", "Start-up latency of fresh processes: --help, --version, option errors, the first "
+                           "line of process."),
+    "api": ("api_session", "Clips in one Python session (model loaded once) against one `rdengine process` each."),
+}
 
 
-@bench.command("shots", add_help_option=False,
-               context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench_shots(args) -> None:
-    """Cut detection: its time per frame and what it adds to ingest (`rdengine bench shots --help`)."""
-    from .benchmarks import shots
+def add_pass_through_bench(name: str, module: str, about: str) -> None:
+    """``rdengine bench NAME ARGS...``: ``rdengine.benchmarks.MODULE.main(ARGS)``, imported when run."""
 
-    shots.main(list(args))
+    def run(args) -> None:
+        import importlib
 
+        importlib.import_module(f"{__package__}.benchmarks.{module}").main(list(args))
 
-@bench.command("edit", add_help_option=False,
-               context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench_edit(args) -> None:
-    """An edited film shot by shot: decodes per snippet frame, scratch in flight, when shots are final
-    (`rdengine bench edit --help`)."""
-    from .benchmarks import edit
-
-    edit.main(list(args))
+    command = click.argument("args", nargs=-1, type=click.UNPROCESSED)(run)
+    bench.command(name, add_help_option=False, help=f"{about} (`rdengine bench {name} --help`)",
+                  context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))(command)
 
 
-@bench.command("scratch-codecs", add_help_option=False,
-               context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench_scratch_codecs(args) -> None:
-    """Lossless codecs for the snippet depth scratch on smooth depth: bytes per map, speed
-    (`rdengine bench scratch-codecs --help`)."""
-    from .benchmarks import scratch_codecs
-
-    scratch_codecs.main(list(args))
-
-
-@bench.command("startup", add_help_option=False,
-               context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench_startup(args) -> None:
-    """Start-up latency of fresh processes: --help, --version, option errors, the first line of
-    process (`rdengine bench startup --help`)."""
-    from .benchmarks import startup
-
-    startup.main(list(args))
-
-
-@bench.command("api", add_help_option=False,
-               context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench_api(args) -> None:
-    """Clips in one Python session (model loaded once) against one `rdengine process` each
-    (`rdengine bench api --help`)."""
-    from .benchmarks import api_session
-
-    api_session.main(list(args))
+for _name, (_module, _about) in PASS_THROUGH_BENCHES.items():
+    add_pass_through_bench(_name, _module, _about)
 
 
 def terminate(signum, frame) -> None:
