@@ -463,9 +463,9 @@ def earlier_outputs(sidecar: Path, files: dict[str, str], settings: ExportSettin
         return {}, {}
     present = {fmt: rel for fmt, rel in listed.items() if isinstance(rel, str) and fmt not in files
                and rel not in files.values() and (settings.out_dir / rel).exists()}
-    now = meaning.to_dict()
+    now = json.loads(json.dumps(meaning.to_dict()))  # as the sidecar holds it (tuples as lists)
     same = (settings.depth_id is not None and before.get("depth_id") == settings.depth_id
-            and all(before.get(key) == value for key, value in json.loads(json.dumps(now)).items()))
+            and all(before.get(key) == value for key, value in now.items()))
     return (present, {}) if same else ({}, present)
 
 
